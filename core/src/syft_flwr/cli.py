@@ -1,0 +1,167 @@
+"""The ``syft-flwr`` command: list transports, run a project, run the demo.
+
+This is an application entry point, so unlike the library it prints and configures logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from flwr.app import Context, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import ServerApp
+from flwr.supercore.object_ref import load_app
+
+from syft_flwr import __version__
+from syft_flwr.config import RuntimeSettings, load_project_config
+from syft_flwr.errors import ConfigError, SyftFlwrError
+from syft_flwr.node_ids import normalise_email
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``syft-flwr`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.handler(args))
+    except SyftFlwrError as exc:
+        print(f"syft-flwr: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syft-flwr", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    transports = commands.add_parser("transports", help="list installed transports")
+    transports.set_defaults(handler=_cmd_transports)
+
+    run = commands.add_parser("run", help="run the server or client side of a Flower project")
+    run.add_argument("project_dir", type=Path, help="directory holding the pyproject.toml")
+    run.add_argument("--email", help="act as this datasite (default: SYFTBOX_EMAIL)")
+    run.set_defaults(handler=_cmd_run)
+
+    demo = commands.add_parser("demo", help="federated training on an embedded dataset")
+    demo.add_argument("--transport", default="memory", help="installed transport to use")
+    demo.add_argument("--datasites", type=int, default=3, help="number of clients (default 3)")
+    demo.add_argument("--rounds", type=int, default=5, help="FedAvg rounds (default 5)")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("flwr").setLevel(level)
+
+
+def _cmd_transports(args: argparse.Namespace) -> int:
+    from syft_flwr.plugins import get_transport_registry
+
+    infos = list(get_transport_registry())
+    if not infos:
+        print("no transports installed; install one, e.g. pip install syft-flwr-memory")
+        return 1
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "DESCRIPTION")]
+    rows += [(i.name, i.distribution or "?", i.version or "?", i.description) for i in infos]
+    widths = [max(len(row[col]) for row in rows) for col in range(3)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)),
+            row[3],
+        )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
+    from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
+
+    project_dir: Path = args.project_dir.resolve()
+    config = load_project_config(project_dir)
+    app_name = config.require_app_name()
+    runtime = RuntimeSettings.from_env()
+    is_server = bool(config.aggregator) and normalise_email(
+        resolve_identity(config, runtime, args.email, server=True)
+    ) == normalise_email(config.aggregator or "")
+    if is_server:
+        if not config.datasites:
+            raise ConfigError(f"set datasites in [tool.syft_flwr] of {config.source}")
+        server_app = _load_component(config.flower_components, "serverapp", ServerApp, project_dir)
+        context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+        syftbox_flwr_server(server_app, context, list(config.datasites), app_name, project_dir)
+        return 0
+    identity = resolve_identity(config, runtime, args.email, server=False)
+    client_app = _load_component(config.flower_components, "clientapp", ClientApp, project_dir)
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    reason = syftbox_flwr_client(client_app, context, app_name, project_dir, email=identity)
+    print(f"{identity}: stopped ({reason})")
+    return 0
+
+
+def _load_component(components: dict[str, str] | object, key: str, kind: type, project_dir: Path):  # type: ignore[no-untyped-def]
+    reference = components.get(key) if isinstance(components, dict) else None
+    if not reference:
+        raise ConfigError(
+            f'set {key} = "<module>:<attribute>" in [tool.flwr.app.components] of '
+            f"{project_dir / 'pyproject.toml'}"
+        )
+    try:
+        app = load_app(reference, ValueError, project_dir)
+    except Exception as exc:
+        raise ConfigError(f"cannot load {key} {reference!r}: {exc}") from exc
+    if not isinstance(app, kind):
+        raise ConfigError(f"{key} {reference!r} is a {type(app).__name__}, not a {kind.__name__}")
+    return app
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from syft_flwr.demo.apps import RoundReport
+    from syft_flwr.demo.runner import run_local
+
+    if args.datasites < 1 or args.rounds < 1:
+        raise ConfigError("--datasites and --rounds must be at least 1")
+    print(
+        f"syft-flwr demo: FedAvg logistic regression, {args.datasites} datasites, "
+        f"{args.rounds} rounds, transport '{args.transport}'"
+    )
+    started = time.perf_counter()
+
+    def show(report: RoundReport) -> None:
+        if report.server_round == 0:
+            print(
+                f"round  0  initial model      test loss {report.test_loss:.4f}  "
+                f"accuracy {report.test_accuracy:.3f}"
+            )
+            return
+        train = f"{report.train_loss:.4f}" if report.train_loss is not None else "  n/a "
+        print(
+            f"round {report.server_round:2d}  train loss {train}  test loss "
+            f"{report.test_loss:.4f}  accuracy {report.test_accuracy:.3f}  "
+            f"clients {report.clients}/{args.datasites}  {report.seconds:.2f}s",
+            flush=True,
+        )
+
+    result = run_local(args.transport, args.datasites, args.rounds, on_round=show)
+    initial, final = result.initial, result.final
+    print(
+        f"final model: test loss {final.test_loss:.4f} (initial {initial.test_loss:.4f}), "
+        f"accuracy {final.test_accuracy:.3f} (initial {initial.test_accuracy:.3f}); "
+        f"{len(result.stop_reasons)}/{args.datasites} clients stopped cleanly; "
+        f"{time.perf_counter() - started:.1f}s"
+    )
+    if result.client_errors:
+        for email, error in result.client_errors.items():
+            print(f"client {email} failed: {error}", file=sys.stderr)
+        return 1
+    return 0 if final.test_loss < initial.test_loss else 1

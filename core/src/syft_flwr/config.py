@@ -1,0 +1,186 @@
+"""Project configuration: ``[tool.syft_flwr]`` in the Flower project's ``pyproject.toml``.
+
+Keys: ``app_name``, ``datasites``, ``aggregator``, ``transport`` and a per-transport options
+table ``[tool.syft_flwr.<transport>]``. Environment variables from the syft-flwr API reference
+override or complete it at run time (see :class:`RuntimeSettings`). Every validation error
+names the key and the file, so the user knows what to fix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syft_flwr.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MSG_TIMEOUT",
+    "DEFAULT_POLL_INTERVAL",
+    "DEFAULT_TRANSPORT",
+    "ProjectConfig",
+    "RuntimeSettings",
+    "load_project_config",
+]
+
+DEFAULT_TRANSPORT = "syftbox"
+DEFAULT_MSG_TIMEOUT = 120.0
+DEFAULT_POLL_INTERVAL = 1.0
+
+_KNOWN_KEYS = {"app_name", "datasites", "aggregator", "transport"}
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """The validated ``[tool.syft_flwr]`` table."""
+
+    app_name: str | None = None
+    datasites: tuple[str, ...] = ()
+    aggregator: str | None = None
+    transport: str = DEFAULT_TRANSPORT
+    transport_options: Mapping[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+    flower_components: Mapping[str, str] = field(default_factory=dict)
+
+    def require_app_name(self) -> str:
+        """The app name, or an error saying where to set it."""
+        if not self.app_name:
+            raise ConfigError(f"set app_name in [tool.syft_flwr] of {self._where()}")
+        return self.app_name
+
+    def _where(self) -> str:
+        return str(self.source) if self.source else "the project's pyproject.toml"
+
+
+def load_project_config(project_dir: Path | str | None) -> ProjectConfig:
+    """Read ``[tool.syft_flwr]`` from ``project_dir/pyproject.toml``.
+
+    Without a project dir the defaults apply (transport ``syftbox``), as in the reference API.
+
+    :raises ConfigError: the file is missing or unreadable, or a key has the wrong type.
+    """
+    if project_dir is None:
+        return ProjectConfig()
+    path = Path(project_dir) / "pyproject.toml"
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"no pyproject.toml in project dir {Path(project_dir)}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    tool = document.get("tool", {})
+    table = tool.get("syft_flwr", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.syft_flwr] in {path} must be a table")
+    return _parse_table(table, path, _flower_components(tool, path))
+
+
+def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) -> ProjectConfig:
+    transport = _optional_str(table, "transport", path) or DEFAULT_TRANSPORT
+    options = table.get(transport, {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"[tool.syft_flwr.{transport}] in {path} must be a table")
+    unknown = set(table) - _KNOWN_KEYS - {k for k, v in table.items() if isinstance(v, dict)}
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(sorted(unknown))} in [tool.syft_flwr] of {path}; "
+            f"known keys: {', '.join(sorted(_KNOWN_KEYS))}"
+        )
+    datasites = table.get("datasites", [])
+    if not isinstance(datasites, list) or not all(isinstance(d, str) and d for d in datasites):
+        raise ConfigError(f"datasites in [tool.syft_flwr] of {path} must be a list of emails")
+    return ProjectConfig(
+        app_name=_optional_str(table, "app_name", path),
+        datasites=tuple(datasites),
+        aggregator=_optional_str(table, "aggregator", path),
+        transport=transport,
+        transport_options=dict(options),
+        source=path,
+        flower_components=components,
+    )
+
+
+def _flower_components(tool: Any, path: Path) -> dict[str, str]:
+    try:
+        components = tool["flwr"]["app"]["components"]
+    except (KeyError, TypeError):
+        return {}
+    if not isinstance(components, dict):
+        raise ConfigError(f"[tool.flwr.app.components] in {path} must be a table")
+    return {k: v for k, v in components.items() if isinstance(v, str)}
+
+
+def _optional_str(table: Mapping[str, Any], key: str, path: Path) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} in [tool.syft_flwr] of {path} must be a non-empty string")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Settings taken from the environment at run time.
+
+    :param msg_timeout: ``SYFT_FLWR_MSG_TIMEOUT``: longest wait for replies when the strategy
+        gives no timeout.
+    :param poll_interval: ``SYFT_FLWR_POLL_INTERVAL``: seconds between polls for transports
+        that cannot notify.
+    :param email: ``SYFTBOX_EMAIL``: the identity of this process, if set.
+    :param encryption_enabled: ``SYFT_FLWR_ENCRYPTION_ENABLED``, ``None`` when unset (the
+        transport's default applies).
+    """
+
+    msg_timeout: float = DEFAULT_MSG_TIMEOUT
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    email: str | None = None
+    encryption_enabled: bool | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
+        """Read and validate the environment variables.
+
+        :raises ConfigError: a variable holds a value of the wrong form.
+        """
+        env = os.environ if environ is None else environ
+        return cls(
+            msg_timeout=_positive_float(env, "SYFT_FLWR_MSG_TIMEOUT", DEFAULT_MSG_TIMEOUT),
+            poll_interval=_positive_float(env, "SYFT_FLWR_POLL_INTERVAL", DEFAULT_POLL_INTERVAL),
+            email=(env.get("SYFTBOX_EMAIL") or "").strip() or None,
+            encryption_enabled=_optional_bool(env, "SYFT_FLWR_ENCRYPTION_ENABLED"),
+        )
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return None
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} must be 'true' or 'false'")

@@ -1,0 +1,43 @@
+"""The one exception hierarchy of syft-flwr.
+
+Every error the framework raises on purpose derives from :class:`SyftFlwrError`, so a
+caller can catch one type; each subclass message says what to fix.
+"""
+
+from __future__ import annotations
+
+
+class SyftFlwrError(Exception):
+    """Root of every error syft-flwr raises on purpose."""
+
+
+class ConfigError(SyftFlwrError):
+    """The project configuration is missing, malformed or inconsistent."""
+
+
+class PluginError(SyftFlwrError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class UnknownTransportError(PluginError):
+    """No installed plugin provides the requested transport name."""
+
+
+class TransportError(SyftFlwrError):
+    """A transport could not carry out an operation."""
+
+
+class BodyTooLargeError(TransportError):
+    """A body exceeds the transport's declared maximum size."""
+
+
+class InvalidAddressError(TransportError):
+    """An email, app name, endpoint or id would be unsafe to route or store."""
+
+
+class WireFormatError(SyftFlwrError):
+    """A message cannot be encoded, or bytes on the wire are not a valid syft-flwr envelope."""
+
+
+class GridError(SyftFlwrError):
+    """``SyftGrid`` was used incorrectly (no run set, unknown node, id collision)."""

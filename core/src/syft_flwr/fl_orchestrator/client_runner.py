@@ -1,0 +1,138 @@
+"""The client side: serve a Flower ``ClientApp`` on a transport until the stop signal.
+
+Each request is decoded, checked (addressed to this node, not expired, not seen before),
+handed to the ``ClientApp``, and its reply encoded back. A ``ClientApp`` exception becomes an
+error reply (``CLIENT_APP_RAISED_EXCEPTION``) and serving goes on; the stop signal makes the
+runner return cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections import OrderedDict
+
+import pluggy
+from flwr.app import Context, Error, Message
+from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
+
+from syft_flwr.errors import WireFormatError
+from syft_flwr.node_ids import node_id_for
+from syft_flwr.plugins import get_plugin_manager, notify
+from syft_flwr.transport import Request, Transport
+from syft_flwr.wire import decode_message, encode_message
+
+__all__ = ["ClientRunner"]
+
+logger = logging.getLogger(__name__)
+
+_SEEN_CAPACITY = 4096
+
+
+class ClientRunner:
+    """Serves one ``ClientApp`` for one datasite over one transport.
+
+    :param client_app: the Flower ``ClientApp`` to call.
+    :param context: the node's Flower ``Context`` (its ``node_id`` is set to this datasite's).
+    :param transport: the transport, acting as this datasite.
+    :param app_name: the application path, e.g. ``"flwr/diabetes"``.
+    :param endpoint: the endpoint to serve.
+    """
+
+    def __init__(
+        self,
+        client_app: ClientApp,
+        context: Context,
+        transport: Transport,
+        app_name: str,
+        endpoint: str = "messages",
+        plugin_manager: pluggy.PluginManager | None = None,
+    ) -> None:
+        self.client_app = client_app
+        self.context = context
+        self.transport = transport
+        self.app_name = app_name
+        self.endpoint = endpoint
+        self.node_id = node_id_for(transport.identity)
+        self.context.node_id = self.node_id
+        self.stop_reason: str | None = None
+        self.handled = 0
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._plugins = plugin_manager
+
+    def run(self) -> str | None:
+        """Serve until the stop signal (returns its reason) or until the transport stops."""
+        self.transport.serve(self.app_name, self.endpoint, self.handle)
+        self.transport.run()
+        return self.stop_reason
+
+    def handle(self, request: Request) -> bytes | None:
+        """Answer one request; ``None`` means no reply (stop signal, duplicate, unusable)."""
+        if self._is_duplicate(request):
+            logger.info("ignoring duplicate delivery of request %s", request.id)
+            return None
+        if request.expired():
+            logger.warning("dropping expired request %s from %s", request.id, request.sender)
+            return None
+        try:
+            message = decode_message(request.body)
+        except WireFormatError as exc:
+            logger.warning(
+                "dropping malformed request %s from %s: %s", request.id, request.sender, exc
+            )
+            return None
+        if message.metadata.dst_node_id != self.node_id:
+            logger.warning(
+                "dropping request %s: addressed to node %s, this is node %s (%s)",
+                request.id,
+                message.metadata.dst_node_id,
+                self.node_id,
+                self.transport.identity,
+            )
+            return None
+        reason = self._manager().hook.syft_flwr_stop_reason(message=message)
+        if reason is not None:
+            self._stop(reason)
+            return None
+        return encode_message(self._call_app(message))
+
+    def _call_app(self, message: Message) -> Message:
+        self.context.run_id = message.metadata.run_id
+        try:
+            reply = self.client_app(message, self.context)
+        except Exception as exc:
+            logger.exception("the ClientApp raised on %s", message.metadata.message_type)
+            reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            return Message(
+                Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message
+            )
+        self.handled += 1
+        return reply
+
+    def _stop(self, reason: str) -> None:
+        logger.info("%s received the stop signal: %s", self.transport.identity, reason)
+        self.stop_reason = reason
+        notify(
+            "syft_flwr_stop_signal_received",
+            self._plugins,
+            datasite=self.transport.identity,
+            reason=reason,
+        )
+        self.transport.stop()
+
+    def _is_duplicate(self, request: Request) -> bool:
+        now = time.time()
+        while self._seen:
+            oldest_id, expires_at = next(iter(self._seen.items()))
+            if expires_at > now and len(self._seen) < _SEEN_CAPACITY:
+                break
+            del self._seen[oldest_id]
+        if request.id in self._seen:
+            return True
+        self._seen[request.id] = request.expires_at
+        return False
+
+    def _manager(self) -> pluggy.PluginManager:
+        return self._plugins or get_plugin_manager()

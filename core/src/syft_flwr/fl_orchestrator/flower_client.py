@@ -1,0 +1,54 @@
+"""``syftbox_flwr_client``: serve a Flower ``ClientApp`` for one datasite."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pluggy
+from flwr.app import Context
+from flwr.clientapp import ClientApp
+
+from syft_flwr.config import RuntimeSettings, load_project_config
+from syft_flwr.fl_orchestrator.client_runner import ClientRunner
+from syft_flwr.fl_orchestrator.flower_server import APP_PREFIX
+from syft_flwr.fl_orchestrator.transport_setup import create_transport, resolve_identity
+from syft_flwr.transport import Transport
+
+__all__ = ["syftbox_flwr_client"]
+
+logger = logging.getLogger(__name__)
+
+
+def syftbox_flwr_client(
+    client_app: ClientApp,
+    context: Context,
+    app_name: str,
+    project_dir: Path | None = None,
+    *,
+    email: str | None = None,
+    transport: Transport | None = None,
+    plugin_manager: pluggy.PluginManager | None = None,
+) -> str | None:
+    """Answer the aggregator's messages with ``client_app`` until the stop signal.
+
+    The identity is ``email``, else the transport option ``email``, else ``SYFTBOX_EMAIL``.
+
+    :return: the stop signal's reason, or ``None`` if serving ended otherwise.
+    """
+    owns_transport = transport is None
+    if transport is None:
+        config = load_project_config(project_dir)
+        runtime = RuntimeSettings.from_env()
+        identity = resolve_identity(config, runtime, email, server=False)
+        transport = create_transport(config, runtime, identity, project_dir, plugin_manager)
+    runner = ClientRunner(
+        client_app, context, transport, APP_PREFIX + app_name, plugin_manager=plugin_manager
+    )
+    try:
+        reason = runner.run()
+    finally:
+        if owns_transport:
+            transport.close()
+    logger.info("%s stopped after %d messages: %s", transport.identity, runner.handled, reason)
+    return reason

@@ -1,0 +1,411 @@
+"""``SyftGrid``: a Flower ``Grid`` whose messages travel over a syft-flwr transport.
+
+Datasites are addressed by email; their node ids are derived from the email
+(:mod:`syft_flwr.node_ids`) so that server and clients agree without a registry. A message
+is encoded with the wire codec when it is pushed (strategies share one ``RecordDict``
+between the messages of a round, so it must be serialised before the strategy mutates it)
+and handed to the transport with an expiry of ``created_at + ttl``.
+
+The grid never waits past a message's TTL: once it runs out without an answer, the grid
+answers in the client's place with an error reply (``ErrorCode.MESSAGE_UNAVAILABLE``), so
+a Flower strategy counts a failure instead of hanging. All methods are thread-safe, since
+legacy strategies call ``send_and_receive`` from a thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pluggy
+from flwr.app import Error, Message, Metadata, RecordDict
+from flwr.common.constant import ErrorCode
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+
+from syft_flwr.config import DEFAULT_MSG_TIMEOUT
+from syft_flwr.errors import GridError, SyftFlwrError, WireFormatError
+from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.node_ids import node_table
+from syft_flwr.plugins import notify
+from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
+from syft_flwr.transport import Reply, ReplyStatus, Transport
+from syft_flwr.wire import decode_message, encode_message
+
+__all__ = ["DEFAULT_ENDPOINT", "SERVER_NODE_ID", "SyftGrid"]
+
+logger = logging.getLogger(__name__)
+
+SERVER_NODE_ID = 1
+DEFAULT_ENDPOINT = "messages"
+DEFAULT_STOP_TTL = 60.0
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """What the grid remembers about a message in flight (not its content)."""
+
+    future_id: str
+    datasite: str
+    metadata: Metadata
+    expires_at: float
+
+
+class SyftGrid(Grid):
+    """A Flower ``Grid`` routing messages to datasites through a :class:`Transport`.
+
+    :param app_name: the application path on the transport, e.g. ``"flwr/diabetes"``.
+    :param datasites: the datasite emails taking part.
+    :param client: the transport to send through (named ``client`` as in the reference API).
+    :param endpoint: the endpoint clients serve.
+    :param msg_timeout: longest wait for replies when ``send_and_receive`` gets no timeout.
+    :param plugin_manager: where lifecycle hooks go; the process-wide manager by default.
+    :raises GridError: a datasite is listed twice or two datasites share a node id.
+    """
+
+    def __init__(
+        self,
+        app_name: str,
+        datasites: Sequence[str],
+        client: Transport,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        msg_timeout: float = DEFAULT_MSG_TIMEOUT,
+        plugin_manager: pluggy.PluginManager | None = None,
+    ) -> None:
+        if not datasites:
+            raise GridError("SyftGrid needs at least one datasite")
+        self.app_name = app_name
+        self.endpoint = endpoint
+        self.transport = client
+        self.msg_timeout = msg_timeout
+        self._nodes = node_table(datasites)
+        self._node_of = {email: node_id for node_id, email in self._nodes.items()}
+        self._run: Run | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._by_future: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._plugins = plugin_manager
+
+    # -- run and nodes ------------------------------------------------------------------
+
+    def set_run(self, run: Run | int) -> None:
+        """Set the run; accepts a Flower ``Run`` or a bare run id (as the reference API does)."""
+        if isinstance(run, bool) or not isinstance(run, (Run, int)):
+            raise GridError(f"set_run needs a flwr Run or an int run id, got {type(run).__name__}")
+        self._run = Run.create_empty(run) if isinstance(run, int) else run
+
+    @property
+    def run(self) -> Run:
+        """The current run."""
+        if self._run is None:
+            raise GridError("SyftGrid has no run: call set_run(run_id) first")
+        return Run(**vars(self._run))
+
+    @property
+    def datasites(self) -> list[str]:
+        """The datasite emails, in configuration order."""
+        return list(self._nodes.values())
+
+    def node_id_of(self, datasite: str) -> int:
+        """The node id of ``datasite``."""
+        try:
+            return self._node_of[datasite]
+        except KeyError:
+            raise GridError(f"{datasite!r} is not a datasite of this grid") from None
+
+    def datasite_of(self, node_id: int) -> str:
+        """The email behind ``node_id``."""
+        try:
+            return self._nodes[node_id]
+        except KeyError:
+            raise GridError(f"node id {node_id} is not a datasite of this grid") from None
+
+    def get_node_ids(self) -> list[int]:
+        """Node ids of every configured datasite."""
+        return list(self._nodes)
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        """Build an instruction message (deprecated upstream in favour of ``Message(...)``)."""
+        return Message(
+            content=content,
+            dst_node_id=dst_node_id,
+            message_type=message_type,
+            group_id=group_id,
+            ttl=ttl,
+        )
+
+    # -- pushing and pulling ------------------------------------------------------------
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        """Encode and send each message; return their new message ids.
+
+        :raises GridError: a message is not an instruction or targets an unknown node.
+        """
+        run_id = self.run.run_id
+        ids: list[str] = []
+        for message in messages:
+            ids.append(self._push_one(message, run_id))
+        return ids
+
+    def _push_one(self, message: Message, run_id: int) -> str:
+        metadata = message.metadata
+        if metadata.reply_to_message_id:
+            raise GridError("push_messages got a reply; only instruction messages can be pushed")
+        datasite = self.datasite_of(metadata.dst_node_id)
+        if metadata.ttl <= 0:
+            raise GridError(f"message to {datasite} has a non-positive ttl {metadata.ttl}")
+        message_id = uuid.uuid4().hex
+        metadata.__dict__["_message_id"] = message_id  # Metadata has no public setter
+        if metadata.run_id != run_id:
+            metadata.__dict__["_run_id"] = run_id
+        if metadata.src_node_id != SERVER_NODE_ID:
+            metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
+        expires_at = metadata.created_at + metadata.ttl
+        body = encode_message(message)
+        future_id = self.transport.send(datasite, self.app_name, self.endpoint, body, expires_at)
+        with self._lock:
+            self._pending[message_id] = _Pending(future_id, datasite, metadata, expires_at)
+            self._by_future[future_id] = message_id
+        self._notify(
+            "syft_flwr_message_pushed",
+            run_id=run_id,
+            message_id=message_id,
+            datasite=datasite,
+            message_type=metadata.message_type,
+            group_id=metadata.group_id,
+        )
+        return message_id
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        """Collect the replies that are there now, without blocking.
+
+        A message whose TTL ran out without an answer yields an error reply
+        (``MESSAGE_UNAVAILABLE``). Unknown or already collected ids are ignored.
+        """
+        now = time.time()
+        replies: list[Message] = []
+        for message_id in message_ids:
+            with self._lock:
+                pending = self._pending.get(message_id)
+            if pending is None:
+                continue
+            reply = self.transport.poll(pending.future_id)
+            if reply is not None:
+                replies.append(self._finish(message_id, self._reply_message(pending, reply)))
+            elif now >= pending.expires_at:
+                replies.append(self._finish(message_id, self._expired(pending)))
+        return replies
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> list[Message]:
+        """Push ``messages`` and wait for every reply, an expiry, or the timeout.
+
+        The wait ends at the earliest of: all replies in, ``timeout`` (or
+        ``SYFT_FLWR_MSG_TIMEOUT`` when ``None``) elapsed, every message's TTL passed.
+        Messages still unanswered then get an error reply, so the result always holds one
+        reply per message.
+        """
+        messages = list(messages)
+        ids = self.push_messages(messages)
+        limit = self.msg_timeout if timeout is None else max(0.0, timeout)
+        give_up_at = time.time() + limit
+        replies: list[Message] = []
+        with self._lock:
+            waiting = {self._pending[mid].future_id: mid for mid in ids if mid in self._pending}
+        while waiting:
+            now = time.time()
+            replies.extend(self._expire_due(waiting, now, give_up_at))
+            if not waiting:
+                break
+            next_deadline = min(
+                give_up_at, min(self._pending_expiry(mid) for mid in waiting.values())
+            )
+            ready = self.transport.wait_ready(waiting.keys(), max(0.0, next_deadline - now))
+            for future_id in ready:
+                got = self.pull_messages([waiting[future_id]])
+                if got:
+                    del waiting[future_id]
+                    replies.extend(got)
+        self._report_round(messages, replies)
+        return replies
+
+    def _expire_due(self, waiting: dict[str, str], now: float, give_up_at: float) -> list[Message]:
+        replies: list[Message] = []
+        for future_id, message_id in list(waiting.items()):
+            with self._lock:
+                pending = self._pending.get(message_id)
+            if pending is None:
+                del waiting[future_id]
+                continue
+            if now >= pending.expires_at:
+                del waiting[future_id]
+                replies.extend(self.pull_messages([message_id]))
+            elif now >= give_up_at:
+                del waiting[future_id]
+                late = self.pull_messages([message_id])
+                replies.extend(late or [self._finish(message_id, self._timed_out(pending))])
+        return replies
+
+    def _pending_expiry(self, message_id: str) -> float:
+        with self._lock:
+            pending = self._pending.get(message_id)
+        return pending.expires_at if pending else 0.0
+
+    # -- reply construction -------------------------------------------------------------
+
+    def _finish(self, message_id: str, reply: Message) -> Message:
+        with self._lock:
+            pending = self._pending.pop(message_id, None)
+            if pending is not None:
+                self._by_future.pop(pending.future_id, None)
+        if pending is not None:
+            self.transport.forget(pending.future_id)
+            self._notify(
+                "syft_flwr_reply_pulled",
+                run_id=self.run.run_id,
+                message_id=message_id,
+                datasite=pending.datasite,
+                error_code=reply.error.code if reply.has_error() else None,
+            )
+        return reply
+
+    def _reply_message(self, pending: _Pending, reply: Reply) -> Message:
+        if reply.status is ReplyStatus.EXPIRED:
+            return self._expired(pending)
+        if reply.status is ReplyStatus.REJECTED:
+            return self._error(
+                pending,
+                ErrorCode.NODE_UNAVAILABLE,
+                f"{pending.datasite} rejected the message: {reply.detail}",
+            )
+        try:
+            message = decode_message(reply.body)
+        except WireFormatError as exc:
+            logger.warning("undecodable reply from %s: %s", pending.datasite, exc)
+            return self._error(
+                pending, ErrorCode.REPLY_MESSAGE_UNAVAILABLE, f"undecodable reply: {exc}"
+            )
+        problem = self._check_reply(pending, message)
+        if problem:
+            logger.warning("rejected reply from %s: %s", pending.datasite, problem)
+            return self._error(pending, ErrorCode.REPLY_MESSAGE_UNAVAILABLE, problem)
+        if not message.metadata.message_id:
+            message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+        return message
+
+    def _check_reply(self, pending: _Pending, message: Message) -> str | None:
+        metadata = message.metadata
+        expected_src = self._node_of[pending.datasite]
+        if metadata.reply_to_message_id != pending.metadata.message_id:
+            return (
+                f"reply answers message {metadata.reply_to_message_id!r}, "
+                f"expected {pending.metadata.message_id!r}"
+            )
+        if metadata.src_node_id != expected_src:
+            return f"reply claims node {metadata.src_node_id}, expected {expected_src}"
+        if metadata.run_id != pending.metadata.run_id:
+            return f"reply is for run {metadata.run_id}, expected {pending.metadata.run_id}"
+        return None
+
+    def _expired(self, pending: _Pending) -> Message:
+        return self._error(
+            pending,
+            ErrorCode.MESSAGE_UNAVAILABLE,
+            f"no reply from {pending.datasite} within the message TTL "
+            f"({pending.metadata.ttl:.1f}s)",
+        )
+
+    def _timed_out(self, pending: _Pending) -> Message:
+        return self._error(
+            pending,
+            ErrorCode.MESSAGE_UNAVAILABLE,
+            f"no reply from {pending.datasite} before the timeout",
+        )
+
+    def _error(self, pending: _Pending, code: int, reason: str) -> Message:
+        sent = pending.metadata
+        now = time.time()
+        metadata = Metadata(
+            run_id=sent.run_id,
+            message_id=uuid.uuid4().hex,
+            src_node_id=sent.dst_node_id,
+            dst_node_id=SERVER_NODE_ID,
+            reply_to_message_id=sent.message_id,
+            group_id=sent.group_id,
+            created_at=now,
+            ttl=max(pending.expires_at - now, 1e-3),
+            message_type=sent.message_type,
+        )
+        return message_with_metadata(metadata, error=Error(code=code, reason=reason))
+
+    # -- stop signal --------------------------------------------------------------------
+
+    def send_stop_signal(
+        self,
+        group_id: str = STOP_GROUP_ID,
+        reason: str = "Server stopped",
+        ttl: float = DEFAULT_STOP_TTL,
+    ) -> list[str]:
+        """Send the stop signal to every datasite; return the datasites it was handed to.
+
+        Sending to one datasite failing does not keep the others from being told.
+        """
+        run_id = self.run.run_id
+        delivered: list[str] = []
+        for node_id, datasite in self._nodes.items():
+            metadata = Metadata(
+                run_id=run_id,
+                message_id=uuid.uuid4().hex,
+                src_node_id=SERVER_NODE_ID,
+                dst_node_id=node_id,
+                reply_to_message_id="",
+                group_id=group_id,
+                created_at=time.time(),
+                ttl=ttl,
+                message_type=SYSTEM_MESSAGE_TYPE,
+            )
+            message = message_with_metadata(metadata, content=build_stop_content(reason))
+            try:
+                body = encode_message(message)
+                future_id = self.transport.send(
+                    datasite, self.app_name, self.endpoint, body, metadata.created_at + ttl
+                )
+            except SyftFlwrError as exc:
+                logger.error("could not send the stop signal to %s: %s", datasite, exc)
+                continue
+            self.transport.forget(future_id)
+            delivered.append(datasite)
+            self._notify(
+                "syft_flwr_stop_signal_sent", run_id=run_id, datasite=datasite, reason=reason
+            )
+        return delivered
+
+    # -- hooks --------------------------------------------------------------------------
+
+    def _report_round(self, sent: list[Message], replies: list[Message]) -> None:
+        if not sent:
+            return
+        failures = sum(1 for reply in replies if reply.has_error())
+        self._notify(
+            "syft_flwr_round_finished",
+            run_id=self.run.run_id,
+            group_id=sent[0].metadata.group_id,
+            replies=len(replies) - failures,
+            failures=failures,
+        )
+
+    def _notify(self, hook_name: str, **kwargs: object) -> None:
+        notify(hook_name, self._plugins, **kwargs)

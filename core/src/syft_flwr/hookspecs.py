@@ -1,0 +1,147 @@
+"""Every hook a syft-flwr plugin can implement.
+
+Plugins are found through the ``syft_flwr`` entry-point group and implement any subset of
+the hooks below with ``@syft_flwr.hookimpl``. A hook implementation whose name is not
+declared here fails loudly at load time (``PluginManager.check_pending()``), so a typo
+never goes unnoticed.
+
+Event hooks are notifications: their return values are ignored and an exception raised
+inside one is logged and swallowed so that a faulty observer cannot break a training run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from flwr.app import Message
+
+    from syft_flwr.registry import TransportRegistry
+
+PROJECT_NAME = "syft_flwr"
+ENTRY_POINT_GROUP = "syft_flwr"
+"""The entry-point group plugins register in; its entry-point names are plugin names."""
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def syft_flwr_register_transports(registry: TransportRegistry) -> None:
+    """Register the transports this plugin provides.
+
+    Call ``registry.register(name, factory)`` once per transport. ``name`` is what users
+    write in ``[tool.syft_flwr] transport = "<name>"``; ``factory`` takes a
+    :class:`~syft_flwr.transport.TransportSettings` and returns a
+    :class:`~syft_flwr.transport.Transport`.
+
+    :param registry: the registry to fill.
+    """
+
+
+@hookspec(firstresult=True)
+def syft_flwr_stop_reason(message: Message) -> str | None:
+    """Recognise a stop signal and return its reason, or ``None`` if it is not one.
+
+    The core's built-in implementation recognises the documented schema (a ``system``
+    message in group ``final`` carrying ``config.action == "stop"``). A plugin that bridges
+    another system can recognise that system's stop message too; the first non-``None``
+    answer wins.
+
+    :param message: a message that arrived at a client.
+    :return: the stop reason, or ``None``.
+    """
+
+
+@hookspec
+def syft_flwr_server_started(run_id: int, app_name: str, datasites: list[str]) -> None:
+    """A server run is about to start the ``ServerApp``.
+
+    :param run_id: the run's id.
+    :param app_name: the application name (without the ``flwr/`` prefix).
+    :param datasites: the datasites taking part, in configuration order.
+    """
+
+
+@hookspec
+def syft_flwr_server_finished(run_id: int, error: BaseException | None) -> None:
+    """A server run ended, before stop signals are sent.
+
+    :param run_id: the run's id.
+    :param error: the exception that ended the run, or ``None`` on success.
+    """
+
+
+@hookspec
+def syft_flwr_message_pushed(
+    run_id: int, message_id: str, datasite: str, message_type: str, group_id: str
+) -> None:
+    """The grid handed a message for ``datasite`` to the transport.
+
+    :param run_id: the run's id.
+    :param message_id: the Flower message id the grid assigned.
+    :param datasite: the recipient's email.
+    :param message_type: the Flower message type (``train``, ``evaluate``, ``system``...).
+    :param group_id: the message's group (the round, for most strategies).
+    """
+
+
+@hookspec
+def syft_flwr_reply_pulled(
+    run_id: int, message_id: str, datasite: str, error_code: int | None
+) -> None:
+    """The grid produced the reply to ``message_id`` for the strategy.
+
+    :param run_id: the run's id.
+    :param message_id: the id of the message this reply answers.
+    :param datasite: the replying datasite.
+    :param error_code: Flower ``ErrorCode`` of an error reply (also for replies the grid
+        synthesised on expiry), ``None`` for a successful reply.
+    """
+
+
+@hookspec
+def syft_flwr_round_finished(run_id: int, group_id: str, replies: int, failures: int) -> None:
+    """A ``send_and_receive`` call returned: one round of one kind of work is complete.
+
+    :param run_id: the run's id.
+    :param group_id: the group id of the messages sent (the round, for Flower strategies).
+    :param replies: how many successful replies came back.
+    :param failures: how many error replies (including expiries) came back.
+    """
+
+
+@hookspec
+def syft_flwr_stop_signal_sent(run_id: int, datasite: str, reason: str) -> None:
+    """The server sent the stop signal to ``datasite``.
+
+    :param run_id: the run's id.
+    :param datasite: the recipient's email.
+    :param reason: the reason carried in the signal.
+    """
+
+
+@hookspec
+def syft_flwr_stop_signal_received(datasite: str, reason: str) -> None:
+    """A client received the stop signal and is about to stop serving.
+
+    :param datasite: the email of the client that stops.
+    :param reason: the reason carried in the signal.
+    """
+
+
+@hookspec(firstresult=True)
+def syft_flwr_local_options(transport: str, workdir: Path) -> dict[str, Any] | None:
+    """Options that let ``transport`` run entirely on this machine, for demos and tests.
+
+    ``syft-flwr demo --transport NAME`` asks this hook for the options table of every
+    participant; a plugin answers for its own transport names (for example a temporary
+    datasites folder under ``workdir``) and returns ``None`` for the others.
+
+    :param transport: the transport name asked about.
+    :param workdir: a private temporary directory the run may use; removed afterwards.
+    :return: the options table, or ``None`` if this plugin does not provide ``transport``.
+    """

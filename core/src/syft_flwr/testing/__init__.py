@@ -1,0 +1,1 @@
+"""Test helpers for syft-flwr and transport plugins."""

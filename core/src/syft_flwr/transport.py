@@ -1,0 +1,223 @@
+"""The transport contract: what ``SyftGrid`` and the client runner need from a transport.
+
+A transport moves opaque bodies (encoded envelopes) between datasites, addressed by
+``(datasite, app, endpoint)``. The server side sends requests and collects replies through
+*future ids*; the client side serves an endpoint with a handler whose return value is the
+reply body. Transports know nothing about Flower: encoding, routing to node ids, TTL policy
+and the stop signal live in the core, so a transport plugin stays small.
+
+Waiting is event-driven where the transport can notify (it calls :meth:`Transport.reply_arrived`
+the moment a reply lands) and falls back to polling every ``poll_interval`` seconds
+otherwise (``SYFT_FLWR_POLL_INTERVAL``).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Reply",
+    "ReplyStatus",
+    "Request",
+    "RequestHandler",
+    "Transport",
+    "TransportCapabilities",
+    "TransportSettings",
+]
+
+
+@dataclass(frozen=True)
+class TransportCapabilities:
+    """What a transport can do, so callers adapt instead of guessing.
+
+    :param notifies: replies and requests wake waiters immediately (no polling needed).
+    :param max_body_size: largest body in bytes the transport accepts, ``None`` if unbounded.
+    :param persistent: futures survive a restart of the sending process.
+    :param encrypted: bodies are end-to-end encrypted by the transport.
+    """
+
+    notifies: bool
+    max_body_size: int | None = None
+    persistent: bool = False
+    encrypted: bool = False
+
+
+class ReplyStatus(enum.Enum):
+    """Outcome of a request, as seen by the sender."""
+
+    OK = "ok"
+    """The recipient answered; ``Reply.body`` holds its answer."""
+    EXPIRED = "expired"
+    """The request expired before an answer arrived."""
+    REJECTED = "rejected"
+    """The recipient (or the transport) refused the request; ``Reply.detail`` says why."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer to one future."""
+
+    future_id: str
+    status: ReplyStatus
+    body: bytes = b""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request as the serving side sees it.
+
+    ``sender`` is established by the transport (for example from the folder a file sits
+    in or an authenticated channel), never taken on trust from inside the body.
+    """
+
+    id: str
+    sender: str
+    recipient: str
+    app: str
+    endpoint: str
+    body: bytes
+    created_at: float
+    expires_at: float
+
+    def expired(self, now: float | None = None) -> bool:
+        """Whether the request's validity window has passed."""
+        return (time.time() if now is None else now) >= self.expires_at
+
+
+RequestHandler = Callable[[Request], "bytes | None"]
+"""Serves one request; returns the reply body, or ``None`` to send no reply."""
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """Everything a transport factory gets to build an instance.
+
+    :param identity: the email of the datasite this process acts as.
+    :param options: the transport's own table from ``[tool.syft_flwr.<transport>]``.
+    :param project_dir: the Flower project directory, if there is one.
+    :param poll_interval: seconds between polls for transports that cannot notify.
+    """
+
+    identity: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    project_dir: Path | None = None
+    poll_interval: float = 1.0
+
+
+class Transport(ABC):
+    """Base class of every transport.
+
+    Subclasses implement the abstract methods and call :meth:`reply_arrived` whenever a
+    reply for one of their futures becomes available (from any thread). Everything here
+    must be thread-safe: legacy Flower strategies call the grid from a thread pool.
+    """
+
+    def __init__(self, settings: TransportSettings) -> None:
+        self.settings = settings
+        self._ready_lock = threading.Condition()
+        self._ready: set[str] = set()
+
+    @property
+    def identity(self) -> str:
+        """Email of the datasite this transport acts as."""
+        return self.settings.identity
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> TransportCapabilities:
+        """What this transport supports."""
+
+    # -- sending side ---------------------------------------------------------------
+
+    @abstractmethod
+    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+        """Send ``body`` to ``endpoint`` of ``app`` at ``datasite``; return a new future id.
+
+        :raises BodyTooLargeError: ``body`` exceeds ``capabilities.max_body_size``.
+        :raises InvalidAddressError: an address part is unsafe.
+        """
+
+    @abstractmethod
+    def poll(self, future_id: str) -> Reply | None:
+        """Return the reply for ``future_id`` if one is there, without blocking.
+
+        Polling does not consume the reply; :meth:`forget` does. An unknown future id
+        returns ``None``.
+        """
+
+    @abstractmethod
+    def forget(self, future_id: str) -> None:
+        """Drop a future and whatever the transport stores for it; unknown ids are ignored."""
+
+    def wait_ready(self, future_ids: Collection[str], timeout: float) -> set[str]:
+        """Block until at least one of ``future_ids`` may have a reply, or ``timeout`` passes.
+
+        Returns the subset known to be ready (possibly empty on timeout). Notifying
+        transports wake on :meth:`reply_arrived`; the others are polled every
+        ``settings.poll_interval`` seconds.
+        """
+        wanted = set(future_ids)
+        deadline = time.monotonic() + max(0.0, timeout)
+        if not self.capabilities.notifies:
+            return self._poll_until(wanted, deadline)
+        with self._ready_lock:
+            while True:
+                hits = self._ready & wanted
+                if hits:
+                    self._ready -= hits
+                    return hits
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return set()
+                self._ready_lock.wait(remaining)
+
+    def _poll_until(self, wanted: set[str], deadline: float) -> set[str]:
+        while True:
+            hits = {fid for fid in wanted if self.poll(fid) is not None}
+            remaining = deadline - time.monotonic()
+            if hits or remaining <= 0:
+                return hits
+            time.sleep(min(self.settings.poll_interval, remaining))
+
+    def reply_arrived(self, future_id: str) -> None:
+        """Tell waiters that a reply for ``future_id`` is available (notifying transports)."""
+        with self._ready_lock:
+            self._ready.add(future_id)
+            self._ready_lock.notify_all()
+
+    def discard_ready(self, future_id: str) -> None:
+        """Forget a ready mark; subclasses call this from :meth:`forget`."""
+        with self._ready_lock:
+            self._ready.discard(future_id)
+
+    # -- serving side ---------------------------------------------------------------
+
+    @abstractmethod
+    def serve(self, app: str, endpoint: str, handler: RequestHandler) -> None:
+        """Register ``handler`` for requests to ``endpoint`` of ``app`` at this datasite."""
+
+    @abstractmethod
+    def run(self) -> None:
+        """Deliver requests to the registered handlers until :meth:`stop` is called."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Make :meth:`run` return soon; safe to call from any thread, more than once."""
+
+    def close(self) -> None:
+        """Release resources (threads, files, connections). Idempotent."""
+        self.stop()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
