@@ -20,8 +20,12 @@ bootstrap_install() {
     local label="$1"; shift
     local stamp="$VENV/.syft-flwr-$label.stamp"
     local digest
-    digest="$(cat "$ROOT"/pyproject.toml "$ROOT"/core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml \
-        "$ROOT"/examples/*/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1) $*"
+    local -a manifests
+    shopt -s nullglob
+    manifests=("$ROOT"/pyproject.toml "$ROOT"/core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml \
+        "$ROOT"/examples/*/pyproject.toml)
+    shopt -u nullglob
+    digest="$(cat "${manifests[@]}" | sha256sum | cut -d' ' -f1) $*"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
         return 0
     fi
