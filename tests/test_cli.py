@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,13 +17,16 @@ from syft_flwr.cli import main
 pytestmark = pytest.mark.slow
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "syft_flwr", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -47,7 +51,7 @@ def test_demo_trains_a_better_model():
 
 
 def test_demo_with_unknown_transport_says_what_to_install():
-    result = run_cli("demo", "--transport", "gdrive")
+    result = run_cli("demo", "--transport", "gdrive", env={"SYFT_FLWR_DISABLED_PLUGINS": "gdrive"})
     assert result.returncode == 2
     assert "pip install syft-flwr-gdrive" in result.stderr
 

@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--email", help="act as this datasite (default: SYFTBOX_EMAIL)")
     run.set_defaults(handler=_cmd_run)
 
+    plugin = commands.add_parser("plugin", help="tools for transport plugin authors")
+    plugin_commands = plugin.add_subparsers(required=True, metavar="ACTION")
+    new = plugin_commands.add_parser("new", help="scaffold a new transport plugin package")
+    new.add_argument("name", help="the transport name, e.g. 'pigeon'")
+    new.add_argument("--dir", type=Path, help="where to create it (default ./syft-flwr-NAME)")
+    new.set_defaults(handler=_cmd_plugin_new)
+
     demo = commands.add_parser("demo", help="federated training on an embedded dataset")
     demo.add_argument("--transport", default="memory", help="installed transport to use")
     demo.add_argument("--datasites", type=int, default=3, help="number of clients (default 3)")
@@ -123,6 +130,20 @@ def _load_component(components: dict[str, str] | object, key: str, kind: type, p
     if not isinstance(app, kind):
         raise ConfigError(f"{key} {reference!r} is a {type(app).__name__}, not a {kind.__name__}")
     return app
+
+
+def _cmd_plugin_new(args: argparse.Namespace) -> int:
+    from syft_flwr.scaffold import PluginNames, create_plugin_package
+
+    names = PluginNames.from_transport(args.name)
+    destination: Path = args.dir or Path(names.distribution)
+    for path in create_plugin_package(args.name, destination):
+        print(f"created {path}")
+    print(
+        f"\nnext: pip install -e '{destination}[test]' && pytest {destination}\n"
+        f"then implement {names.class_name} in {destination}/src/{names.package}/transport.py"
+    )
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

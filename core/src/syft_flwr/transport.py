@@ -149,8 +149,9 @@ class Transport(ABC):
     def poll(self, future_id: str) -> Reply | None:
         """Return the reply for ``future_id`` if one is there, without blocking.
 
-        Polling does not consume the reply; :meth:`forget` does. An unknown future id
-        returns ``None``.
+        Once ``expires_at`` has passed without an answer, the reply is
+        ``Reply(status=EXPIRED)``; an answer that arrives after that is ignored. Polling does
+        not consume the reply; :meth:`forget` does. An unknown future id returns ``None``.
         """
 
     @abstractmethod
@@ -202,7 +203,11 @@ class Transport(ABC):
 
     @abstractmethod
     def serve(self, app: str, endpoint: str, handler: RequestHandler) -> None:
-        """Register ``handler`` for requests to ``endpoint`` of ``app`` at this datasite."""
+        """Register ``handler`` for requests to ``endpoint`` of ``app`` at this datasite.
+
+        Requests are never handed to a handler after they expire; a request to an endpoint
+        nobody serves ends ``REJECTED`` or ``EXPIRED``, never at another endpoint's handler.
+        """
 
     @abstractmethod
     def run(self) -> None:

@@ -83,6 +83,9 @@ class ClientRunner:
                 "dropping malformed request %s from %s: %s", request.id, request.sender, exc
             )
             return None
+        if self._seen_message(message, request):
+            logger.info("ignoring a second delivery of message %s", message.metadata.message_id)
+            return None
         if message.metadata.dst_node_id != self.node_id:
             logger.warning(
                 "dropping request %s: addressed to node %s, this is node %s (%s)",
@@ -123,15 +126,23 @@ class ClientRunner:
         self.transport.stop()
 
     def _is_duplicate(self, request: Request) -> bool:
+        """The same transport request delivered again (a duplicating medium)."""
+        return self._remember(f"request:{request.id}", request.expires_at)
+
+    def _seen_message(self, message: Message, request: Request) -> bool:
+        """The same Flower message sent again as a new request (a replay or a resend)."""
+        return self._remember(f"message:{message.metadata.message_id}", request.expires_at)
+
+    def _remember(self, key: str, expires_at: float) -> bool:
         now = time.time()
         while self._seen:
-            oldest_id, expires_at = next(iter(self._seen.items()))
-            if expires_at > now and len(self._seen) < _SEEN_CAPACITY:
+            oldest, oldest_expiry = next(iter(self._seen.items()))
+            if oldest_expiry > now and len(self._seen) < _SEEN_CAPACITY:
                 break
-            del self._seen[oldest_id]
-        if request.id in self._seen:
+            del self._seen[oldest]
+        if key in self._seen:
             return True
-        self._seen[request.id] = request.expires_at
+        self._seen[key] = expires_at
         return False
 
     def _manager(self) -> pluggy.PluginManager:
