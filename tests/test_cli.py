@@ -47,7 +47,7 @@ def test_demo_trains_a_better_model():
     accuracies = [float(acc) for _, _, acc in rounds]
     assert losses[-1] < losses[0] - 0.1
     assert accuracies[-1] > accuracies[0] + 0.1
-    assert "3/3 clients stopped cleanly" in result.stdout
+    assert "3/3 client threads stopped cleanly" in result.stdout
 
 
 def test_demo_with_unknown_transport_says_what_to_install():
@@ -129,3 +129,9 @@ def test_run_without_identity_says_what_to_set(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SYFTBOX_EMAIL", raising=False)
     assert main(["run", str(tmp_path)]) == 2
     assert "SYFTBOX_EMAIL" in capsys.readouterr().err
+
+
+def test_demo_refuses_processes_for_an_in_process_transport():
+    result = run_cli("demo", "--clients", "processes")
+    assert result.returncode == 2
+    assert "works within one process only" in result.stderr

@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--transport", default="memory", help="installed transport to use")
     demo.add_argument("--datasites", type=int, default=3, help="number of clients (default 3)")
     demo.add_argument("--rounds", type=int, default=5, help="FedAvg rounds (default 5)")
+    demo.add_argument(
+        "--clients",
+        choices=("auto", "threads", "processes"),
+        default="auto",
+        help="run clients as threads or processes (auto: processes unless the transport "
+        "is limited to one process)",
+    )
     demo.set_defaults(handler=_cmd_demo)
     return parser
 
@@ -173,12 +180,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    result = run_local(args.transport, args.datasites, args.rounds, on_round=show)
+    processes = {"auto": None, "threads": False, "processes": True}[args.clients]
+    result = run_local(args.transport, args.datasites, args.rounds, show, processes=processes)
     initial, final = result.initial, result.final
     print(
         f"final model: test loss {final.test_loss:.4f} (initial {initial.test_loss:.4f}), "
         f"accuracy {final.test_accuracy:.3f} (initial {initial.test_accuracy:.3f}); "
-        f"{len(result.stop_reasons)}/{args.datasites} clients stopped cleanly; "
+        f"{len(result.stop_reasons)}/{args.datasites} client "
+        f"{'processes' if result.client_processes else 'threads'} stopped cleanly; "
         f"{time.perf_counter() - started:.1f}s"
     )
     if result.client_errors:

@@ -41,12 +41,15 @@ class TransportCapabilities:
     :param max_body_size: largest body in bytes the transport accepts, ``None`` if unbounded.
     :param persistent: futures survive a restart of the sending process.
     :param encrypted: bodies are end-to-end encrypted by the transport.
+    :param in_process_only: all participants must live in one Python process (an in-memory
+        medium); the demo then runs clients as threads instead of processes.
     """
 
     notifies: bool
     max_body_size: int | None = None
     persistent: bool = False
     encrypted: bool = False
+    in_process_only: bool = False
 
 
 class ReplyStatus(enum.Enum):

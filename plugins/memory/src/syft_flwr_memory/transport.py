@@ -57,7 +57,10 @@ class MemoryTransport(Transport):
         check_datasite(settings.identity)
         options = settings.options
         self._capabilities = TransportCapabilities(
-            notifies=True, max_body_size=_max_body_size(options), persistent=False
+            notifies=True,
+            max_body_size=_max_body_size(options),
+            persistent=False,
+            in_process_only=True,
         )
         self._network = network if network is not None else MemoryNetwork.named(_name(options))
         plan = _fault_plan(options)
