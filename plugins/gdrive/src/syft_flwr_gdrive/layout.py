@@ -1,0 +1,157 @@
+"""Names on Drive, compatible with syft-flwr 0.5.x's Drive ("p2p") mode.
+
+::
+
+    SyftBox/                                          (root_folder_name, in My Drive)
+      syft_outbox_inbox_<sender>_to_<recipient>/      (owned by sender, shared with recipient)
+        <app>/rpc/<endpoint>/<id>.request             (sender -> recipient)
+      syft_outbox_inbox_<recipient>_to_<sender>/
+        <app>/rpc/<endpoint>/<id>.response            (the answer travels back the same way)
+
+``<app>`` is one folder even when it contains ``/`` (``flwr/demo``), as syft-flwr writes it.
+Our files also carry ``appProperties`` (expiry, status): syft-flwr ignores them, and they let a
+peer skip expired requests and let us find our own leftovers with one indexed query.
+
+Addresses are checked as strictly as a file-system transport checks them, so a run that works
+here works on every transport.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from syft_flwr.errors import InvalidAddressError
+
+__all__ = [
+    "FOLDER_MIME",
+    "KIND_REQUEST",
+    "KIND_RESPONSE",
+    "MARKER",
+    "PAIR_PREFIX",
+    "PROP_DETAIL",
+    "PROP_EXPIRES",
+    "PROP_STATUS",
+    "check_app",
+    "check_datasite",
+    "check_endpoint",
+    "message_name",
+    "pair_name",
+    "parse_message_name",
+    "peer_of_inbox",
+    "quote",
+]
+
+FOLDER_MIME: Final = "application/vnd.google-apps.folder"
+PAIR_PREFIX: Final = "syft_outbox_inbox_"
+KIND_REQUEST: Final = "request"
+KIND_RESPONSE: Final = "response"
+
+MARKER: Final = ("syft_flwr", "1")
+"""An ``appProperties`` entry on every file we write (queryable with ``appProperties has``)."""
+PROP_EXPIRES: Final = "syft_flwr_expires"
+PROP_STATUS: Final = "syft_flwr_status"
+PROP_DETAIL: Final = "syft_flwr_detail"
+
+_MAX_EMAIL = 254
+_MAX_APP = 255
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_MESSAGE_RE = re.compile(r"(?P<id>[A-Za-z0-9_-]{1,128})\.(?P<kind>request|response)")
+
+
+def check_datasite(datasite: str) -> str:
+    """Return ``datasite`` if it is an email that is safe inside a folder name.
+
+    :raises InvalidAddressError: otherwise.
+    """
+    if not isinstance(datasite, str):
+        raise InvalidAddressError(f"datasite {datasite!r} is not a string")
+    local, at, domain = datasite.partition("@")
+    if (
+        len(datasite) > _MAX_EMAIL
+        or not (at and local and domain)
+        or "@" in domain
+        or any(ch.isspace() or not ch.isprintable() for ch in datasite)
+        or any(bad in datasite for bad in ("/", "\\", "..", "'"))
+    ):
+        raise InvalidAddressError(
+            f"datasite {datasite!r} must be an email (one '@', no whitespace, quotes, "
+            f"path separators or '..', at most {_MAX_EMAIL} characters)"
+        )
+    return datasite
+
+
+def check_app(app: str) -> str:
+    """Return ``app`` if it is ``/``-separated path-safe segments (``flwr/demo``).
+
+    :raises InvalidAddressError: otherwise.
+    """
+    if (
+        not isinstance(app, str)
+        or not app
+        or len(app) > _MAX_APP
+        or not all(_SEGMENT_RE.fullmatch(segment) for segment in app.split("/"))
+    ):
+        raise InvalidAddressError(
+            f"app {app!r} must be '/'-separated segments of letters, digits, '.', '_' or '-'"
+        )
+    return app
+
+
+def check_endpoint(endpoint: str) -> str:
+    """Return ``endpoint`` if it is one path-safe segment (``messages``).
+
+    :raises InvalidAddressError: otherwise.
+    """
+    if not isinstance(endpoint, str) or not _SEGMENT_RE.fullmatch(endpoint):
+        raise InvalidAddressError(
+            f"endpoint {endpoint!r} must be one segment of letters, digits, '.', '_' or '-'"
+        )
+    return endpoint
+
+
+def pair_name(sender: str, recipient: str) -> str:
+    """The folder carrying messages from ``sender`` to ``recipient``."""
+    return f"{PAIR_PREFIX}{sender}_to_{recipient}"
+
+
+def peer_of_inbox(name: str, me: str) -> str | None:
+    """The sender if ``name`` is a pair folder addressed to ``me``, else ``None``.
+
+    Parsed against our own (known) email rather than by splitting on ``_``, so emails with
+    underscores or ``_to_`` in them are read correctly.
+    """
+    suffix = f"_to_{me}".lower()
+    lowered = name.lower()
+    if not lowered.startswith(PAIR_PREFIX) or not lowered.endswith(suffix):
+        return None
+    return _valid_email(name[len(PAIR_PREFIX) : len(name) - len(suffix)])
+
+
+def _valid_email(candidate: str) -> str | None:
+    try:
+        return check_datasite(candidate)
+    except InvalidAddressError:
+        return None
+
+
+def message_name(message_id: str, kind: str) -> str:
+    """``<id>.request`` or ``<id>.response``.
+
+    :raises InvalidAddressError: the id is not a safe file-name stem.
+    """
+    if not isinstance(message_id, str) or not _ID_RE.fullmatch(message_id):
+        raise InvalidAddressError(f"message id {message_id!r} is not a safe file name")
+    return f"{message_id}.{kind}"
+
+
+def parse_message_name(name: str) -> tuple[str, str] | None:
+    """``(id, kind)`` for a message file name, ``None`` for anything else."""
+    match = _MESSAGE_RE.fullmatch(name)
+    return (match["id"], match["kind"]) if match else None
+
+
+def quote(value: str) -> str:
+    """``value`` as a string literal of Drive's query language."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,179 @@
+"""Moving bodies: resumable chunked uploads and ranged downloads, with our own retries.
+
+Both keep their progress between attempts and resend real bytes from the caller's buffer, which
+is what the client library's chunk retry cannot do for streams. URLs and the session-opening
+request come from ``googleapiclient`` (so they follow the discovery document and the rewritten
+``rootUrl``); only the chunk protocol itself is done here:
+
+- upload: ``POST ...?uploadType=resumable`` with the metadata answers ``Location``; each
+  ``PUT`` carries ``Content-Range: bytes a-b/total`` and is answered 308 (with ``Range`` saying
+  what the server holds) until the last one returns the file. After a failure we ask
+  (``Content-Range: bytes */total``) and continue from what the server committed; an expired
+  session (404/410) starts over.
+- download: ``GET ...?alt=media`` with ``Range: bytes=a-b`` per chunk, 206 answers carrying
+  ``Content-Range: bytes a-b/total``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from googleapiclient.errors import HttpError  # type: ignore[import-untyped]
+
+from syft_flwr_gdrive.errors import DriveError
+from syft_flwr_gdrive.retry import Retrier
+from syft_flwr_gdrive.service import DriveService
+
+__all__ = ["download", "resumable_upload"]
+
+_RANGE_RE = re.compile(r"bytes=?\s*(\d+)-(\d+)")
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_SESSION_GONE = {404, 410}
+
+
+def _raise_for(status: int, response: Any, content: bytes, uri: str, ok: set[int]) -> None:
+    if status not in ok:
+        raise HttpError(response, content, uri=uri)
+
+
+def resumable_upload(
+    service: DriveService,
+    start: Any,
+    body: memoryview,
+    chunk_size: int,
+    retrier: Retrier,
+    what: str,
+) -> dict[str, Any]:
+    """Upload ``body`` through a resumable session opened with the built request ``start``.
+
+    :param start: a ``files().create(..., media_body=MediaIoBaseUpload(..., resumable=True))``
+        request; its URI, metadata body and headers open the session.
+    :return: the created file's JSON (empty if an earlier attempt turned out to have created it).
+    :raises DriveError: the upload failed for good (see :class:`Retrier`).
+    """
+    total = len(body)
+    failures = 0
+    session: str | None = None
+    offset = 0
+    probe = False
+    while True:
+        try:
+            if session is None:
+                session, offset, probe = _open(service, start, total), 0, False
+            if probe:
+                offset_or_file = _probe(service, session, total)
+                probe = False
+            else:
+                offset_or_file = _put(service, session, body, offset, chunk_size)
+            if isinstance(offset_or_file, dict):
+                return offset_or_file
+            if offset_or_file > offset:
+                failures = 0
+            offset = offset_or_file
+        except HttpError as exc:
+            if int(exc.resp.status) == 409:
+                return {}  # the file id is taken: an earlier session's lost answer succeeded
+            failures += 1
+            gone = int(exc.resp.status) in _SESSION_GONE and session is not None
+            if gone and failures < retrier.policy.attempts:
+                session = None  # the session expired: start over
+                continue
+            retrier.backoff(exc, failures, what)
+            probe = session is not None
+        except DriveError:
+            raise
+        except Exception as exc:
+            failures += 1
+            retrier.backoff(exc, failures, what)
+            probe = session is not None
+
+
+def _open(service: DriveService, start: Any, total: int) -> str:
+    headers = dict(start.headers)
+    headers["X-Upload-Content-Type"] = start.resumable.mimetype()
+    headers["X-Upload-Content-Length"] = str(total)
+    response, content = service.http().request(
+        start.uri, method="POST", body=start.body, headers=headers
+    )
+    _raise_for(response.status, response, content, start.uri, {200, 201})
+    location = response.get("location")
+    if not location:
+        raise DriveError("Drive opened a resumable upload without a Location header")
+    return str(location)
+
+
+def _committed(response: Any) -> int:
+    match = _RANGE_RE.search(response.get("range", ""))
+    return int(match.group(2)) + 1 if match else 0
+
+
+def _probe(service: DriveService, session: str, total: int) -> int | dict[str, Any]:
+    headers = {"Content-Range": f"bytes */{total}", "Content-Length": "0"}
+    response, content = service.http().request(session, method="PUT", body=b"", headers=headers)
+    _raise_for(response.status, response, content, session, {200, 201, 308})
+    if response.status in (200, 201):
+        return dict(json.loads(content))
+    return _committed(response)
+
+
+def _put(
+    service: DriveService, session: str, body: memoryview, offset: int, chunk_size: int
+) -> int | dict[str, Any]:
+    total = len(body)
+    end = min(offset + chunk_size, total)
+    chunk = bytes(body[offset:end])
+    headers = {
+        "Content-Range": f"bytes {offset}-{end - 1}/{total}" if total else f"bytes */{total}",
+        "Content-Length": str(len(chunk)),
+    }
+    response, content = service.http().request(session, method="PUT", body=chunk, headers=headers)
+    _raise_for(response.status, response, content, session, {200, 201, 308})
+    if response.status in (200, 201):
+        return dict(json.loads(content))
+    return _committed(response)
+
+
+def download(
+    service: DriveService, uri: str, size: int, chunk_size: int, retrier: Retrier, what: str
+) -> bytes:
+    """Fetch the media at ``uri`` (``...?alt=media``) in ranges of ``chunk_size`` bytes.
+
+    :param size: the size Drive listed for the file; an empty file needs no request.
+    :raises HttpError: 404 when the file is gone (for the caller to handle).
+    :raises DriveError: the download failed for good.
+    """
+    if size == 0:
+        return b""
+    data = bytearray()
+    failures = 0
+    while True:
+        end = len(data) + chunk_size - 1
+        try:
+            response, content = service.http().request(
+                uri, method="GET", headers={"Range": f"bytes={len(data)}-{end}"}
+            )
+            _raise_for(response.status, response, content, uri, {200, 206})
+        except HttpError as exc:
+            if int(exc.resp.status) == 404:
+                raise
+            failures += 1
+            retrier.backoff(exc, failures, what)
+            continue
+        except Exception as exc:
+            failures += 1
+            retrier.backoff(exc, failures, what)
+            continue
+        failures = 0
+        if response.status == 200:  # the server sent everything at once
+            return bytes(content)
+        match = _CONTENT_RANGE_RE.match(response.get("content-range", ""))
+        if match is None or int(match.group(1)) != len(data):
+            raise DriveError(
+                f"Drive answered a ranged download with {response.get('content-range')!r}"
+            )
+        data += content
+        total = int(match.group(3)) if match.group(3) != "*" else None
+        if total is None or len(data) >= total or not content:
+            return bytes(data)

@@ -1,0 +1,111 @@
+"""Atomic file publication: a reader or a sync engine never sees a half-written RPC file.
+
+Every file is written to a temporary name in the same folder, flushed to disk, and then made
+visible under its final name in one step. The temporary name is chosen so that every SyftBox
+sync engine ignores it:
+
+- ``.<name>.syft.tmp.<random>.tmp`` matches ``*.syft.tmp.*`` (the Go and the Rust SyftBox
+  clients' atomic-write pattern), ``*.tmp`` (their generic rule and the legacy Python client's),
+  and the Rust client's orphan-temp cleanup; the leading dot keeps it out of globs such as
+  syft-event's ``**/*.request``.
+
+The final name is created with ``link(2)`` rather than ``rename(2)``: a hard link makes the
+complete file appear as a *creation* of its final name, which every watcher handles (syft-event
+before 0.4.3 reacts to created files only and misses renames), and it refuses to overwrite, so a
+request or reply is never silently replaced. Filesystems without hard links fall back to
+``rename``. With ``fsync`` (the default) the data is on disk before its name appears, as in
+the SyftBox client's own atomic writes, so a crash can lose a file but never leave a name
+pointing at missing data. The directory is not synced (nor does the SyftBox client sync it):
+a name lost in a crash is a lost message, which the sender's TTL already turns into an error
+reply, and it would cost a second flush per file.
+
+Bodies are written with ``os.writev`` straight from the caller's buffers, so a 100 MiB model
+is never joined into one more copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+__all__ = ["TEMP_MARKER", "is_temp_name", "temp_name", "write_atomic"]
+
+TEMP_MARKER = ".syft.tmp."
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
+# Errors of link(2) that mean "this filesystem cannot hard-link", not "something is wrong".
+_NO_LINK = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+Frame = bytes | bytearray | memoryview
+
+
+def temp_name(final_name: str) -> str:
+    """A fresh temporary name for ``final_name`` that sync engines and watchers ignore."""
+    return f".{final_name}{TEMP_MARKER}{secrets.token_hex(8)}.tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of our (or SyftBox's) temporary names."""
+    return TEMP_MARKER in name
+
+
+def write_atomic(
+    path: Path, frames: Iterable[Frame], *, replace: bool = False, fsync: bool = True
+) -> None:
+    """Write the concatenation of ``frames`` to ``path`` atomically.
+
+    :param replace: overwrite an existing file (``rename``); otherwise the call fails with
+        ``FileExistsError`` when ``path`` exists and leaves it untouched.
+    :param fsync: flush the data to disk before the final name appears.
+    :raises FileExistsError: ``path`` exists and ``replace`` is false.
+    :raises OSError: the folder is missing or not writable, the disk is full, ...
+    """
+    tmp = path.with_name(temp_name(path.name))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            _write_all(fd, [memoryview(frame).cast("B") for frame in frames])
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _publish_new(tmp, path)
+    finally:
+        _unlink_quietly(tmp)
+
+
+def _publish_new(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from exc
+        os.rename(tmp, path)
+
+
+def _write_all(fd: int, views: Sequence[memoryview]) -> None:
+    """``writev`` until every byte is written (it may write less, and takes <= IOV_MAX buffers)."""
+    pending = [view for view in views if len(view)]
+    while pending:
+        written = os.writev(fd, pending[:_IOV_MAX])
+        while written and pending:
+            head = pending[0]
+            if written >= len(head):
+                written -= len(head)
+                pending.pop(0)
+            else:
+                pending[0] = head[written:]
+                written = 0
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -1,0 +1,133 @@
+"""The native RPC file format: a fixed prefix, a msgpack header, then the body as raw bytes.
+
+Layout (integers big-endian)::
+
+    b"SFRF" | version: u8 | kind: u8 | header length: u32 | body length: u64 | header | body
+
+Why: the body of a syft-flwr request is already a binary envelope (the core's wire codec), so
+it is written as it is, with no base64 and no JSON around it, from the caller's own buffer.
+The prefix declares both lengths, so a reader knows a file is incomplete (a non-atomic writer,
+or a sync engine that exposes partial files) instead of mistaking it for a short message, and
+can refuse a body over its size limit before reading it. The header carries what the path
+cannot: the claimed sender and address (checked against the path), creation and expiry times,
+and a response's status.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, BinaryIO, Final
+
+import msgpack  # type: ignore[import-untyped]
+
+from syft_flwr.errors import BodyTooLargeError, WireFormatError
+from syft_flwr.transport import ReplyStatus
+from syft_flwr_syftbox.layout import FileKind
+from syft_flwr_syftbox.rpcfile import IncompleteFileError, RpcFile, WireFormat
+
+__all__ = ["MAGIC", "VERSION", "decode", "encode"]
+
+MAGIC: Final = b"SFRF"
+VERSION: Final = 1
+_PREFIX: Final = struct.Struct(">4sBBIQ")
+_KIND_CODES: Final = {FileKind.REQUEST: 1, FileKind.RESPONSE: 2}
+_MAX_HEADER: Final = 64 * 1024
+_REQUEST_KEYS: Final = frozenset(
+    {"id", "sender", "recipient", "app", "endpoint", "created", "expires"}
+)
+_RESPONSE_KEYS: Final = _REQUEST_KEYS | {"status", "detail"}
+_STATUSES: Final = {status.value: status for status in ReplyStatus}
+
+
+def encode(rpc: RpcFile) -> list[bytes | memoryview]:
+    """The file as ``[prefix + header, body]``; the body is the caller's object, not a copy."""
+    header: dict[str, Any] = {
+        "id": rpc.id,
+        "sender": rpc.sender,
+        "recipient": rpc.recipient,
+        "app": rpc.app,
+        "endpoint": rpc.endpoint,
+        "created": float(rpc.created),
+        "expires": float(rpc.expires),
+    }
+    if rpc.kind is FileKind.RESPONSE:
+        header["status"] = rpc.status.value
+        header["detail"] = rpc.detail
+    packed = msgpack.packb(header, use_bin_type=True)
+    body = memoryview(rpc.body).cast("B")
+    prefix = _PREFIX.pack(MAGIC, VERSION, _KIND_CODES[rpc.kind], len(packed), len(body))
+    return [prefix + packed, body]
+
+
+def decode(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int) -> RpcFile:
+    """Decode a native file of ``size`` bytes from ``handle`` (positioned at its start).
+
+    :raises IncompleteFileError: fewer bytes than the prefix declares.
+    :raises BodyTooLargeError: the declared body exceeds ``max_body_size``.
+    :raises WireFormatError: anything else malformed, or a file of the other kind.
+    """
+    if size < _PREFIX.size:
+        raise IncompleteFileError(f"native file of {size} bytes is shorter than its prefix")
+    magic, version, kind_code, header_length, body_length = _PREFIX.unpack(
+        handle.read(_PREFIX.size)
+    )
+    if magic != MAGIC:
+        raise WireFormatError(f"not a native RPC file: magic {magic!r}")
+    if version != VERSION:
+        raise WireFormatError(f"native RPC file version {version}; this build reads {VERSION}")
+    if kind_code != _KIND_CODES[kind]:
+        raise WireFormatError(f"native file is not a {kind.name.lower()} (kind {kind_code})")
+    if header_length > _MAX_HEADER:
+        raise WireFormatError(f"header of {header_length} bytes exceeds {_MAX_HEADER}")
+    if body_length > max_body_size:
+        raise BodyTooLargeError(
+            f"body of {body_length} bytes exceeds max_body_size={max_body_size} bytes"
+        )
+    expected = _PREFIX.size + header_length + body_length
+    if size < expected:
+        raise IncompleteFileError(f"native file has {size} of its {expected} bytes")
+    if size > expected:
+        raise WireFormatError(f"native file has {size - expected} bytes after its body")
+    header = _unpack(handle.read(header_length), kind)
+    body = handle.read(body_length)
+    if len(body) != body_length:
+        raise IncompleteFileError("native file was truncated while being read")
+    status = ReplyStatus.OK
+    if kind is FileKind.RESPONSE:
+        status = _STATUSES[header["status"]]
+    return RpcFile(
+        kind=kind,
+        format=WireFormat.NATIVE,
+        id=header["id"],
+        sender=header["sender"],
+        recipient=header["recipient"],
+        app=header["app"],
+        endpoint=header["endpoint"],
+        created=float(header["created"]),
+        expires=float(header["expires"]),
+        body=body,
+        status=status,
+        detail=header.get("detail", ""),
+    )
+
+
+def _unpack(data: bytes, kind: FileKind) -> dict[str, Any]:
+    try:
+        header = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (TypeError, ValueError) as exc:  # msgpack's errors are ValueError subclasses
+        raise WireFormatError(f"header is not valid msgpack: {exc}") from exc
+    keys = _RESPONSE_KEYS if kind is FileKind.RESPONSE else _REQUEST_KEYS
+    if not isinstance(header, dict) or header.keys() != keys:
+        raise WireFormatError(f"header must be a map with exactly the keys {sorted(keys)}")
+    for key in ("id", "sender", "recipient", "app", "endpoint"):
+        if not isinstance(header[key], str):
+            raise WireFormatError(f"header field {key!r} must be a string")
+    for key in ("created", "expires"):
+        value = header[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise WireFormatError(f"header field {key!r} must be a number")
+    if kind is FileKind.RESPONSE and (
+        header["status"] not in _STATUSES or not isinstance(header["detail"], str)
+    ):
+        raise WireFormatError("response status must be ok/expired/rejected with a str detail")
+    return header

@@ -1,0 +1,74 @@
+"""One RPC file as the transport sees it, whatever its format.
+
+Two file formats share the SyftBox RPC layout (:mod:`syft_flwr_syftbox.layout`):
+
+- ``native`` (:mod:`syft_flwr_syftbox.native_file`): a small binary prefix, a msgpack header,
+  then the body as raw bytes. The default: no base64, no JSON parse of a 100 MiB body, and the
+  prefix declares the exact length, so a file caught half-written is recognised as such.
+- ``syft-rpc`` (:mod:`syft_flwr_syftbox.syftrpc_file`): syft-rpc's JSON, so a datasite running
+  the real SyftBox Python stack (syft-rpc, syft-event, syft-flwr 0.5.x) can take part.
+
+:mod:`syft_flwr_syftbox.files` reads either (recognised by the first byte), so a transport
+reads whatever arrives and answers a request in the format it came in.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from syft_flwr.errors import WireFormatError
+from syft_flwr.transport import ReplyStatus
+from syft_flwr_syftbox.layout import FileKind
+
+__all__ = [
+    "IncompleteFileError",
+    "RpcFile",
+    "WireFormat",
+    "default_status_code",
+]
+
+
+class WireFormat(enum.Enum):
+    """How RPC files are written (the transport option ``wire``)."""
+
+    NATIVE = "native"
+    SYFT_RPC = "syft-rpc"
+
+
+class IncompleteFileError(WireFormatError):
+    """The file is shorter than it declares: still being written, or cut short."""
+
+
+@dataclass(frozen=True)
+class RpcFile:
+    """The decoded content of a request or a response file.
+
+    ``recipient``, ``app`` and ``endpoint`` are what the file *claims* (its header or URL);
+    callers compare them, and ``sender``, with the path the file was found at.
+
+    :param code: the HTTP-like status code of a syft-rpc response (200, 419, 403, ...); native
+        responses carry ``status`` and ``detail`` only.
+    """
+
+    kind: FileKind
+    format: WireFormat
+    id: str
+    sender: str
+    recipient: str
+    app: str
+    endpoint: str
+    created: float
+    expires: float
+    body: bytes = b""
+    status: ReplyStatus = ReplyStatus.OK
+    detail: str = ""
+    code: int = 200
+
+
+_DEFAULT_CODES = {ReplyStatus.OK: 200, ReplyStatus.EXPIRED: 419, ReplyStatus.REJECTED: 400}
+
+
+def default_status_code(status: ReplyStatus) -> int:
+    """The syft-rpc status code for ``status`` when no more specific one applies."""
+    return _DEFAULT_CODES[status]

@@ -1,0 +1,209 @@
+"""One filesystem watcher and one sweep timer per datasites folder, shared by its transports.
+
+Waking on new files is what keeps round trips short and idle CPU at zero: a watchdog observer
+(inotify on Linux, FSEvents on macOS) blocks in the kernel until something changes, then this
+module routes each new or changed ``.request`` to the transports serving its recipient and each
+``.response`` to the transports that sent it. A slow sweep (every ``poll_interval``, the core's
+``SYFT_FLWR_POLL_INTERVAL``) asks each transport to rescan, which catches events the kernel
+dropped and serves filesystems that have none (network mounts).
+
+Why shared: inotify instances are a per-user kernel resource (128 by default) and watchdog
+spends one per watched tree, plus two threads. A server talking to 1,000 datasites, or 100
+client transports in one process as in ``bench/scale.py``, must not need one each. So
+transports attach to a :class:`FolderWatcher` per datasites folder, the first one starts it
+and the last one to detach stops it: a process-wide registry of shared resources, like a
+connection pool, not shared state between transports.
+
+Listeners are called from the watcher's threads and must only note what happened (enqueue,
+notify), never block.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from syft_flwr.node_ids import normalise_email
+from syft_flwr_syftbox.atomic import is_temp_name
+from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
+
+__all__ = ["FolderWatcher", "Listener"]
+
+logger = logging.getLogger(__name__)
+
+_EVENTS = frozenset({"created", "modified", "moved", "closed"})
+_SUFFIXES = tuple(kind.value for kind in FileKind)
+
+
+class Listener(Protocol):
+    """What a transport offers the watcher."""
+
+    @property
+    def identity(self) -> str:
+        """The email whose requests (as recipient) and replies (as sender) it wants."""
+
+    @property
+    def sweep_interval(self) -> float:
+        """Seconds between two :meth:`sweep` calls."""
+
+    def file_changed(self, location: RpcLocation, path: Path) -> None:
+        """A request to, or a reply for, this identity was created or changed."""
+
+    def sweep(self) -> None:
+        """Rescan for anything the events missed; do periodic cleanup."""
+
+
+class FolderWatcher:
+    """The watcher of one datasites folder; get one with :meth:`attach`."""
+
+    _registry: ClassVar[dict[Path, FolderWatcher]] = {}
+    _registry_lock: ClassVar = threading.Lock()
+
+    def __init__(self, datasites: Path) -> None:
+        self.datasites = datasites
+        self.layout = Layout(datasites)
+        self._lock = threading.Condition()
+        self._listeners: dict[str, list[Listener]] = {}
+        self._due: dict[int, float] = {}
+        self._observer: BaseObserver | None = None
+        self._sweeper: threading.Thread | None = None
+        self._stopping = False
+
+    @classmethod
+    def attach(cls, datasites: Path, listener: Listener) -> FolderWatcher:
+        """Start delivering events under ``datasites`` to ``listener``."""
+        datasites.mkdir(parents=True, exist_ok=True)
+        key = datasites.resolve()
+        with cls._registry_lock:
+            watcher = cls._registry.get(key)
+            if watcher is None:
+                watcher = cls._registry[key] = FolderWatcher(key)
+                watcher._start()
+            watcher._add(listener)
+        return watcher
+
+    def detach(self, listener: Listener) -> None:
+        """Stop delivering to ``listener``; the last one to leave stops the watcher."""
+        with FolderWatcher._registry_lock:
+            if not self._remove(listener):
+                return
+            FolderWatcher._registry.pop(self.datasites, None)
+        self._stop()
+
+    @property
+    def watching(self) -> bool:
+        """Whether filesystem events arrive (else only the sweep runs)."""
+        return self._observer is not None
+
+    # -- listeners ------------------------------------------------------------------------
+
+    def _add(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.setdefault(normalise_email(listener.identity), []).append(listener)
+            self._due[id(listener)] = time.monotonic() + listener.sweep_interval
+            self._lock.notify_all()
+
+    def _remove(self, listener: Listener) -> bool:
+        """Remove ``listener``; True if no listener is left."""
+        with self._lock:
+            key = normalise_email(listener.identity)
+            group = self._listeners.get(key, [])
+            if listener in group:
+                group.remove(listener)
+            if not group:
+                self._listeners.pop(key, None)
+            self._due.pop(id(listener), None)
+            return not self._listeners
+
+    def _route(self, path_text: str) -> None:
+        name = os.path.basename(path_text)
+        if not name.endswith(_SUFFIXES) or is_temp_name(name):
+            return
+        path = Path(path_text)
+        location = self.layout.parse(path)
+        if location is None:
+            return
+        owner = location.recipient if location.kind is FileKind.REQUEST else location.sender
+        with self._lock:
+            listeners = list(self._listeners.get(normalise_email(owner), ()))
+        for listener in listeners:
+            try:
+                listener.file_changed(location, path)
+            except Exception:
+                logger.exception("a syftbox transport failed to take a file event for %s", path)
+
+    # -- threads --------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        observer = Observer()
+        observer.schedule(_Handler(self), str(self.datasites), recursive=True)
+        try:
+            observer.start()
+        except OSError as exc:  # e.g. the inotify instance limit; the sweep still works
+            logger.warning(
+                "cannot watch %s (%s); falling back to polling every SYFT_FLWR_POLL_INTERVAL",
+                self.datasites,
+                exc,
+            )
+        else:
+            self._observer = observer
+        self._sweeper = threading.Thread(
+            target=self._sweep_loop, name=f"syftbox-sweep-{self.datasites.name}", daemon=True
+        )
+        self._sweeper.start()
+
+    def _stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        current = threading.current_thread()
+        if self._observer is not None:
+            self._observer.stop()
+            if current is not self._observer:
+                self._observer.join()
+        if self._sweeper is not None and current is not self._sweeper:
+            self._sweeper.join()
+
+    def _sweep_loop(self) -> None:
+        while True:
+            with self._lock:
+                while True:
+                    if self._stopping:
+                        return
+                    now = time.monotonic()
+                    due = [
+                        listener
+                        for group in self._listeners.values()
+                        for listener in group
+                        if self._due.get(id(listener), now) <= now
+                    ]
+                    if due:
+                        for listener in due:
+                            self._due[id(listener)] = now + listener.sweep_interval
+                        break
+                    wake = min(self._due.values(), default=now + 3600.0)
+                    self._lock.wait(max(wake - now, 0.001))
+            for listener in due:
+                try:
+                    listener.sweep()
+                except Exception:
+                    logger.exception("a syftbox transport's sweep failed")
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: FolderWatcher) -> None:
+        self._watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type not in _EVENTS:
+            return
+        target = event.dest_path if event.event_type == "moved" else event.src_path
+        self._watcher._route(os.fsdecode(target))
