@@ -2,6 +2,15 @@
 # The test suite of every distribution in the workspace. Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
-bootstrap_install test -e "$ROOT/core[test]" -e "$ROOT/plugins/memory[test]"
+# Every distribution of the workspace with its test extra, then the real SyftBox Python stack
+# (syft-rpc, syft-event, syft-crypto) for the interoperability tests: it must be installed
+# without dependency resolution, see plugins/syftbox/interop-requirements.txt.
+bootstrap_install test \
+    -e "$ROOT/core[test]" \
+    -e "$ROOT/plugins/memory[test]" \
+    -e "$ROOT/plugins/syftbox[test]" \
+    -e "$ROOT/plugins/gdrive[test]" \
+    -e "$ROOT/examples/sqlite-transport[test]"
+bootstrap_install interop --no-deps -r "$ROOT/plugins/syftbox/interop-requirements.txt"
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -39,7 +39,8 @@ class TransportCapabilities:
 
     :param notifies: replies and requests wake waiters immediately (no polling needed).
     :param max_body_size: largest body in bytes the transport accepts, ``None`` if unbounded.
-    :param persistent: futures survive a restart of the sending process.
+    :param persistent: futures survive a restart of the sending process, and requests wait
+        for a restarted receiving process.
     :param encrypted: bodies are end-to-end encrypted by the transport.
     :param in_process_only: all participants must live in one Python process (an in-memory
         medium); the demo then runs clients as threads instead of processes.
@@ -159,7 +160,12 @@ class Transport(ABC):
 
     @abstractmethod
     def forget(self, future_id: str) -> None:
-        """Drop a future and whatever the transport stores for it; unknown ids are ignored."""
+        """The sender no longer wants the reply: drop the future and any reply stored for it.
+
+        A request not yet delivered is *not* withdrawn (the stop signal is sent and forgotten
+        at once and must still arrive); its eventual reply is simply not kept. Unknown ids are
+        ignored.
+        """
 
     def wait_ready(self, future_ids: Collection[str], timeout: float) -> set[str]:
         """Block until at least one of ``future_ids`` may have a reply, or ``timeout`` passes.
@@ -218,7 +224,12 @@ class Transport(ABC):
 
     @abstractmethod
     def stop(self) -> None:
-        """Make :meth:`run` return soon; safe to call from any thread, more than once."""
+        """Make :meth:`run` return soon; safe to call from any thread, more than once.
+
+        A stop that comes while :meth:`run` is not running is remembered: the next
+        :meth:`run` returns at once (and clears it), so a thread about to enter :meth:`run`
+        cannot miss it. A later :meth:`run` serves again.
+        """
 
     def close(self) -> None:
         """Release resources (threads, files, connections). Idempotent."""

@@ -174,6 +174,21 @@ class DeliveryTests(TransportFixtures):
                 client.stop()
             for thread in threads:
                 thread.join(self.timeout)
+        assert not any(thread.is_alive() for thread in threads), "run() ignored stop()"
+
+    def test_futures_are_private_to_their_sender(self, make_transport: MakeTransport) -> None:
+        server, client = (
+            make_transport(self.identity("server")),
+            make_transport(self.identity("client")),
+        )
+        stranger = make_transport(self.identity("stranger"))
+        client.serve(APP, ENDPOINT, _answer(b"secret"))
+        with self.serving(client):
+            future = server.send(client.identity, APP, ENDPOINT, b"x", self.later())
+            assert self.wait_reply(server, future).body == b"secret"
+        assert stranger.poll(future) is None, "another identity could read the reply"
+        stranger.forget(future)
+        assert server.poll(future) is not None, "another identity could forget the future"
 
     def test_unknown_endpoint_never_reaches_another_handler(
         self, make_transport: MakeTransport
@@ -286,6 +301,29 @@ class ExpiryTests(TransportFixtures):
             assert self.wait_reply(server, probe).status is ReplyStatus.OK
         assert [request.body for request in called] == [b"probe"]
 
+    def test_an_answer_after_the_expiry_is_ignored(self, make_transport: MakeTransport) -> None:
+        server, client = (
+            make_transport(self.identity("server")),
+            make_transport(self.identity("client")),
+        )
+        expired_seen, handler_entered = threading.Event(), threading.Event()
+
+        def late_handler(request: Request) -> bytes:
+            handler_entered.set()
+            expired_seen.wait(self.ttl + self.timeout)
+            return b"too late"
+
+        client.serve(APP, ENDPOINT, late_handler)
+        with self.serving(client):
+            future = server.send(client.identity, APP, ENDPOINT, b"x", self.later(self.ttl))
+            assert handler_entered.wait(self.timeout), "the request never reached the handler"
+            assert self.wait_reply(server, future, self.ttl + self.timeout).status is (
+                ReplyStatus.EXPIRED
+            )
+            expired_seen.set()
+        reply = server.poll(future)
+        assert reply is not None and reply.status is ReplyStatus.EXPIRED, "a late answer won"
+
 
 class RestartTests(TransportFixtures):
     """Serving can stop and start again without losing requests."""
@@ -307,11 +345,21 @@ class RestartTests(TransportFixtures):
         with self.serving(client):
             assert self.wait_reply(server, pending).body == b"2"
 
-    def test_stop_before_run_is_harmless(self, make_transport: MakeTransport) -> None:
-        client = make_transport(self.identity("client"))
+    def test_stop_before_run_makes_run_return(self, make_transport: MakeTransport) -> None:
+        server, client = (
+            make_transport(self.identity("server")),
+            make_transport(self.identity("client")),
+        )
+        client.serve(APP, ENDPOINT, lambda request: request.body)
         client.stop()
         client.stop()
-        client.close()
+        thread = threading.Thread(target=client.run, daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        assert not thread.is_alive(), "a stop() before run() was forgotten: run() kept serving"
+        with self.serving(client):  # and a later run() serves again
+            future = server.send(client.identity, APP, ENDPOINT, b"again", self.later())
+            assert self.wait_reply(server, future).body == b"again"
 
     def restartable(self, make_transport: MakeTransport) -> None:
         persistent = make_transport(self.identity("probe")).capabilities.persistent

@@ -1,0 +1,271 @@
+"""``SqliteTransport``: the syft-flwr transport contract over a shared SQLite database.
+
+Every participant (the aggregator and each datasite) is a process on one machine that
+opens the same database file. Sending inserts a request row; the recipient's serving loop
+claims it, calls the handler and stores the answer as a reply row; the sender polls for
+that row. Nothing lives only in memory, so a future outlives the process that created it
+and a request outlives a recipient that is not running yet.
+
+Choices this transport makes where the contract leaves room:
+
+- **Polling, not notification.** SQLite cannot wake another process, so
+  ``capabilities.notifies`` is ``False`` and waiters poll every
+  ``settings.poll_interval`` seconds; each poll is one indexed query.
+- **At most once.** A request is claimed before its handler runs and never handed out
+  again, even if the claiming process dies: its sender then sees ``EXPIRED`` at the
+  deadline, which the grid turns into an error reply. Redelivering could run a training
+  round twice.
+- **Unserved endpoints expire.** A request for an endpoint this instance does not serve is
+  left for another process of the same datasite that might; if nobody does, it ends
+  ``EXPIRED``. It never reaches another endpoint's handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+
+from syft_flwr.errors import BodyTooLargeError, TransportError
+from syft_flwr.transport import (
+    Reply,
+    ReplyStatus,
+    Request,
+    RequestHandler,
+    Transport,
+    TransportCapabilities,
+    TransportSettings,
+)
+
+from syft_flwr_sqlite.addresses import check_app, check_datasite, check_endpoint
+from syft_flwr_sqlite.options import SqliteOptions
+from syft_flwr_sqlite.store import Store
+
+__all__ = ["SqliteTransport"]
+
+logger = logging.getLogger(__name__)
+
+
+class SqliteTransport(Transport):
+    """A transport whose medium is a SQLite database file shared by local processes.
+
+    Options (``[tool.syft_flwr.sqlite]``, see :class:`~syft_flwr_sqlite.options.SqliteOptions`):
+    ``database`` (required), ``max_body_size``, ``busy_timeout``, ``retention``,
+    ``cleanup_interval``.
+
+    :param settings: identity (an email), options and poll interval.
+    :raises ConfigError: an option is missing or malformed, or the database is unusable.
+    :raises InvalidAddressError: the identity is not a safe email.
+    """
+
+    def __init__(self, settings: TransportSettings) -> None:
+        super().__init__(settings)
+        check_datasite(settings.identity)
+        self.options = SqliteOptions.from_settings(settings)
+        self._capabilities = TransportCapabilities(
+            notifies=False, max_body_size=self.options.max_body_size, persistent=True
+        )
+        self._store = Store(self.options.database, self.options.busy_timeout)
+        self._instance = f"{settings.identity}/{uuid.uuid4().hex[:12]}"
+        self._lock = threading.Lock()  # guards the handlers and the flags below
+        self._handlers: dict[tuple[str, str], RequestHandler] = {}
+        self._running = False
+        self._closed = False
+        self._stop = threading.Event()
+        self._next_cleanup = 0.0  # time.monotonic() of the next clean-up; 0: at first chance
+
+    @property
+    def capabilities(self) -> TransportCapabilities:
+        """Polling, persistent, not encrypted; ``max_body_size`` from the options."""
+        return self._capabilities
+
+    # -- sending side -----------------------------------------------------------------------
+
+    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+        """Queue ``body`` for ``endpoint`` of ``app`` at ``datasite``; return the future id.
+
+        The recipient need not be running: the request waits in the database until it is
+        claimed or expires.
+
+        :raises InvalidAddressError: an address part is unsafe.
+        :raises BodyTooLargeError: the body exceeds ``max_body_size``.
+        :raises TransportError: the transport is closed or the database failed.
+        :raises ValueError: ``expires_at`` is NaN.
+        """
+        check_datasite(datasite)
+        check_app(app)
+        check_endpoint(endpoint)
+        payload = bytes(body)
+        self._check_size(payload, "body")
+        if math.isnan(expires_at):
+            raise ValueError("expires_at must be a time, not NaN")
+        future_id = uuid.uuid4().hex
+        request = Request(
+            id=future_id,
+            sender=self.identity,  # recorded by the transport, never taken from the body
+            recipient=datasite,
+            app=app,
+            endpoint=endpoint,
+            body=payload,
+            created_at=time.time(),
+            expires_at=expires_at,
+        )
+        self._store.add(request)
+        self._maybe_cleanup()
+        return future_id
+
+    def poll(self, future_id: str) -> Reply | None:
+        """The reply to ``future_id``, ``EXPIRED`` once its deadline passed unanswered.
+
+        Works for futures created by earlier instances (or processes) with this identity.
+        """
+        state = self._store.future(future_id, self.identity)
+        if state is None or state.reply is not None:
+            return None if state is None else state.reply
+        now = time.time()
+        if now < state.expires_at:
+            return None
+        return self._store.expire(future_id, self.identity, now)
+
+    def forget(self, future_id: str) -> None:
+        """Drop the future; a request not delivered yet still goes out, unanswered."""
+        self._store.forget(future_id, self.identity, time.time())
+
+    # -- serving side -----------------------------------------------------------------------
+
+    def serve(self, app: str, endpoint: str, handler: RequestHandler) -> None:
+        """Register ``handler`` for ``endpoint`` of ``app`` (replacing any previous one).
+
+        May be called while :meth:`run` is running; the next poll picks it up.
+
+        :raises InvalidAddressError: ``app`` or ``endpoint`` is unsafe.
+        :raises TypeError: ``handler`` is not callable.
+        """
+        check_app(app)
+        check_endpoint(endpoint)
+        if not callable(handler):
+            raise TypeError(f"handler {handler!r} is not callable")
+        with self._lock:
+            self._handlers[(app, endpoint)] = handler
+
+    def run(self) -> None:
+        """Claim and answer this datasite's requests, one at a time, until :meth:`stop`.
+
+        A :meth:`stop` that comes while ``run`` is not running makes the next ``run``
+        return at once: a stop racing a thread that is about to call ``run`` is not lost.
+        On a closed transport ``run`` returns immediately.
+
+        :raises TransportError: ``run`` is already running in another thread.
+        """
+        with self._lock:
+            if self._running:
+                raise TransportError(f"{self.identity}: run() is already running")
+            self._running = True
+        try:
+            while not (self._stop.is_set() or self._closed):
+                if not self._serve_one():
+                    self._stop.wait(self.settings.poll_interval)
+        finally:
+            with self._lock:
+                self._running = False
+                self._stop.clear()
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the request in hand, if any; idempotent."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop serving and close the database connection; the rows stay. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        self._store.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _serve_one(self) -> bool:
+        """Handle the next deliverable request; ``False`` if there was none."""
+        self._maybe_cleanup()
+        with self._lock:
+            handlers = dict(self._handlers)
+        try:
+            request = self._store.claim_next(
+                self.identity, handlers.keys(), self._instance, time.time()
+            )
+            if request is None:
+                return False
+            reply = self._answer(handlers[(request.app, request.endpoint)], request)
+            self._store.settle(request.id, reply, time.time())
+        except TransportError:
+            # Closed under our feet, or the database is busy beyond busy_timeout: try again
+            # after a poll interval rather than let one bad moment end the serving loop.
+            if not self._closed:
+                logger.warning(
+                    "%s: serving loop hit a database error", self.identity, exc_info=True
+                )
+            return False
+        return True
+
+    def _answer(self, handler: RequestHandler, request: Request) -> Reply | None:
+        """What ``handler`` makes of ``request``, as the reply to store (``None``: none)."""
+        if request.expired():  # claimed in time, but the deadline passed since
+            return None
+        try:
+            body = handler(request)
+        except Exception as exc:  # the handler's bug must not end the serving loop
+            return self._rejected(request, f"handler raised {type(exc).__name__}: {exc}", exc)
+        if body is None:
+            return None
+        if not isinstance(body, bytes | bytearray | memoryview):
+            return self._rejected(request, f"handler returned {type(body).__name__}, not bytes")
+        payload = bytes(body)
+        try:
+            self._check_size(payload, "reply body")
+        except BodyTooLargeError as exc:
+            return self._rejected(request, str(exc))
+        return Reply(request.id, ReplyStatus.OK, body=payload)
+
+    def _rejected(self, request: Request, detail: str, error: Exception | None = None) -> Reply:
+        logger.error(
+            "%s: rejecting request %s from %s to %s/%s: %s",
+            self.identity,
+            request.id,
+            request.sender,
+            request.app,
+            request.endpoint,
+            detail,
+            exc_info=error,
+        )
+        return Reply(request.id, ReplyStatus.REJECTED, detail=detail)
+
+    def _check_size(self, payload: bytes, what: str) -> None:
+        limit = self.options.max_body_size
+        if len(payload) > limit:
+            raise BodyTooLargeError(
+                f"{what} of {len(payload)} bytes exceeds the sqlite transport's "
+                f"max_body_size of {limit} bytes"
+            )
+
+    def _maybe_cleanup(self) -> None:
+        """Delete old rows every ``cleanup_interval`` seconds.
+
+        Both sides call this (the aggregator never runs a serving loop), so a database
+        shared by a long-lived federation does not grow without bound. Several instances
+        cleaning up at once is harmless: each deletion is one statement.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_cleanup:
+                return
+            self._next_cleanup = now + self.options.cleanup_interval
+        try:
+            removed = self._store.cleanup(time.time(), self.options.retention)
+        except TransportError:
+            logger.warning("%s: clean-up of old rows failed", self.identity, exc_info=True)
+            return
+        if removed:
+            logger.debug("%s: removed %d old requests", self.identity, removed)
