@@ -25,10 +25,9 @@ import threading
 import time
 from pathlib import Path
 
+from syft_flwr.transport import Request, TransportSettings
 from syft_flwr_syftbox import SyftBoxTransport
 from syft_flwr_syftbox.atomic import write_atomic
-
-from syft_flwr.transport import Request, TransportSettings
 
 APP, ENDPOINT = "flwr/rtt", "echo"
 SENDER, CLIENT = "server@rtt-bench.org", "client@rtt-bench.org"

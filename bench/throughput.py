@@ -6,11 +6,12 @@ reply), on one temporary SyftBox folder. Bytes moved count both directions, so M
 directly with the baseline measured in the same run: ``shutil.copyfile`` of the same bytes on
 the same disk. Each figure is the median of ``--repeat`` runs.
 
-The other lines show where time goes: a copy followed by fsync, next to the transport with its
-optional ``fsync = true`` (what durability against power loss costs either), and the full Flower path
-(``SyftGrid.send_and_receive`` to a ``ClientApp`` that returns the arrays), which adds the
-core's encoding and decoding of the model on both sides. The headline (last line) is the
-transport at its default settings relative to the plain copy. Target: at least 0.3x.
+The other lines show where time goes: a copy followed by fsync, next to the transport with
+its optional ``fsync = true`` (what durability against power loss costs either), and the
+full Flower path (``SyftGrid.send_and_receive`` to a ``ClientApp`` that returns the
+arrays), which adds the core's encoding and decoding of the model on both sides. The
+headline (last line) is the transport at its default settings relative to the plain copy.
+Target: at least 0.3x.
 
     python bench/throughput.py [--mib 100] [--repeat 3]
 """
@@ -32,11 +33,11 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.supercore.task_identity import TaskIdentity
-from syft_flwr_syftbox import SyftBoxTransport
 
 from syft_flwr.fl_orchestrator import SyftGrid, syftbox_flwr_client
 from syft_flwr.transport import Request, TransportSettings
 from syft_flwr.wire import encode_message
+from syft_flwr_syftbox import SyftBoxTransport
 
 APP = "throughput"
 SERVER, CLIENT = "server@bench.test", "client@bench.test"

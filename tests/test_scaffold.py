@@ -90,4 +90,4 @@ def test_scaffold_installs_registers_and_fails_the_kit_with_instructions(tmp_pat
     assert result.returncode == 1, output
     assert "NotImplementedError: PigeonTransport.serve: remember `handler`" in output
     assert "NotImplementedError: PigeonTransport.poll: return the Reply" in output
-    assert "1 passed" in output  # stop() is already written, so that test passes
+    assert "3 failed" in output

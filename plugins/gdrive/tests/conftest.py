@@ -13,10 +13,10 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
-from syft_flwr_gdrive import GDriveTransport
-from syft_flwr_gdrive.testing import FakeDrive
 
 from syft_flwr.transport import Reply, TransportSettings
+from syft_flwr_gdrive import GDriveTransport
+from syft_flwr_gdrive.testing import FakeDrive
 
 TIMEOUT = 10.0
 """Upper bound of any single wait; a passing test never comes close."""

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from syft_flwr.errors import ConfigError
+from syft_flwr.transport import TransportSettings
 from syft_flwr_gdrive import CredentialsError, GDriveOptions, GDriveTransport
 from syft_flwr_gdrive import auth as auth_module
 from syft_flwr_gdrive.auth import load_credentials
 from syft_flwr_gdrive.cli import main as cli_main
 from syft_flwr_gdrive.testing import DRIVE_SCOPE, FakeDrive
-
-from syft_flwr.errors import ConfigError
-from syft_flwr.transport import TransportSettings
 
 from .conftest import FAST
 

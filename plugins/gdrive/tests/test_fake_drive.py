@@ -12,6 +12,7 @@ import pytest
 from google.oauth2.credentials import Credentials
 from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaIoBaseUpload
+
 from syft_flwr_gdrive.layout import FOLDER_MIME
 from syft_flwr_gdrive.service import DriveService
 from syft_flwr_gdrive.testing import FakeDrive

@@ -7,6 +7,7 @@ import random
 import time
 
 import pytest
+
 from syft_flwr_gdrive import (
     CredentialsError,
     DrivePermissionError,

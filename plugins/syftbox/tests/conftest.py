@@ -14,9 +14,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
-from syft_flwr_syftbox import SyftBoxTransport
 
 from syft_flwr.transport import Reply, TransportSettings
+from syft_flwr_syftbox import SyftBoxTransport
 
 TIMEOUT = 10.0
 """Upper bound of any single wait; a passing test never comes close."""

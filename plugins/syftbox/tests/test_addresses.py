@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from syft_flwr.errors import InvalidAddressError
 from syft_flwr_syftbox.addresses import (
     check_app,
     check_datasite,
@@ -14,8 +16,6 @@ from syft_flwr_syftbox.addresses import (
     check_request_id,
 )
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
-
-from syft_flwr.errors import InvalidAddressError
 
 GOOD_EMAILS = ["alice@x.org", "a.b+c_d-e@sub.example.co.uk", "aggregator@demo.syft-flwr.local"]
 BAD_EMAILS = [

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from syft_flwr_syftbox.atomic import is_temp_name, temp_name, write_atomic
 
 

@@ -6,11 +6,11 @@ import pytest
 from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
 from hypothesis import given, settings
-from syft_flwr_syftbox.flower_bridge import envelope_to_protobuf, is_envelope, to_envelope
 
 from syft_flwr.errors import WireFormatError
 from syft_flwr.testing.strategies import canonical_message, messages
 from syft_flwr.wire import decode_message, encode_message
+from syft_flwr_syftbox.flower_bridge import envelope_to_protobuf, is_envelope, to_envelope
 
 
 @settings(max_examples=60, deadline=None)

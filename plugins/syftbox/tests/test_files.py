@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from syft_flwr_syftbox.files import encode_rpc_file, read_rpc_file
-from syft_flwr_syftbox.layout import FileKind
-from syft_flwr_syftbox.rpcfile import IncompleteFileError, RpcFile, WireFormat
 
 from syft_flwr.errors import BodyTooLargeError, WireFormatError
 from syft_flwr.transport import ReplyStatus
+from syft_flwr_syftbox.files import encode_rpc_file, read_rpc_file
+from syft_flwr_syftbox.layout import FileKind
+from syft_flwr_syftbox.rpcfile import IncompleteFileError, RpcFile, WireFormat
 
 LIMIT = 1 << 20
 

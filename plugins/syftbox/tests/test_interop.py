@@ -26,8 +26,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
-from syft_flwr_syftbox import SyftBoxTransport
-from syft_flwr_syftbox.atomic import write_atomic
 
 from syft_flwr.demo.apps import RoundReport, make_client_app, make_server_app
 from syft_flwr.demo.model import LogisticRegression
@@ -35,6 +33,8 @@ from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
 from syft_flwr.node_ids import node_id_for
 from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
 from syft_flwr.transport import TransportSettings
+from syft_flwr_syftbox import SyftBoxTransport
+from syft_flwr_syftbox.atomic import write_atomic
 
 _INSTALL = "pip install --no-deps -r plugins/syftbox/interop-requirements.txt"
 syft_core = pytest.importorskip("syft_core")

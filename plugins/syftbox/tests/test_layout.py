@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation, syft_url
 
 BASE = Path("/data/SyftBox/datasites")

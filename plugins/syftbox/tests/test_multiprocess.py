@@ -29,12 +29,12 @@ from pathlib import Path
 import pytest
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
-from syft_flwr_syftbox import SyftBoxTransport
-from syft_flwr_syftbox.layout import FileKind, Layout
 
 from syft_flwr.demo.apps import RoundReport, make_client_app, make_server_app
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
 from syft_flwr.transport import TransportSettings
+from syft_flwr_syftbox import SyftBoxTransport
+from syft_flwr_syftbox.layout import FileKind, Layout
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from syft_flwr_syftbox.options import SyftBoxOptions
-from syft_flwr_syftbox.rpcfile import WireFormat
 
 from syft_flwr.errors import ConfigError
 from syft_flwr.transport import TransportSettings
+from syft_flwr_syftbox.options import SyftBoxOptions
+from syft_flwr_syftbox.rpcfile import WireFormat
 
 ME = "alice@x.org"
 
@@ -107,7 +107,9 @@ def test_bad_values(tmp_path: Path, key: str, value: object, message: str) -> No
 def test_defaults_and_values(tmp_path: Path) -> None:
     box = str(folder(tmp_path, "box"))
     default = resolve({"data_dir": box})
-    assert default.wire is WireFormat.NATIVE and not default.fsync and default.max_body_size == 2**30
+    assert (
+        default.wire is WireFormat.NATIVE and not default.fsync and default.max_body_size == 2**30
+    )
     custom = resolve({"data_dir": box, "wire": "syft-rpc", "max_body_size": 10, "fsync": True})
     assert (custom.wire, custom.max_body_size, custom.fsync) == (WireFormat.SYFT_RPC, 10, True)
     assert default.state_dir("Alice@X.org") == Path(box) / ".syft-flwr" / "alice@x.org"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
-from syft_flwr_syftbox import SyftBoxTransport
-from syft_flwr_syftbox.plugin import syft_flwr_local_options
-
 from syft_flwr.demo.runner import run_local
 from syft_flwr.plugins import create_plugin_manager, get_transport_registry
 from syft_flwr.transport import TransportSettings
+from syft_flwr_syftbox import SyftBoxTransport
+from syft_flwr_syftbox.plugin import syft_flwr_local_options
 
 
 def test_entry_point_registers_syftbox(tmp_path: Path) -> None:

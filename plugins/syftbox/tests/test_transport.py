@@ -10,6 +10,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from syft_flwr.errors import BodyTooLargeError, InvalidAddressError, TransportError
+from syft_flwr.transport import ReplyStatus, Request, TransportSettings
 from syft_flwr_syftbox import SyftBoxTransport, WireFormat
 from syft_flwr_syftbox.acl import ACL_FILE, RPC_ACL
 from syft_flwr_syftbox.atomic import write_atomic
@@ -17,9 +20,6 @@ from syft_flwr_syftbox.files import encode_rpc_file
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.rpcfile import RpcFile
 from syft_flwr_syftbox.watcher import FolderWatcher
-
-from syft_flwr.errors import BodyTooLargeError, InvalidAddressError, TransportError
-from syft_flwr.transport import ReplyStatus, Request, TransportSettings
 
 APP, EP = "flwr/demo", "messages"
 SERVER, ALICE, BOB = "server@test.org", "alice@test.org", "bob@test.org"

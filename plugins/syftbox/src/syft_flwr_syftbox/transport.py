@@ -97,6 +97,7 @@ class SyftBoxTransport(Transport):
         self._cond = threading.Condition()
         # Guarded by _cond.
         self._pending: dict[str, FutureRecord] = {}
+        self._settled_expired: set[str] = set()  # futures poll() has reported expired
         self._forgotten: dict[str, FutureRecord] = {
             record.id: record for record in self._store.futures(forgotten=True)
         }
@@ -195,6 +196,17 @@ class SyftBoxTransport(Transport):
         expired = Reply(
             future_id, ReplyStatus.EXPIRED, detail="the request expired before a reply arrived"
         )
+        with self._cond:
+            if future_id in self._settled_expired:
+                return expired  # once reported expired, always expired (first settlement wins)
+        reply = self._poll_files(record, expired, now)
+        if reply is expired:
+            with self._cond:
+                self._settled_expired.add(future_id)
+        return reply
+
+    def _poll_files(self, record: FutureRecord, expired: Reply, now: float) -> Reply | None:
+        future_id = record.id
         path = self._path(record, FileKind.RESPONSE)
         try:
             if path.stat().st_mtime > record.expires:
@@ -222,6 +234,7 @@ class SyftBoxTransport(Transport):
             return
         with self._cond:
             self._pending.pop(future_id, None)
+            self._settled_expired.discard(future_id)
         if self._path(record, FileKind.RESPONSE).exists() or time.time() >= record.expires:
             self._discard(record)
             return
@@ -534,6 +547,11 @@ class SyftBoxTransport(Transport):
             self._refuse(path, location, rpc, f"handler raised {type(exc).__name__}", code=500)
             return
         if reply is None:
+            return
+        if request.expired():
+            # The sender has (or will have) settled this future as expired; an answer now
+            # could only contradict that.
+            logger.info("%s: dropping the late answer to expired request %s", self.identity, rpc.id)
             return
         if not isinstance(reply, _Body):
             logger.error("%s: handler returned %s, not bytes", self.identity, type(reply).__name__)
