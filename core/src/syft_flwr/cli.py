@@ -1,4 +1,4 @@
-"""The ``syft-flwr`` command: list transports, run a project, run the demo.
+"""The ``syft-flwr`` command: list transports, run a project, run the demo, manage keys.
 
 This is an application entry point, so unlike the library it prints and configures logging.
 """
@@ -19,6 +19,8 @@ from flwr.supercore.object_ref import load_app
 
 from syft_flwr import __version__
 from syft_flwr.config import RuntimeSettings, load_project_config
+from syft_flwr.crypto.keys import IdentityKeys
+from syft_flwr.crypto.keystore import KeyStore
 from syft_flwr.errors import ConfigError, SyftFlwrError
 from syft_flwr.node_ids import normalise_email
 
@@ -70,7 +72,33 @@ def _parser() -> argparse.ArgumentParser:
         "is limited to one process)",
     )
     demo.set_defaults(handler=_cmd_demo)
+    _add_keys_parser(commands)
     return parser
+
+
+def _add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("keys", help="manage this identity's encryption keys")
+    actions = keys.add_subparsers(required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--email", help="the identity (default: SYFTBOX_EMAIL)")
+    common.add_argument(
+        "--key-dir", type=Path, help="key root (default: SYFT_FLWR_KEY_DIR or ~/.config/...)"
+    )
+    common.add_argument(
+        "--project-dir",
+        type=Path,
+        help="publish the key document through this project's transport afterwards",
+    )
+    init = actions.add_parser("init", parents=[common], help="create keys (once)")
+    init.add_argument("--force", action="store_true", help="replace existing keys")
+    init.set_defaults(handler=_cmd_keys_init)
+    show = actions.add_parser("show", parents=[common], help="print the public keys")
+    show.set_defaults(handler=_cmd_keys_show)
+    rotate = actions.add_parser("rotate", parents=[common], help="new agreement key")
+    rotate.add_argument(
+        "--grace", type=float, default=None, help="seconds the old key stays accepted (7 days)"
+    )
+    rotate.set_defaults(handler=_cmd_keys_rotate)
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -195,3 +223,68 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"client {email} failed: {error}", file=sys.stderr)
         return 1
     return 0 if final.test_loss < initial.test_loss else 1
+
+
+def _keys_target(args: argparse.Namespace) -> tuple[KeyStore, str]:
+    email = args.email or RuntimeSettings.from_env().email
+    if args.project_dir is not None and not email:
+        from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
+
+        config = load_project_config(args.project_dir.resolve())
+        email = resolve_identity(config, RuntimeSettings.from_env(), None, server=True)
+    if not email:
+        raise ConfigError("no identity: pass --email or set SYFTBOX_EMAIL")
+    return KeyStore(args.key_dir), email
+
+
+def _publish_if_asked(args: argparse.Namespace, keys: IdentityKeys) -> None:
+    if args.project_dir is None:
+        return
+    from syft_flwr.crypto.policy import publish_keys
+    from syft_flwr.fl_orchestrator.transport_setup import create_transport
+
+    project_dir = args.project_dir.resolve()
+    config = load_project_config(project_dir)
+    transport = create_transport(config, RuntimeSettings.from_env(), keys.email, project_dir)
+    try:
+        publish_keys(transport, keys)
+    finally:
+        transport.close()
+    print(f"published the key document through the {config.transport} transport")
+
+
+def _print_keys(store: KeyStore, keys: IdentityKeys) -> None:
+    from syft_flwr.crypto.document import build_document
+
+    document = build_document(keys)
+    print(f"identity:     {keys.email}")
+    print(f"key file:     {store.path(keys.email)}")
+    print(f"did:          {document['id']}")
+    print(f"identity key: {document['verificationMethod'][0]['publicKeyJwk']['x']}")
+    for key in keys.agreement:
+        until = "current" if key.valid_until is None else f"accepted until {key.valid_until:.0f}"
+        print(f"agreement:    {key.kid.hex()}  {until}")
+
+
+def _cmd_keys_init(args: argparse.Namespace) -> int:
+    store, email = _keys_target(args)
+    keys = store.init(email, force=args.force)
+    _print_keys(store, keys)
+    _publish_if_asked(args, keys)
+    return 0
+
+
+def _cmd_keys_show(args: argparse.Namespace) -> int:
+    store, email = _keys_target(args)
+    _print_keys(store, store.load(email))
+    return 0
+
+
+def _cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from syft_flwr.crypto.keys import DEFAULT_GRACE
+
+    store, email = _keys_target(args)
+    keys = store.rotate(email, DEFAULT_GRACE if args.grace is None else args.grace)
+    _print_keys(store, keys)
+    _publish_if_asked(args, keys)
+    return 0

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from flwr.app import Message
 
     from syft_flwr.registry import TransportRegistry
+    from syft_flwr.transport import Transport
 
 PROJECT_NAME = "syft_flwr"
 ENTRY_POINT_GROUP = "syft_flwr"
@@ -144,4 +145,34 @@ def syft_flwr_local_options(transport: str, workdir: Path) -> dict[str, Any] | N
     :param transport: the transport name asked about.
     :param workdir: a private temporary directory the run may use; removed afterwards.
     :return: the options table, or ``None`` if this plugin does not provide ``transport``.
+    """
+
+
+@hookspec(firstresult=True)
+def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> bool | None:
+    """Publish ``transport.identity``'s public key document where peers can fetch it.
+
+    Called before an encrypted run sends anything. A plugin answers for its own transports
+    (for SyftBox: ``datasites/<email>/public/did.json``, readable by everyone) and returns
+    ``None`` for the others. Publishing must replace the previous document atomically, since
+    a peer may read it at any moment. If no plugin answers, the encrypted run refuses to start.
+
+    :param transport: the transport acting as the identity whose document this is.
+    :param document: the document as UTF-8 JSON bytes, to store as is.
+    :return: ``True`` once published, ``None`` if ``transport`` is not this plugin's.
+    """
+
+
+@hookspec(firstresult=True)
+def syft_flwr_fetch_key_document(transport: Transport, datasite: str) -> bytes | None:
+    """Fetch the public key document ``datasite`` published, as its raw bytes.
+
+    The core verifies every signature in it, so a plugin returns what it finds without
+    interpreting it. Return ``None`` when ``transport`` is not this plugin's or when
+    ``datasite`` has published nothing (the core then reports the datasite as unreachable
+    securely).
+
+    :param transport: the transport to fetch through.
+    :param datasite: the email whose document is wanted.
+    :return: the document bytes, or ``None``.
     """

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "Reply",
@@ -123,6 +123,10 @@ class Transport(ABC):
     reply for one of their futures becomes available (from any thread). Everything here
     must be thread-safe: legacy Flower strategies call the grid from a thread pool.
     """
+
+    encrypt_by_default: ClassVar[bool] = False
+    """Whether runs over this transport encrypt end to end when ``SYFT_FLWR_ENCRYPTION_ENABLED``
+    is unset (see :mod:`syft_flwr.crypto.policy`)."""
 
     def __init__(self, settings: TransportSettings) -> None:
         self.settings = settings

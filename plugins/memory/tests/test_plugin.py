@@ -77,3 +77,17 @@ def test_default_network_and_reset() -> None:
     fresh.close()
     assert MemoryNetwork.named() is not fresh
     MemoryNetwork.reset("never-created")
+
+
+def test_key_documents_are_published_and_fetched_on_the_network() -> None:
+    manager = create_plugin_manager()
+    alice = create_transport(TransportSettings(identity="a@x.org", options={"network": "k"}))
+    bob = create_transport(TransportSettings(identity="b@x.org", options={"network": "k"}))
+    other = create_transport(TransportSettings(identity="c@x.org", options={"network": "z"}))
+    hook = manager.hook
+    assert hook.syft_flwr_fetch_key_document(transport=bob, datasite="a@x.org") is None
+    assert hook.syft_flwr_publish_key_document(transport=alice, document=b"{}") is True
+    assert hook.syft_flwr_fetch_key_document(transport=bob, datasite="a@x.org") == b"{}"
+    assert hook.syft_flwr_fetch_key_document(transport=other, datasite="a@x.org") is None
+    for transport in (alice, bob, other):
+        transport.close()

@@ -35,6 +35,9 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
         "SYFTBOX_EMAIL",
         "SYFT_FLWR_POLL_INTERVAL",
         "SYFT_FLWR_MSG_TIMEOUT",
+        "SYFT_FLWR_ENCRYPTION_ENABLED",
+        "SYFT_FLWR_KEY_DIR",
+        "XDG_CONFIG_HOME",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))

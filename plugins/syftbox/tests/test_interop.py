@@ -52,6 +52,14 @@ from syft_rpc.protocol import Base as SyftRpcModel  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pathspec.*")
 
+
+@pytest.fixture(autouse=True)
+def plaintext_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These peers run syft-rpc/syft-event with encryption off, so our side must too: said
+    explicitly, as encryption is on by default over SyftBox and never dropped silently."""
+    monkeypatch.setenv("SYFT_FLWR_ENCRYPTION_ENABLED", "false")
+
+
 APP_NAME = "interop"
 AGGREGATOR = "aggregator@interop.org"
 OURS = ["ours-1@interop.org", "ours-2@interop.org"]

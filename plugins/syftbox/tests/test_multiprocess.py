@@ -148,6 +148,10 @@ def test_server_and_three_client_processes_share_one_folder(tmp_path: Path, data
     reports = [json.loads(line) for line in rounds_file.read_text().splitlines()]
     assert [(r["clients"], r["failures"]) for r in reports[1:]] == [(3, 0)] * ROUNDS
     assert reports[-1]["test_loss"] < reports[0]["test_loss"]
+    # encrypted by default: every participant published its key document before the run
+    for email in [*DATASITES, AGGREGATOR]:
+        document = json.loads((data_dir / "datasites" / email / "public" / "did.json").read_text())
+        assert "syftFlwr" in document
 
 
 class FaultySyncer:
@@ -187,6 +191,9 @@ class FaultySyncer:
             thread.join(10)
 
     def _author(self, root: Path, path: Path) -> str | None:
+        parts = path.relative_to(root).parts
+        if len(parts) == 3 and parts[1:] == ("public", "did.json"):
+            return parts[0]  # a key document: synced like everything a datasite publishes
         location = Layout(root).parse(path)
         if location is None:
             return None

@@ -29,7 +29,7 @@ def test_entry_point_registers_syftbox(tmp_path: Path) -> None:
 
 def test_local_options_make_a_fresh_folder(tmp_path: Path) -> None:
     options = syft_flwr_local_options(transport="syftbox", workdir=tmp_path)
-    assert options == {"data_dir": str(tmp_path / "SyftBox")}
+    assert options == {"data_dir": str(tmp_path / "SyftBox"), "key_dir": str(tmp_path / "keys")}
     assert (tmp_path / "SyftBox" / "datasites").is_dir()
     assert syft_flwr_local_options(transport="memory", workdir=tmp_path) is None
 

@@ -4,6 +4,12 @@ Each request is decoded, checked (addressed to this node, not expired, not seen 
 handed to the ``ClientApp``, and its reply encoded back. A ``ClientApp`` exception becomes an
 error reply (``CLIENT_APP_RAISED_EXCEPTION``) and serving goes on; the stop signal makes the
 runner return cleanly.
+
+With a :class:`~syft_flwr.crypto.SecureChannel`, a request must open (authentic, addressed
+here, fresh, not replayed) before anything is decoded, and the reply is sealed to the request's
+sender as the answer to that envelope. A request that fails any check gets no reply and never
+reaches the ``ClientApp``; a reply that cannot be sealed is not sent. A request in syft-crypto's
+``X3DH-SyftBox`` scheme is accepted only from a sender without native keys, and answered in it.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
+from syft_flwr.crypto.channel import SecureChannel
+from syft_flwr.crypto.compat import is_compat_payload
+from syft_flwr.crypto.errors import CryptoError
 from syft_flwr.errors import WireFormatError
 from syft_flwr.node_ids import node_id_for
 from syft_flwr.plugins import get_plugin_manager, notify
 from syft_flwr.transport import Request, Transport
-from syft_flwr.wire import decode_message, encode_message
+from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 __all__ = ["ClientRunner"]
 
@@ -39,6 +48,8 @@ class ClientRunner:
     :param transport: the transport, acting as this datasite.
     :param app_name: the application path, e.g. ``"flwr/diabetes"``.
     :param endpoint: the endpoint to serve.
+    :param plugin_manager: where hooks go; the process-wide manager by default.
+    :param channel: open requests and seal replies with it; ``None`` serves plaintext.
     """
 
     def __init__(
@@ -49,6 +60,7 @@ class ClientRunner:
         app_name: str,
         endpoint: str = "messages",
         plugin_manager: pluggy.PluginManager | None = None,
+        channel: SecureChannel | None = None,
     ) -> None:
         self.client_app = client_app
         self.context = context
@@ -59,8 +71,11 @@ class ClientRunner:
         self.context.node_id = self.node_id
         self.stop_reason: str | None = None
         self.handled = 0
+        self._run_id: int | None = None
+        self._started_at = time.time()
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._plugins = plugin_manager
+        self.channel = channel
 
     def run(self) -> str | None:
         """Serve until the stop signal (returns its reason) or until the transport stops."""
@@ -77,7 +92,14 @@ class ClientRunner:
             logger.warning("dropping expired request %s from %s", request.id, request.sender)
             return None
         try:
-            message = decode_message(request.body)
+            body, envelope_id = self._open(request)
+        except (CryptoError, WireFormatError) as exc:
+            logger.warning(
+                "rejecting sealed request %s from %s: %s", request.id, request.sender, exc
+            )
+            return None
+        try:
+            message = decode_message(body)
         except WireFormatError as exc:
             logger.warning(
                 "dropping malformed request %s from %s: %s", request.id, request.sender, exc
@@ -97,9 +119,64 @@ class ClientRunner:
             return None
         reason = self._manager().hook.syft_flwr_stop_reason(message=message)
         if reason is not None:
+            if self._stale_stop(message):
+                return None
             self._stop(reason)
             return None
-        return encode_message(self._call_app(message))
+        if request.expired() or time.time() >= _deadline(message):
+            # checked again right before the app: opening and decoding take time
+            logger.warning("dropping request %s: it expired before the app saw it", request.id)
+            return None
+        self._run_id = message.metadata.run_id
+        return self._seal_reply(request, envelope_id, self._call_app(message))
+
+    def _stale_stop(self, message: Message) -> bool:
+        """A stop signal of another run: one this client never took part in must not stop it.
+
+        Stop signals linger on slow media (a Drive file lives until its TTL), so a client
+        restarted soon after a run would otherwise obey the previous run's signal.
+        """
+        run_id = message.metadata.run_id
+        if self._run_id is not None and run_id != self._run_id:
+            logger.info("ignoring the stop signal of run %s (serving run %s)", run_id, self._run_id)
+            return True
+        if self._run_id is None and message.metadata.created_at < self._started_at:
+            logger.info("ignoring a stop signal sent before this client started (run %s)", run_id)
+            return True
+        return False
+
+    def _open(self, request: Request) -> tuple[bytes, bytes]:
+        """The envelope in a request and the sealed envelope's id (``b""``: plain or compat)."""
+        if self.channel is None:
+            return request.body, b""
+        if is_compat_payload(request.body):
+            envelope = self.channel.open_compat(
+                request.body, sender=request.sender, expires_at=request.expires_at
+            )
+            return envelope, b""
+        opened = self.channel.open(
+            request.body, sender=request.sender, app=request.app, endpoint=request.endpoint
+        )
+        return opened.body, opened.header.message_id
+
+    def _seal_reply(self, request: Request, envelope_id: bytes, reply: Message) -> bytes | None:
+        if self.channel is None:
+            return encode_message(reply)
+        try:
+            if not envelope_id:
+                return self.channel.seal_compat(request.sender, encode_message(reply))
+            sealed, _ = self.channel.seal(
+                request.sender,
+                request.app,
+                request.endpoint,
+                encode_message_frames(reply),
+                request.expires_at,
+                reply_to=envelope_id,
+            )
+        except (CryptoError, WireFormatError) as exc:
+            logger.error("cannot seal the reply to %s, not sending it: %s", request.sender, exc)
+            return None
+        return sealed
 
     def _call_app(self, message: Message) -> Message:
         self.context.run_id = message.metadata.run_id
@@ -147,3 +224,7 @@ class ClientRunner:
 
     def _manager(self) -> pluggy.PluginManager:
         return self._plugins or get_plugin_manager()
+
+
+def _deadline(message: Message) -> float:
+    return message.metadata.created_at + message.metadata.ttl

@@ -10,6 +10,7 @@ from flwr.app import Context
 from flwr.clientapp import ClientApp
 
 from syft_flwr.config import RuntimeSettings, load_project_config
+from syft_flwr.crypto.policy import open_channel
 from syft_flwr.fl_orchestrator.client_runner import ClientRunner
 from syft_flwr.fl_orchestrator.flower_server import APP_PREFIX
 from syft_flwr.fl_orchestrator.transport_setup import create_transport, resolve_identity
@@ -33,21 +34,35 @@ def syftbox_flwr_client(
     """Answer the aggregator's messages with ``client_app`` until the stop signal.
 
     The identity is ``email``, else the transport option ``email``, else ``SYFTBOX_EMAIL``.
+    When encryption is on, this datasite's key document is published before serving.
 
     :return: the stop signal's reason, or ``None`` if serving ended otherwise.
     """
     owns_transport = transport is None
+    runtime = RuntimeSettings.from_env()
     if transport is None:
         config = load_project_config(project_dir)
-        runtime = RuntimeSettings.from_env()
         identity = resolve_identity(config, runtime, email, server=False)
         transport = create_transport(config, runtime, identity, project_dir, plugin_manager)
+    try:
+        channel = open_channel(transport, runtime, plugin_manager)
+    except BaseException:
+        if owns_transport:
+            transport.close()
+        raise
     runner = ClientRunner(
-        client_app, context, transport, APP_PREFIX + app_name, plugin_manager=plugin_manager
+        client_app,
+        context,
+        transport,
+        APP_PREFIX + app_name,
+        plugin_manager=plugin_manager,
+        channel=channel,
     )
     try:
         reason = runner.run()
     finally:
+        if channel is not None:
+            channel.close()
         if owns_transport:
             transport.close()
     logger.info("%s stopped after %d messages: %s", transport.identity, runner.handled, reason)

@@ -10,6 +10,12 @@ The grid never waits past a message's TTL: once it runs out without an answer, t
 answers in the client's place with an error reply (``ErrorCode.MESSAGE_UNAVAILABLE``), so
 a Flower strategy counts a failure instead of hanging. All methods are thread-safe, since
 legacy strategies call ``send_and_receive`` from a thread pool.
+
+With a :class:`~syft_flwr.crypto.SecureChannel`, every encoded message is sealed to its
+datasite before the transport sees it, and every reply must open as that datasite's answer to
+that very envelope; a reply that does not becomes an error reply, never a plaintext fallback.
+A datasite that publishes only a syft-crypto key document gets syft-flwr 0.5.x's weaker
+``X3DH-SyftBox`` payloads instead, and must answer in kind.
 """
 
 from __future__ import annotations
@@ -28,13 +34,15 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from syft_flwr.config import DEFAULT_MSG_TIMEOUT
+from syft_flwr.crypto.channel import SecureChannel
+from syft_flwr.crypto.errors import CryptoError
 from syft_flwr.errors import GridError, SyftFlwrError, WireFormatError
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_table
 from syft_flwr.plugins import notify
 from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
 from syft_flwr.transport import Reply, ReplyStatus, Transport
-from syft_flwr.wire import decode_message, encode_message
+from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 __all__ = ["DEFAULT_ENDPOINT", "SERVER_NODE_ID", "SyftGrid"]
 
@@ -53,6 +61,7 @@ class _Pending:
     datasite: str
     metadata: Metadata
     expires_at: float
+    envelope_id: bytes = b""
 
 
 class SyftGrid(Grid):
@@ -64,6 +73,7 @@ class SyftGrid(Grid):
     :param endpoint: the endpoint clients serve.
     :param msg_timeout: longest wait for replies when ``send_and_receive`` gets no timeout.
     :param plugin_manager: where lifecycle hooks go; the process-wide manager by default.
+    :param channel: seal messages and open replies with it; ``None`` sends plaintext.
     :raises GridError: a datasite is listed twice or two datasites share a node id.
     """
 
@@ -76,6 +86,7 @@ class SyftGrid(Grid):
         endpoint: str = DEFAULT_ENDPOINT,
         msg_timeout: float = DEFAULT_MSG_TIMEOUT,
         plugin_manager: pluggy.PluginManager | None = None,
+        channel: SecureChannel | None = None,
     ) -> None:
         if not datasites:
             raise GridError("SyftGrid needs at least one datasite")
@@ -90,6 +101,7 @@ class SyftGrid(Grid):
         self._by_future: dict[str, str] = {}
         self._lock = threading.Lock()
         self._plugins = plugin_manager
+        self.channel = channel
 
     # -- run and nodes ------------------------------------------------------------------
 
@@ -124,6 +136,15 @@ class SyftGrid(Grid):
             return self._nodes[node_id]
         except KeyError:
             raise GridError(f"node id {node_id} is not a datasite of this grid") from None
+
+    def unreachable_datasites(self) -> dict[str, str]:
+        """Datasites that cannot be reached securely (no usable keys), each with the reason.
+
+        Always empty without a channel; the server calls it before a run starts.
+        """
+        if self.channel is None:
+            return {}
+        return self.channel.missing_keys(self.datasites)
 
     def get_node_ids(self) -> list[int]:
         """Node ids of every configured datasite."""
@@ -173,10 +194,12 @@ class SyftGrid(Grid):
         if metadata.src_node_id != SERVER_NODE_ID:
             metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
         expires_at = metadata.created_at + metadata.ttl
-        body = encode_message(message)
+        body, envelope_id = self._seal(datasite, message, expires_at)
         future_id = self.transport.send(datasite, self.app_name, self.endpoint, body, expires_at)
         with self._lock:
-            self._pending[message_id] = _Pending(future_id, datasite, metadata, expires_at)
+            self._pending[message_id] = _Pending(
+                future_id, datasite, metadata, expires_at, envelope_id
+            )
             self._by_future[future_id] = message_id
         self._notify(
             "syft_flwr_message_pushed",
@@ -187,6 +210,34 @@ class SyftGrid(Grid):
             group_id=metadata.group_id,
         )
         return message_id
+
+    def _seal(self, datasite: str, message: Message, expires_at: float) -> tuple[bytes, bytes]:
+        """The encoded body to send and its envelope id (``b""`` unless sealed natively).
+
+        Native sealing takes the codec's frames, so a model is never joined before encryption.
+        """
+        if self.channel is None:
+            return encode_message(message), b""
+        if not self.channel.speaks_native(datasite):
+            return self.channel.seal_compat(datasite, encode_message(message)), b""
+        frames = encode_message_frames(message)
+        return self.channel.seal(datasite, self.app_name, self.endpoint, frames, expires_at)
+
+    def _open(self, pending: _Pending, body: bytes) -> bytes:
+        """The envelope inside a sealed reply, in the scheme the request went out in."""
+        if self.channel is None:
+            return body
+        if not pending.envelope_id:
+            return self.channel.open_compat(
+                body, sender=pending.datasite, expires_at=pending.expires_at
+            )
+        return self.channel.open(
+            body,
+            sender=pending.datasite,
+            app=self.app_name,
+            endpoint=self.endpoint,
+            reply_to=pending.envelope_id,
+        ).body
 
     def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
         """Collect the replies that are there now, without blocking.
@@ -292,7 +343,16 @@ class SyftGrid(Grid):
                 f"{pending.datasite} rejected the message: {reply.detail}",
             )
         try:
-            message = decode_message(reply.body)
+            body = self._open(pending, reply.body)
+        except (CryptoError, WireFormatError) as exc:
+            logger.warning("rejected sealed reply from %s: %s", pending.datasite, exc)
+            return self._error(
+                pending,
+                ErrorCode.REPLY_MESSAGE_UNAVAILABLE,
+                f"rejected reply ({type(exc).__name__}): {exc}",
+            )
+        try:
+            message = decode_message(body)
         except WireFormatError as exc:
             logger.warning("undecodable reply from %s: %s", pending.datasite, exc)
             return self._error(
@@ -379,7 +439,7 @@ class SyftGrid(Grid):
             )
             message = message_with_metadata(metadata, content=build_stop_content(reason))
             try:
-                body = encode_message(message)
+                body, _ = self._seal(datasite, message, metadata.created_at + ttl)
                 future_id = self.transport.send(
                     datasite, self.app_name, self.endpoint, body, metadata.created_at + ttl
                 )

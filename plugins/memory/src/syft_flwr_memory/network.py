@@ -81,6 +81,7 @@ class MemoryNetwork:
         self._mailboxes: dict[str, Mailbox] = {}
         self._futures: dict[str, dict[str, _Future]] = {}
         self._transports: dict[str, set[Transport]] = {}
+        self._key_documents: dict[str, bytes] = {}
         self._injector = FaultInjector(faults)
         self._scheduler = Scheduler(name)
 
@@ -231,6 +232,16 @@ class MemoryNetwork:
                 futures.pop(future_id, None)
                 if not futures:
                     del self._futures[sender]
+
+    def publish_key_document(self, datasite: str, document: bytes) -> None:
+        """Make ``document`` the public key document of ``datasite`` (replacing any)."""
+        with self._lock:
+            self._key_documents[datasite] = bytes(document)
+
+    def key_document(self, datasite: str) -> bytes | None:
+        """The key document ``datasite`` published, or ``None``."""
+        with self._lock:
+            return self._key_documents.get(datasite)
 
     def inbox_size(self, datasite: str) -> int:
         """How many deliveries wait in ``datasite``'s mailbox (expired ones until purged)."""

@@ -7,10 +7,16 @@ from typing import Any
 
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.registry import TransportRegistry
-from syft_flwr.transport import TransportSettings
+from syft_flwr.transport import Transport, TransportSettings
 from syft_flwr_memory.transport import MemoryTransport
 
-__all__ = ["create_transport", "syft_flwr_local_options", "syft_flwr_register_transports"]
+__all__ = [
+    "create_transport",
+    "syft_flwr_fetch_key_document",
+    "syft_flwr_local_options",
+    "syft_flwr_publish_key_document",
+    "syft_flwr_register_transports",
+]
 
 TRANSPORT_NAME = "memory"
 
@@ -33,3 +39,20 @@ def syft_flwr_local_options(transport: str, workdir: Path) -> dict[str, Any] | N
     if transport != TRANSPORT_NAME:
         return None
     return {"network": f"local-{workdir.name}"}
+
+
+@hookimpl
+def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> bool | None:
+    """Key documents live on the network, like a datasite's public folder."""
+    if not isinstance(transport, MemoryTransport):
+        return None
+    transport.network.publish_key_document(transport.identity, document)
+    return True
+
+
+@hookimpl
+def syft_flwr_fetch_key_document(transport: Transport, datasite: str) -> bytes | None:
+    """The document ``datasite`` published on ``transport``'s network, if any."""
+    if not isinstance(transport, MemoryTransport):
+        return None
+    return transport.network.key_document(datasite)

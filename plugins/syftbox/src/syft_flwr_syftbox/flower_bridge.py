@@ -18,6 +18,8 @@ from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
+from syft_flwr.crypto.compat import is_compat_payload
+from syft_flwr.crypto.envelope import is_sealed
 from syft_flwr.errors import WireFormatError
 from syft_flwr.wire import MAGIC, decode_message, encode_message
 
@@ -46,14 +48,10 @@ def to_envelope(body: bytes) -> tuple[bytes, bool]:
 
     :raises WireFormatError: ``body`` is neither an envelope nor a Flower protobuf message.
     """
-    if is_envelope(body):
+    if is_envelope(body) or is_sealed(body) or is_compat_payload(body):
+        # Envelopes pass as they are; sealed bodies (ours, or syft-crypto's JSON payload) are
+        # opened by the core's encryption layer, which also converts what they contain.
         return body, False
-    if body[:1] == b"{":
-        raise WireFormatError(
-            "the body is JSON, not a Flower message: an encrypted syft-rpc body (syft-crypto) "
-            "is not supported yet; disable encryption on the sending side "
-            "(SYFT_FLWR_ENCRYPTION_ENABLED=false)"
-        )
     try:
         proto = ProtoMessage.FromString(body)
     except DecodeError as exc:

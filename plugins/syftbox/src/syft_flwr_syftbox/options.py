@@ -47,7 +47,17 @@ STATE_DIR = ".syft-flwr"
 """Hidden folder in the data dir (beside, not inside, ``datasites/``: never synced)."""
 
 _TABLE = "[tool.syft_flwr.syftbox]"
-_KNOWN = {"data_dir", "email", "wire", "max_body_size", "fsync", "cleanup_interval", "stale_after"}
+# key_dir belongs to the core's encryption layer (syft_flwr.crypto.policy), not to this transport.
+_KNOWN = {
+    "data_dir",
+    "email",
+    "wire",
+    "max_body_size",
+    "fsync",
+    "cleanup_interval",
+    "stale_after",
+    "key_dir",
+}
 
 
 @dataclass(frozen=True)

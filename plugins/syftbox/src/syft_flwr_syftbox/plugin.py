@@ -8,12 +8,15 @@ from typing import Any
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.registry import TransportRegistry
 from syft_flwr.transport import TransportSettings
+from syft_flwr_syftbox.keydocs import syft_flwr_fetch_key_document, syft_flwr_publish_key_document
 from syft_flwr_syftbox.transport import SyftBoxTransport
 
 __all__ = [
     "TRANSPORT_NAME",
     "create_transport",
+    "syft_flwr_fetch_key_document",
     "syft_flwr_local_options",
+    "syft_flwr_publish_key_document",
     "syft_flwr_register_transports",
 ]
 
@@ -43,4 +46,5 @@ def syft_flwr_local_options(transport: str, workdir: Path) -> dict[str, Any] | N
         return None
     data_dir = workdir / "SyftBox"
     (data_dir / "datasites").mkdir(parents=True, exist_ok=True)
-    return {"data_dir": str(data_dir)}
+    # Private keys of a local run stay in the run's workdir, never in the user's key store.
+    return {"data_dir": str(data_dir), "key_dir": str(workdir / "keys")}

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 from syft_flwr.errors import BodyTooLargeError, TransportError, WireFormatError
 from syft_flwr.node_ids import normalise_email
@@ -46,7 +47,7 @@ from syft_flwr_syftbox.acl import ensure_rpc_acl
 from syft_flwr_syftbox.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr_syftbox.atomic import is_temp_name, write_atomic
 from syft_flwr_syftbox.files import encode_rpc_file, read_rpc_file
-from syft_flwr_syftbox.flower_bridge import envelope_to_protobuf, to_envelope
+from syft_flwr_syftbox.flower_bridge import envelope_to_protobuf, is_envelope, to_envelope
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.options import SyftBoxOptions
 from syft_flwr_syftbox.rpcfile import (
@@ -78,6 +79,9 @@ class SyftBoxTransport(Transport):
     :raises InvalidAddressError: the identity is not a safe email.
     :raises ConfigError: the options are malformed or no SyftBox folder can be found.
     """
+
+    encrypt_by_default: ClassVar[bool] = True
+    """End-to-end encryption is on unless ``SYFT_FLWR_ENCRYPTION_ENABLED=false``."""
 
     def __init__(
         self, settings: TransportSettings, *, environ: Mapping[str, str] | None = None
@@ -144,8 +148,8 @@ class SyftBoxTransport(Transport):
         self._check_size(len(payload), "request")
         if math.isnan(expires_at):
             raise ValueError("expires_at must be a time, not NaN")
-        if self.options.wire is WireFormat.SYFT_RPC:
-            payload = envelope_to_protobuf(payload)
+        if self.options.wire is WireFormat.SYFT_RPC and is_envelope(payload):
+            payload = envelope_to_protobuf(payload)  # sealed bodies go as they are
         future_id = str(uuid.uuid4())
         record = FutureRecord(future_id, datasite, app, endpoint, expires_at)
         rpc = RpcFile(

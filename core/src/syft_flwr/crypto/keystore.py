@@ -1,0 +1,159 @@
+"""The private key directory: where an identity's keys live, readable by its owner only.
+
+Keys never go into a synced tree (a SyftBox datasite is uploaded to a server), so the default
+is the user's config directory, ``$XDG_CONFIG_HOME/syft-flwr/keys/<email>/`` (``~/.config``
+when unset). ``SYFT_FLWR_KEY_DIR`` or a transport's ``key_dir`` option replaces the
+``.../keys`` root. Files are written atomically with mode 0600 and refused on load when group or
+others can read them, as ssh refuses a readable private key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
+
+from syft_flwr.crypto.errors import KeyStoreError
+from syft_flwr.crypto.keys import DEFAULT_GRACE, AgreementKey, IdentityKeys
+
+__all__ = ["KEY_DIR_ENV", "KeyStore", "default_key_root"]
+
+KEY_DIR_ENV = "SYFT_FLWR_KEY_DIR"
+_FILE = "keys.json"
+_FORMAT = 1
+
+
+def default_key_root(environ: Mapping[str, str] | None = None) -> Path:
+    """``SYFT_FLWR_KEY_DIR``, else ``$XDG_CONFIG_HOME/syft-flwr/keys`` (``~/.config`` if unset)."""
+    env = os.environ if environ is None else environ
+    explicit = env.get(KEY_DIR_ENV, "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    config = env.get("XDG_CONFIG_HOME", "").strip()
+    base = Path(config).expanduser() if config else Path.home() / ".config"
+    return base / "syft-flwr" / "keys"
+
+
+def _raw_private(key: Ed25519PrivateKey | X25519PrivateKey) -> str:
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+
+
+class KeyStore:
+    """The keys of every identity under one root directory.
+
+    :param root: the key root; :func:`default_key_root` when ``None``.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root if root is not None else default_key_root()
+
+    def path(self, email: str) -> Path:
+        """The key file of ``email``."""
+        return self.root / quote(email, safe="@.+-_") / _FILE
+
+    def exists(self, email: str) -> bool:
+        """Whether ``email`` has keys here."""
+        return self.path(email).is_file()
+
+    def load(self, email: str) -> IdentityKeys:
+        """Load the keys of ``email``, without agreement keys past their grace period.
+
+        :raises KeyStoreError: no keys, unsafe permissions, or an unreadable file.
+        """
+        path = self.path(email)
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise KeyStoreError(
+                f"no keys for {email} in {self.root}: run `syft-flwr keys init`"
+            ) from None
+        if stat.S_IMODE(mode) & 0o077:
+            raise KeyStoreError(
+                f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it"
+            )
+        try:
+            document = json.loads(path.read_text())
+            return _from_json(document, email).pruned()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise KeyStoreError(f"cannot read keys from {path}: {exc}") from exc
+
+    def save(self, keys: IdentityKeys) -> Path:
+        """Write ``keys`` atomically with mode 0600 (directory 0700); return the file."""
+        path = self.path(keys.email)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = json.dumps(_to_json(keys), indent=2).encode()
+        fd, temp = tempfile.mkstemp(prefix=".keys-", dir=path.parent)  # created 0600
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def init(self, email: str, *, force: bool = False) -> IdentityKeys:
+        """Generate and save new keys for ``email``.
+
+        :raises KeyStoreError: keys exist already and ``force`` is false.
+        """
+        if self.exists(email) and not force:
+            raise KeyStoreError(f"keys for {email} exist in {self.path(email)}; rotate instead")
+        keys = IdentityKeys.generate(email)
+        self.save(keys)
+        return keys
+
+    def load_or_init(self, email: str) -> IdentityKeys:
+        """The keys of ``email``, generated on first use."""
+        return self.load(email) if self.exists(email) else self.init(email)
+
+    def rotate(self, email: str, grace: float = DEFAULT_GRACE) -> IdentityKeys:
+        """Make a new current agreement key; the old one stays accepted for ``grace`` s."""
+        keys = self.load(email).rotated(grace, time.time())
+        self.save(keys)
+        return keys
+
+
+def _to_json(keys: IdentityKeys) -> dict[str, Any]:
+    return {
+        "format": _FORMAT,
+        "email": keys.email,
+        "identity": _raw_private(keys.identity),
+        "agreement": [
+            {"private": _raw_private(k.private), "created": k.created, "valid_until": k.valid_until}
+            for k in keys.agreement
+        ],
+    }
+
+
+def _from_json(document: dict[str, Any], email: str) -> IdentityKeys:
+    if document["format"] != _FORMAT or document["email"] != email:
+        raise ValueError(f"not a format-{_FORMAT} key file of {email}")
+    agreement = tuple(
+        AgreementKey(
+            X25519PrivateKey.from_private_bytes(bytes.fromhex(entry["private"])),
+            float(entry["created"]),
+            None if entry["valid_until"] is None else float(entry["valid_until"]),
+        )
+        for entry in document["agreement"]
+    )
+    if not agreement or agreement[0].valid_until is not None:
+        raise ValueError("the first agreement key must be the current one")
+    identity = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(document["identity"]))
+    return IdentityKeys(email, identity, agreement)

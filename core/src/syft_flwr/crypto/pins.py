@@ -1,0 +1,76 @@
+"""Trust on first use: remember each peer's identity key and refuse a different one later.
+
+Key documents reach us through the transport, and for SyftBox that includes a sync server that
+could substitute a ``did.json``. Signatures only prove a document is self-consistent, so the
+first identity key seen for an email is pinned in the owner's key directory; a later document
+with another identity key is refused until the user removes the pin on purpose (after checking
+with the peer that it really re-created its identity). Rotating agreement keys is unaffected,
+because they are signed by the same identity key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from syft_flwr.crypto.errors import IdentityChangedError, KeyStoreError
+
+__all__ = ["PinStore"]
+
+
+class PinStore:
+    """Pinned identity keys by email, in a JSON file written 0600.
+
+    :param path: the file; ``None`` keeps pins in memory only (tests, throwaway channels).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._pins: dict[str, str] = self._load()
+
+    def _load(self) -> dict[str, str]:
+        if self.path is None or not self.path.exists():
+            return {}
+        try:
+            pins = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            raise KeyStoreError(f"cannot read pinned peer keys {self.path}: {exc}") from exc
+        if not isinstance(pins, dict):
+            raise KeyStoreError(f"{self.path} must hold a JSON object")
+        return {str(email): str(key) for email, key in pins.items()}
+
+    def check(self, email: str, identity: bytes) -> None:
+        """Pin ``identity`` for ``email`` on first sight; later, require the same key.
+
+        :raises IdentityChangedError: ``email`` presents another identity key than pinned.
+        """
+        encoded = base64.urlsafe_b64encode(identity).decode().rstrip("=")
+        with self._lock:
+            pinned = self._pins.get(email)
+            if pinned == encoded:
+                return
+            if pinned is not None:
+                raise IdentityChangedError(
+                    f"{email}'s identity key changed (pinned {pinned}, now {encoded}); if the "
+                    f"peer really re-created its keys, remove its entry from {self.path}"
+                )
+            self._pins[email] = encoded
+            self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".peers-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(self._pins, handle, indent=2, sort_keys=True)
+            os.replace(temp, self.path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise

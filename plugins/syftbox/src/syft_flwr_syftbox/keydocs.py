@@ -1,0 +1,69 @@
+"""Key documents on SyftBox: ``datasites/<email>/public/did.json``, where syft-crypto keeps them.
+
+The core builds and verifies the documents (:mod:`syft_flwr.crypto.document`); this module only
+stores and finds them. The file is replaced atomically, because peers read it at any moment, and
+the ``public`` folder gets a read-for-everyone ``syft.pub.yaml`` if it has none, so the SyftBox
+server lets other datasites download it. Fetching returns the bytes as found: trust comes from
+the signatures the core checks, and from the fact that only the owner can write its datasite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from syft_flwr.hookspecs import hookimpl
+from syft_flwr.transport import Transport
+from syft_flwr_syftbox.acl import ACL_FILE
+from syft_flwr_syftbox.addresses import check_datasite
+from syft_flwr_syftbox.atomic import write_atomic
+from syft_flwr_syftbox.transport import SyftBoxTransport
+
+__all__ = [
+    "PUBLIC_ACL",
+    "did_path",
+    "syft_flwr_fetch_key_document",
+    "syft_flwr_publish_key_document",
+]
+
+PUBLIC_ACL = """\
+# Written by syft-flwr-syftbox: the public folder (key documents) is readable by everyone.
+rules:
+- pattern: '**'
+  access:
+    admin: []
+    read: ['*']
+    write: []
+"""
+
+
+def did_path(transport: SyftBoxTransport, datasite: str) -> Path:
+    """Where ``datasite`` publishes its key document, as syft-crypto's ``did_path``."""
+    return transport.options.datasites / check_datasite(datasite) / "public" / "did.json"
+
+
+@hookimpl
+def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> bool | None:
+    """Write ``public/did.json`` of this datasite atomically (and the folder's ACL if absent)."""
+    if not isinstance(transport, SyftBoxTransport):
+        return None
+    path = did_path(transport, transport.identity)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    acl = path.parent / ACL_FILE
+    if not acl.exists():
+        # written concurrently by another process: keep theirs
+        with contextlib.suppress(FileExistsError):
+            write_atomic(acl, [PUBLIC_ACL.encode()], fsync=transport.options.fsync)
+    write_atomic(path, [document], replace=True, fsync=transport.options.fsync)
+    return True
+
+
+@hookimpl
+def syft_flwr_fetch_key_document(transport: Transport, datasite: str) -> bytes | None:
+    """The bytes of ``datasite``'s ``public/did.json``, or ``None`` if it has none yet."""
+    if not isinstance(transport, SyftBoxTransport):
+        return None
+    try:
+        return did_path(transport, datasite).read_bytes()
+    except FileNotFoundError:
+        return None
