@@ -13,6 +13,8 @@ import uuid
 import pytest
 
 from syft_flwr.cli import main
+from syft_flwr.hookspecs import hookimpl
+from syft_flwr.plugins import create_plugin_manager, reset_plugin_manager
 
 pytestmark = pytest.mark.slow
 
@@ -135,3 +137,34 @@ def test_demo_refuses_processes_for_an_in_process_transport():
     result = run_cli("demo", "--clients", "processes")
     assert result.returncode == 2
     assert "works within one process only" in result.stderr
+
+
+class EchoCommand:
+    """A plugin contributing ``syft-flwr echo``."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    @hookimpl
+    def syft_flwr_cli_commands(self):
+        return [("echo", "repeat the arguments", self.run)]
+
+    def run(self, argv) -> int:
+        self.calls.append(list(argv))
+        return 7
+
+
+def test_plugins_contribute_subcommands():
+    plugin = EchoCommand()
+    reset_plugin_manager(create_plugin_manager(load_entry_points=False, extra_plugins=[plugin]))
+    try:
+        assert main(["echo", "login", "--flag", "x"]) == 7
+    finally:
+        reset_plugin_manager(None)
+    assert plugin.calls == [["login", "--flag", "x"]]
+
+
+def test_gdrive_login_is_reachable_through_syft_flwr():
+    result = run_cli("gdrive", "login", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "client-secrets" in result.stdout

@@ -31,6 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``syft-flwr`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "plugin_main", None) is not None:
+        _configure_logging(args.verbose)
+        return int(args.plugin_main(args.plugin_args))
     _configure_logging(args.verbose)
     try:
         return int(args.handler(args))
@@ -44,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    _add_plugin_commands(commands)
 
     transports = commands.add_parser("transports", help="list installed transports")
     transports.set_defaults(handler=_cmd_transports)
@@ -99,6 +104,22 @@ def _add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--grace", type=float, default=None, help="seconds the old key stays accepted (7 days)"
     )
     rotate.set_defaults(handler=_cmd_keys_rotate)
+
+
+def _add_plugin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Subcommands contributed by plugins (``syft_flwr_cli_commands``), e.g. ``gdrive``."""
+    from syft_flwr.plugins import get_plugin_manager
+
+    try:
+        contributed = get_plugin_manager().hook.syft_flwr_cli_commands()
+    except SyftFlwrError as exc:  # a broken plugin must not take the whole CLI down
+        print(f"syft-flwr: warning: plugin commands unavailable: {exc}", file=sys.stderr)
+        return
+    for entries in contributed:
+        for name, help_text, plugin_main in entries:
+            command = commands.add_parser(name, help=help_text, add_help=False)
+            command.add_argument("plugin_args", nargs=argparse.REMAINDER)
+            command.set_defaults(plugin_main=plugin_main)
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -11,6 +11,7 @@ inside one is logged and swallowed so that a faulty observer cannot break a trai
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,3 +177,16 @@ def syft_flwr_fetch_key_document(transport: Transport, datasite: str) -> bytes |
     :param datasite: the email whose document is wanted.
     :return: the document bytes, or ``None``.
     """
+
+
+@hookspec
+def syft_flwr_cli_commands() -> list[tuple[str, str, Callable[[Sequence[str]], int]]]:
+    """Subcommands this plugin adds to the ``syft-flwr`` command line.
+
+    Each entry is ``(name, help, main)``; ``syft-flwr NAME ARGS...`` calls ``main(ARGS)`` and
+    exits with its return value. The core never imports a plugin by name, so this is how
+    ``syft-flwr gdrive login`` reaches the Drive plugin.
+
+    :return: the plugin's subcommands.
+    """
+    return []  # a spec's body never runs; this only satisfies type checkers

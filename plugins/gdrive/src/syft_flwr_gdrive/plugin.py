@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,12 @@ from syft_flwr.transport import TransportSettings
 from syft_flwr_gdrive.testing import FakeDrive
 from syft_flwr_gdrive.transport import GDriveTransport
 
-__all__ = ["create_transport", "syft_flwr_local_options", "syft_flwr_register_transports"]
+__all__ = [
+    "create_transport",
+    "syft_flwr_cli_commands",
+    "syft_flwr_local_options",
+    "syft_flwr_register_transports",
+]
 
 TRANSPORT_NAME = "gdrive"
 _WATCH_INTERVAL = 0.25
@@ -34,6 +40,14 @@ _LOCAL_POLLING = {"poll_interval": 0.05, "max_poll_interval": 0.5, "discovery_in
 def create_transport(settings: TransportSettings) -> GDriveTransport:
     """Google Drive v3 (syft-flwr's p2p folder layout), polling; for Colab-style users."""
     return GDriveTransport(settings)
+
+
+@hookimpl
+def syft_flwr_cli_commands() -> list[tuple[str, str, Callable[[Sequence[str]], int]]]:
+    """``syft-flwr gdrive login ...``: the same command line as ``syft-flwr-gdrive``."""
+    from syft_flwr_gdrive.cli import main
+
+    return [("gdrive", "Google Drive transport tools (login)", main)]
 
 
 @hookimpl
