@@ -36,6 +36,12 @@ Serving = Callable[[GDriveTransport], AbstractContextManager[threading.Thread]]
 WaitReply = Callable[[GDriveTransport, str], Reply]
 
 
+@pytest.fixture(autouse=True)
+def private_keys(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key material of encrypted runs goes to a temporary folder, never the real home."""
+    monkeypatch.setenv("SYFT_FLWR_KEY_DIR", str(tmp_path_factory.mktemp("keys")))
+
+
 @pytest.fixture
 def drive() -> Iterator[FakeDrive]:
     """A fresh fake Drive, stopped after the test."""

@@ -126,8 +126,11 @@ def test_fault_storm_completes_with_nothing_lost(make: MakeTransport, stormy: Fa
 
 
 def test_requests_per_round_follow_messages_not_polls_times_folders(
-    make: MakeTransport, drive: FakeDrive
+    make: MakeTransport, drive: FakeDrive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Plaintext on purpose: the accounting compares transport requests per message, and key
+    # fetches (one list per peer before each run) would blur it.
+    monkeypatch.setenv("SYFT_FLWR_ENCRYPTION_ENABLED", "false")
     clients, rounds = 3, 4
     counter = RoundCounter(drive)
     run = federate(make, clients, rounds, plugin=counter)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +88,11 @@ class FolderTree:
         self._folders: dict[str, _Folder] = {}
         self._inbox_pairs: dict[str, str] = {}
         self._outboxes: dict[tuple[str, str, str], str] = {}
+        self._pairs: dict[str, str] = {}
         self._last_discovery = float("-inf")
+        self.on_new_peer: Callable[[str], None] | None = None
+        """Called (outside the lock) for each peer whose inbox pair folder is first learnt;
+        :mod:`~syft_flwr_gdrive.keydocs` uses it to answer with our key document."""
 
     # -- inboxes, from listings ---------------------------------------------------------------
 
@@ -98,6 +102,7 @@ class FolderTree:
         :return: how many folders were new (a chain is being completed: poll again soon).
         """
         new = 0
+        peers: list[str] = []
         with self._lock:
             for file in files:
                 if file.get("mimeType") != FOLDER_MIME:
@@ -112,9 +117,25 @@ class FolderTree:
                 peer = peer_of_inbox(folder.name, self.identity)
                 if peer is not None and folder.owner in {peer.lower(), self.me}:
                     known = self._inbox_pairs.get(peer.lower())
+                    if known is None:
+                        peers.append(peer)
                     if known is None or self._rank(file["id"], peer) < self._rank(known, peer):
                         self._inbox_pairs[peer.lower()] = file["id"]
+        callback = self.on_new_peer
+        if callback is not None:
+            for peer in peers:
+                callback(peer)
         return new
+
+    def known_pair_peers(self) -> list[str]:
+        """The peers whose pair folder from us we already found or created."""
+        with self._lock:
+            return list(self._pairs)
+
+    def inbox_pair(self, peer: str) -> str | None:
+        """The id of ``peer``'s pair folder to us if a listing showed it (no API call)."""
+        with self._lock:
+            return self._inbox_pairs.get(peer.lower())
 
     def _rank(self, folder_id: str, peer: str) -> tuple[bool, str, str]:
         """Order of preference between inbox pair folders: the peer's own before one we
@@ -188,12 +209,27 @@ class FolderTree:
                 known = self._outboxes.get(key)
             if known is not None:
                 return known
-            folder, fresh = self._outbox_pair(peer)
+            folder, fresh = self._pair_locked(peer)
             for name in (app, RPC, endpoint):
                 folder, fresh = self._subfolder(folder, name, fresh)
             with self._lock:
                 self._outboxes[key] = folder
             return folder
+
+    def pair(self, peer: str) -> str:
+        """The id of our pair folder to ``peer`` (found or created, and shared), cached."""
+        with self._create_lock:
+            return self._pair_locked(peer)[0]
+
+    def _pair_locked(self, peer: str) -> tuple[str, bool]:
+        """:meth:`_outbox_pair`, once per peer (the caller holds ``_create_lock``)."""
+        known = self._pairs.get(peer.lower())
+        if known is not None:
+            return known, False
+        folder, fresh = self._outbox_pair(peer)
+        with self._lock:
+            self._pairs[peer.lower()] = folder
+        return folder, fresh
 
     def _outbox_pair(self, peer: str) -> tuple[str, bool]:
         name = pair_name(self.identity, peer)

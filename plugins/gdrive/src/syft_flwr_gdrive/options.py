@@ -83,6 +83,8 @@ class GDriveOptions:
     retry_base_delay: float = 0.5
     retry_max_delay: float = 32.0
     http_timeout: float = 60.0
+    key_dir: Path | None = None
+    """Where the core keeps this identity's keys (read by the core as ``key_dir``)."""
 
     @classmethod
     def from_settings(
@@ -123,6 +125,7 @@ class GDriveOptions:
             retry_base_delay=table.seconds("retry_base_delay", 0.5),
             retry_max_delay=table.seconds("retry_max_delay", 32.0),
             http_timeout=table.seconds("http_timeout", 60.0),
+            key_dir=table.path("key_dir"),
         )
         table.reject_unknown()
         options._check()

@@ -22,13 +22,16 @@ from typing import Any
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.registry import TransportRegistry
 from syft_flwr.transport import TransportSettings
+from syft_flwr_gdrive.keydocs import syft_flwr_fetch_key_document, syft_flwr_publish_key_document
 from syft_flwr_gdrive.testing import FakeDrive
 from syft_flwr_gdrive.transport import GDriveTransport
 
 __all__ = [
     "create_transport",
     "syft_flwr_cli_commands",
+    "syft_flwr_fetch_key_document",
     "syft_flwr_local_options",
+    "syft_flwr_publish_key_document",
     "syft_flwr_register_transports",
 ]
 
@@ -69,7 +72,12 @@ def syft_flwr_local_options(transport: str, workdir: Path) -> dict[str, Any] | N
     threading.Thread(
         target=_close_when_removed, args=(drive, workdir), name="fake-drive-watch", daemon=True
     ).start()
-    options: dict[str, Any] = {"api_root": drive.url, "auth": "local", **_LOCAL_POLLING}
+    options: dict[str, Any] = {
+        "api_root": drive.url,
+        "auth": "local",
+        "key_dir": str(workdir / "keys"),
+        **_LOCAL_POLLING,
+    }
     if os.environ.get("SYFT_FLWR_POLL_INTERVAL"):
         del options["poll_interval"]
     return options

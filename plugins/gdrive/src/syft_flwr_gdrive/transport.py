@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from syft_flwr.errors import BodyTooLargeError, SyftFlwrError, TransportError
 from syft_flwr.transport import (
@@ -126,13 +126,19 @@ def _expiry(file: dict[str, Any]) -> float:
 
 
 class GDriveTransport(Transport):
-    """Google Drive transport (syft-flwr's "p2p" Drive layout), polling, not encrypted.
+    """Google Drive transport (syft-flwr's "p2p" Drive layout), polling.
+
+    Runs encrypt end to end by default (key documents: :mod:`~syft_flwr_gdrive.keydocs`); the
+    ``syft-flwr-p2p`` wire carries no encryption, so it needs
+    ``SYFT_FLWR_ENCRYPTION_ENABLED=false`` and refuses to publish keys otherwise.
 
     :param settings: identity (an email), the ``[tool.syft_flwr.gdrive]`` table and the poll
         interval (see :class:`~syft_flwr_gdrive.options.GDriveOptions` and the README).
     :raises InvalidAddressError: the identity is not a safe email.
     :raises ConfigError: an option is malformed or no credentials are configured.
     """
+
+    encrypt_by_default: ClassVar[bool] = True
 
     def __init__(self, settings: TransportSettings) -> None:
         super().__init__(settings)
