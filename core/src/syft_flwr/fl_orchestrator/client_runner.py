@@ -26,7 +26,7 @@ from flwr.common.constant import ErrorCode
 
 from syft_flwr.crypto.channel import SecureChannel
 from syft_flwr.crypto.compat import is_compat_payload
-from syft_flwr.crypto.errors import CryptoError
+from syft_flwr.crypto.errors import CryptoError, MissingKeyError, UnknownKeyError
 from syft_flwr.errors import WireFormatError
 from syft_flwr.node_ids import node_id_for
 from syft_flwr.plugins import get_plugin_manager, notify
@@ -38,6 +38,9 @@ __all__ = ["ClientRunner"]
 logger = logging.getLogger(__name__)
 
 _SEEN_CAPACITY = 4096
+KEY_RETRY_WINDOW = 10.0
+"""Longest wait, in seconds, for a sender's key document to become readable."""
+KEY_RETRY_INTERVAL = 0.2
 
 
 class ClientRunner:
@@ -146,7 +149,22 @@ class ClientRunner:
         return False
 
     def _open(self, request: Request) -> tuple[bytes, bytes]:
-        """The envelope in a request and the sealed envelope's id (``b""``: plain or compat)."""
+        """The envelope in a request and the sealed envelope's id (``b""``: plain or compat).
+
+        The sender's key document can reach this datasite after the sender's first request
+        (synced folders deliver files in any order), so a missing or unknown sender key is
+        retried for a short, bounded time before the request is rejected.
+        """
+        deadline = min(time.time() + KEY_RETRY_WINDOW, request.expires_at)
+        while True:
+            try:
+                return self._open_once(request)
+            except (MissingKeyError, UnknownKeyError):
+                if time.time() + KEY_RETRY_INTERVAL >= deadline:
+                    raise
+                time.sleep(KEY_RETRY_INTERVAL)
+
+    def _open_once(self, request: Request) -> tuple[bytes, bytes]:
         if self.channel is None:
             return request.body, b""
         if is_compat_payload(request.body):
