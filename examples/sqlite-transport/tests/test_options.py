@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from syft_flwr.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr.errors import ConfigError, InvalidAddressError
 from syft_flwr.transport import TransportSettings
 
 from syft_flwr_sqlite import SqliteOptions, SqliteTransport
-from syft_flwr_sqlite.addresses import check_app, check_datasite, check_endpoint
 
 
 def options(**table: object) -> SqliteOptions:

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syft_flwr.addresses import check_datasite
 from syft_flwr.errors import BodyTooLargeError, ConfigError, InvalidAddressError
 from syft_flwr.transport import ReplyStatus, TransportSettings
 from syft_flwr_memory import MemoryTransport
-from syft_flwr_memory.addresses import check_datasite
 
 APP, EP = "flwr/demo", "messages"
 

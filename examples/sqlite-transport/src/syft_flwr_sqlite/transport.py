@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 
+from syft_flwr.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr.errors import BodyTooLargeError, TransportError
 from syft_flwr.transport import (
     Reply,
@@ -39,7 +40,6 @@ from syft_flwr.transport import (
     TransportSettings,
 )
 
-from syft_flwr_sqlite.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr_sqlite.options import SqliteOptions
 from syft_flwr_sqlite.store import Store
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from syft_flwr.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr.errors import BodyTooLargeError, ConfigError, TransportError
 from syft_flwr.transport import (
     Reply,
@@ -22,7 +23,6 @@ from syft_flwr.transport import (
     TransportCapabilities,
     TransportSettings,
 )
-from syft_flwr_memory.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr_memory.faults import FaultPlan
 from syft_flwr_memory.network import MemoryNetwork, expired_reply
 

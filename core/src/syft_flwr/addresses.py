@@ -1,8 +1,8 @@
-"""Address checks shared by every entry point of the memory transport.
+"""Address checks every transport can share: datasite emails, app names and endpoints.
 
-The memory transport never touches a filesystem, but it validates addresses exactly as strictly
-as a file-based transport must: code that runs against ``memory`` in tests then fails the same
-way it would against SyftBox, instead of passing here and writing ``../`` paths there.
+They are as strict as a file-based transport must be (no path separators, ``..`` or control
+characters), so a project that runs over an in-memory or database transport in tests fails the
+same way it would over SyftBox, instead of passing there and writing ``../`` paths here.
 """
 
 from __future__ import annotations
