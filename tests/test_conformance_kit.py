@@ -68,11 +68,11 @@ def test_kit_catches_a_runner_that_lets_duplicates_through(pytester):
     pytester.makeconftest(
         """
         import pytest
-        from syft_flwr.fl_orchestrator.client_runner import ClientRunner
+        from syft_flwr.inbound import RequestGate
 
         @pytest.fixture(autouse=True)
         def forgetful_runner(monkeypatch):
-            monkeypatch.setattr(ClientRunner, "_remember", lambda self, key, expires_at: False)
+            monkeypatch.setattr(RequestGate, "_remember", lambda self, key, expires_at: False)
         """
     )
     pytester.makepyfile(

@@ -173,3 +173,49 @@ def test_stop_reason_hook_lets_a_plugin_recognise_other_stop_messages(federation
     federation.join_clients()
     # the plugin's recogniser ran before the built-in one: the first stop message wins
     assert set(federation.stop_reasons.values()) == {"remote shutdown"}
+
+
+class EventRecorder:
+    """Records every engine event delivered through ``syft_flwr_event``."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self.lock = threading.Lock()
+
+    @hookimpl
+    def syft_flwr_event(self, event):
+        with self.lock:
+            self.events.append(event)
+
+
+class RaisingEventObserver:
+    @hookimpl
+    def syft_flwr_event(self, event):
+        raise RuntimeError(f"observer bug on {event.name}")
+
+
+def test_engine_events_describe_the_run_and_a_raising_observer_changes_nothing(federation):
+    recorder = EventRecorder()
+    federation.manager.register(RaisingEventObserver())
+    federation.manager.register(recorder)
+    federation.start_clients(lambda index: make_client_app())
+    context = federation.run_server(fedavg_app(rounds=2))
+    federation.join_clients()
+
+    names = [event.name for event in recorder.events]
+    assert names[0] == "run_started" and names[-1] == "stop_signal_sent"
+    assert {event.run_id for event in recorder.events} == {context.run_id}
+    rounds = [(e.name, e.data["round"]) for e in recorder.events if "round_" in e.name]
+    assert rounds == [
+        ("round_started", 1),
+        ("round_finished", 1),
+        ("round_started", 2),
+        ("round_finished", 2),
+    ]
+    assert names.count("message_sent") == names.count("message_received") == 2 * 2 * 3
+    assert "message_failed" not in names
+    joined = {e.data["datasite"] for e in recorder.events if e.name == "client_joined"}
+    assert joined == set(federation.datasites)
+    assert names.index("run_finished") < names.index("stop_signal_sent")
+    assert names.count("stop_signal_sent") == 3
+    assert federation.stop_reasons == {email: "Server stopped" for email in federation.datasites}

@@ -6,6 +6,7 @@ This is an application entry point, so unlike the library it prints and configur
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -56,7 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the server or client side of a Flower project")
     run.add_argument("project_dir", type=Path, help="directory holding the pyproject.toml")
     run.add_argument("--email", help="act as this datasite (default: SYFTBOX_EMAIL)")
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="server: start a new run instead of resuming an interrupted one",
+    )
     run.set_defaults(handler=_cmd_run)
+
+    status = commands.add_parser("status", help="show a project's run, rounds and datasites")
+    status.add_argument("project_dir", type=Path, help="directory holding the pyproject.toml")
+    status.add_argument("--run", type=int, dest="run_id", help="this run (default: the latest)")
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.set_defaults(handler=_cmd_status)
 
     plugin = commands.add_parser("plugin", help="tools for transport plugin authors")
     plugin_commands = plugin.add_subparsers(required=True, metavar="ACTION")
@@ -95,7 +107,17 @@ def _add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="publish the key document through this project's transport afterwards",
     )
     init = actions.add_parser("init", parents=[common], help="create keys (once)")
-    init.add_argument("--force", action="store_true", help="replace existing keys")
+    init.add_argument("--force", action="store_true", help="replace existing syft-flwr keys")
+    init.add_argument(
+        "--import-syft-crypto",
+        nargs="?",
+        const="",
+        type=str,
+        metavar="KEY_FILE",
+        help="adopt this identity's syft-crypto keys (syft-flwr 0.5.x) instead of making new "
+        "ones, so its did.json stays valid for syft-crypto peers; KEY_FILE defaults to the "
+        "pvt.jwks.json syft-crypto uses for the SyftBox client config",
+    )
     init.set_defaults(handler=_cmd_keys_init)
     show = actions.add_parser("show", parents=[common], help="print the public keys")
     show.set_defaults(handler=_cmd_keys_show)
@@ -162,13 +184,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"set datasites in [tool.syft_flwr] of {config.source}")
         server_app = _load_component(config.flower_components, "serverapp", ServerApp, project_dir)
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
-        syftbox_flwr_server(server_app, context, list(config.datasites), app_name, project_dir)
+        syftbox_flwr_server(
+            server_app, context, list(config.datasites), app_name, project_dir, fresh=args.fresh
+        )
         return 0
     identity = resolve_identity(config, runtime, args.email, server=False)
     client_app = _load_component(config.flower_components, "clientapp", ClientApp, project_dir)
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
     reason = syftbox_flwr_client(client_app, context, app_name, project_dir, email=identity)
     print(f"{identity}: stopped ({reason})")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from syft_flwr.engine.status import run_status, status_text
+
+    project_dir: Path = args.project_dir.resolve()
+    report = run_status(load_project_config(project_dir), project_dir, args.run_id)
+    print(json.dumps(report, indent=2) if args.json else status_text(report))
     return 0
 
 
@@ -288,10 +321,26 @@ def _print_keys(store: KeyStore, keys: IdentityKeys) -> None:
 
 
 def _cmd_keys_init(args: argparse.Namespace) -> int:
+    """New keys, or with ``--import-syft-crypto`` the identity syft-crypto made.
+
+    New keys are refused while syft-crypto has an identity for the email (they would replace
+    its ``did.json``). Keys are saved only after they are published, so a refused
+    publication leaves nothing behind.
+    """
+    from syft_flwr.crypto import syft_crypto_keys
+
     store, email = _keys_target(args)
-    keys = store.init(email, force=args.force)
-    _print_keys(store, keys)
+    store.check_free(email, force=args.force)
+    if args.import_syft_crypto is None:
+        syft_crypto_keys.refuse_existing(email)
+        keys = IdentityKeys.generate(email)
+    else:
+        key_file = Path(args.import_syft_crypto).expanduser() if args.import_syft_crypto else None
+        keys, source = syft_crypto_keys.adopt(email, key_file)
+        print(f"adopted the syft-crypto identity in {source}")
     _publish_if_asked(args, keys)
+    store.save(keys)
+    _print_keys(store, keys)
     return 0
 
 

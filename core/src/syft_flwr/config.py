@@ -1,7 +1,9 @@
 """Project configuration: ``[tool.syft_flwr]`` in the Flower project's ``pyproject.toml``.
 
-Keys: ``app_name``, ``datasites``, ``aggregator``, ``transport`` and a per-transport options
-table ``[tool.syft_flwr.<transport>]``. Environment variables from the syft-flwr API reference
+Keys: ``app_name``, ``datasites``, ``aggregator``, ``transport``, ``workspace``,
+``lost_after``, a per-transport options table ``[tool.syft_flwr.<transport>]``, what a
+datasite offers to jobs (``[tool.syft_flwr.resources]``) and what the server's run asks of
+them (``[tool.syft_flwr.job]``). Environment variables from the syft-flwr API reference
 override or complete it at run time (see :class:`RuntimeSettings`). Every validation error
 names the key and the file, so the user knows what to fix.
 """
@@ -31,7 +33,8 @@ DEFAULT_TRANSPORT = "syftbox"
 DEFAULT_MSG_TIMEOUT = 120.0
 DEFAULT_POLL_INTERVAL = 1.0
 
-_KNOWN_KEYS = {"app_name", "datasites", "aggregator", "transport"}
+_KNOWN_KEYS = {"app_name", "datasites", "aggregator", "transport", "workspace", "lost_after"}
+_RESERVED_TABLES = {"resources", "job"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ class ProjectConfig:
     transport_options: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
     flower_components: Mapping[str, str] = field(default_factory=dict)
+    workspace: str | None = None
+    lost_after: float | None = None
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    job: Mapping[str, Any] = field(default_factory=dict)
 
     def require_app_name(self) -> str:
         """The app name, or an error saying where to set it."""
@@ -82,6 +89,11 @@ def load_project_config(project_dir: Path | str | None) -> ProjectConfig:
 
 def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) -> ProjectConfig:
     transport = _optional_str(table, "transport", path) or DEFAULT_TRANSPORT
+    if transport in _RESERVED_TABLES:
+        raise ConfigError(
+            f"transport {transport!r} in [tool.syft_flwr] of {path} clashes with the "
+            f"[tool.syft_flwr.{transport}] table; no transport can have that name"
+        )
     options = table.get(transport, {})
     if not isinstance(options, dict):
         raise ConfigError(f"[tool.syft_flwr.{transport}] in {path} must be a table")
@@ -94,6 +106,14 @@ def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) 
     datasites = table.get("datasites", [])
     if not isinstance(datasites, list) or not all(isinstance(d, str) and d for d in datasites):
         raise ConfigError(f"datasites in [tool.syft_flwr] of {path} must be a list of emails")
+    lost_after = table.get("lost_after")
+    if lost_after is not None and (
+        isinstance(lost_after, bool)
+        or not isinstance(lost_after, (int, float))
+        or not math.isfinite(lost_after)
+        or lost_after <= 0
+    ):
+        raise ConfigError(f"lost_after in [tool.syft_flwr] of {path} must be a positive number")
     return ProjectConfig(
         app_name=_optional_str(table, "app_name", path),
         datasites=tuple(datasites),
@@ -102,7 +122,18 @@ def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) 
         transport_options=dict(options),
         source=path,
         flower_components=components,
+        workspace=_optional_str(table, "workspace", path),
+        lost_after=None if lost_after is None else float(lost_after),
+        resources=_optional_table(table, "resources", path),
+        job=_optional_table(table, "job", path),
     )
+
+
+def _optional_table(table: Mapping[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = table.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[tool.syft_flwr.{key}] in {path} must be a table")
+    return dict(value)
 
 
 def _flower_components(tool: Any, path: Path) -> dict[str, str]:
@@ -135,12 +166,15 @@ class RuntimeSettings:
     :param email: ``SYFTBOX_EMAIL``: the identity of this process, if set.
     :param encryption_enabled: ``SYFT_FLWR_ENCRYPTION_ENABLED``, ``None`` when unset (the
         transport's default applies).
+    :param lost_after: ``SYFT_FLWR_LOST_AFTER``: seconds a datasite may leave a request
+        unanswered before the server counts it as lost; ``None`` when unset.
     """
 
     msg_timeout: float = DEFAULT_MSG_TIMEOUT
     poll_interval: float = DEFAULT_POLL_INTERVAL
     email: str | None = None
     encryption_enabled: bool | None = None
+    lost_after: float | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -152,6 +186,11 @@ class RuntimeSettings:
         return cls(
             msg_timeout=_positive_float(env, "SYFT_FLWR_MSG_TIMEOUT", DEFAULT_MSG_TIMEOUT),
             poll_interval=_positive_float(env, "SYFT_FLWR_POLL_INTERVAL", DEFAULT_POLL_INTERVAL),
+            lost_after=(
+                _positive_float(env, "SYFT_FLWR_LOST_AFTER", 1.0)
+                if env.get("SYFT_FLWR_LOST_AFTER", "").strip()
+                else None
+            ),
             email=(env.get("SYFTBOX_EMAIL") or "").strip() or None,
             encryption_enabled=_optional_bool(env, "SYFT_FLWR_ENCRYPTION_ENABLED"),
         )

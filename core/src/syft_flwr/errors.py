@@ -41,3 +41,23 @@ class WireFormatError(SyftFlwrError):
 
 class GridError(SyftFlwrError):
     """``SyftGrid`` was used incorrectly (no run set, unknown node, id collision)."""
+
+
+class EngineError(SyftFlwrError):
+    """The server engine (or its client-side counterpart) was asked something it cannot do."""
+
+
+class AuxError(EngineError):
+    """An aux request or handler registration is invalid (bad topic, target or handler)."""
+
+
+class ResourceError(EngineError):
+    """A resource requirement or offer is malformed, or a reservation token is not valid."""
+
+
+class JobStartError(EngineError):
+    """Too few datasites started a job to satisfy the run's ``min_clients``/``required`` policy."""
+
+
+class WorkspaceError(EngineError):
+    """A run's workspace (config snapshot, metrics, state snapshots) is unreadable or unusable."""

@@ -20,6 +20,7 @@ import pluggy
 if TYPE_CHECKING:
     from flwr.app import Message
 
+    from syft_flwr.engine.events import EngineEvent
     from syft_flwr.registry import TransportRegistry
     from syft_flwr.transport import Transport
 
@@ -132,6 +133,20 @@ def syft_flwr_stop_signal_received(datasite: str, reason: str) -> None:
 
     :param datasite: the email of the client that stops.
     :param reason: the reason carried in the signal.
+    """
+
+
+@hookspec
+def syft_flwr_event(event: EngineEvent) -> None:
+    """The server engine fired ``event`` (every engine event goes through this one hook).
+
+    The engine's own names are listed in :mod:`syft_flwr.engine.events`: ``run_started``,
+    ``run_resumed``, ``run_finished``, ``round_started``, ``round_finished``,
+    ``message_sent``, ``message_received``, ``message_failed``, ``client_joined``,
+    ``client_lost``, ``stop_signal_sent``; applications may fire their own names. A raising
+    implementation is logged and does not break the run.
+
+    :param event: the event: its ``name``, ``run_id``, ``time`` and ``data``.
     """
 
 

@@ -50,7 +50,7 @@ def record_files(drive: FakeDrive, monkeypatch: pytest.MonkeyPatch) -> list[Stor
 def test_encrypted_fedavg_seals_every_message(
     make: MakeTransport, drive: FakeDrive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SYFT_FLWR_ENCRYPTION_ENABLED", "true")
+    monkeypatch.delenv("SYFT_FLWR_ENCRYPTION_ENABLED", raising=False)
     created = record_files(drive, monkeypatch)
     run = federate(make, clients=2, rounds=2)
     assert_trained(run, clients=2, rounds=2)
@@ -70,7 +70,7 @@ def test_encrypted_fedavg_seals_every_message(
 def test_a_peer_without_keys_is_refused_by_name(
     make: MakeTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SYFT_FLWR_ENCRYPTION_ENABLED", "true")
+    monkeypatch.delenv("SYFT_FLWR_ENCRYPTION_ENABLED", raising=False)
     monkeypatch.setenv("SYFT_FLWR_MSG_TIMEOUT", "0.5")  # bounds the wait for keys
     manager = create_plugin_manager()
     good, silent = "owner-0@hospital0.example", "silent@hospital1.example"

@@ -8,9 +8,11 @@ next to two of our own clients, and stops on our stop signal.
 (b) Our client runner answers a request made with ``syft_rpc.rpc.send``, and the reply
 resolves with ``future.wait()``.
 
-Encryption is off on the syft-rpc/syft-event side (``encrypt=False``, ``auto_decrypt=False``):
-encrypted bodies are a later issue. The stock syft-rpc writes files in place (readers see
-partial JSON), so its ``dump`` is patched to write atomically, as a real deployment must.
+Encryption is off on both sides here (``auto_decrypt=False``, ``encrypt_reply=False``, and
+``SYFT_FLWR_ENCRYPTION_ENABLED=false`` for us): the plaintext path. The encrypted one, with
+syft-flwr 0.5.x's defaults, is ``test_crypto_interop.py``. The stock syft-rpc writes files in
+place (readers see partial JSON), so its ``dump`` is patched to write atomically, as a real
+deployment must.
 """
 
 from __future__ import annotations

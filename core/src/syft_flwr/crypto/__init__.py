@@ -7,7 +7,9 @@
   AES-256-GCM over an authenticated header);
 - :mod:`~syft_flwr.crypto.replay`: the persistent replay store;
 - :mod:`~syft_flwr.crypto.channel`: every check of an incoming envelope, in one place;
-- :mod:`~syft_flwr.crypto.policy`: whether a run encrypts, and its channel.
+- :mod:`~syft_flwr.crypto.policy`: whether a run encrypts, and its channel;
+- :mod:`~syft_flwr.crypto.compat` and :mod:`~syft_flwr.crypto.syft_crypto_keys`: syft-crypto's
+  scheme for peers that speak only it, and adopting an identity syft-crypto made.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from syft_flwr.crypto.errors import (
     MissingKeyError,
     ReplayError,
     SenderMismatchError,
+    SyftCryptoIdentityError,
     UnknownKeyError,
     WrongRecipientError,
 )
@@ -49,6 +52,7 @@ __all__ = [
     "ReplayStore",
     "SecureChannel",
     "SenderMismatchError",
+    "SyftCryptoIdentityError",
     "UnknownKeyError",
     "WrongRecipientError",
     "build_document",

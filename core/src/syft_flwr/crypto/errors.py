@@ -22,6 +22,7 @@ __all__ = [
     "PlaintextTooLargeError",
     "ReplayError",
     "SenderMismatchError",
+    "SyftCryptoIdentityError",
     "UnknownKeyError",
     "WrongRecipientError",
 ]
@@ -33,6 +34,10 @@ class CryptoError(SyftFlwrError):
 
 class KeyStoreError(CryptoError):
     """The local key directory is missing, unreadable or has unsafe permissions."""
+
+
+class SyftCryptoIdentityError(KeyStoreError):
+    """The identity already has syft-crypto keys, which new keys would replace; adopt them."""
 
 
 class MissingKeyError(CryptoError):

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import (
 from syft_flwr.crypto.errors import KeyStoreError
 from syft_flwr.crypto.keys import DEFAULT_GRACE, AgreementKey, IdentityKeys
 
-__all__ = ["KEY_DIR_ENV", "KeyStore", "default_key_root"]
+__all__ = ["KEY_DIR_ENV", "KeyStore", "check_private_file", "default_key_root"]
 
 KEY_DIR_ENV = "SYFT_FLWR_KEY_DIR"
 _FILE = "keys.json"
@@ -46,6 +46,19 @@ def default_key_root(environ: Mapping[str, str] | None = None) -> Path:
     config = env.get("XDG_CONFIG_HOME", "").strip()
     base = Path(config).expanduser() if config else Path.home() / ".config"
     return base / "syft-flwr" / "keys"
+
+
+def check_private_file(path: Path, what: str) -> None:
+    """Refuse a private key file that group or others can read, as ssh refuses one.
+
+    :raises KeyStoreError: ``path`` is missing or readable by others.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        raise KeyStoreError(f"cannot read the {what} at {path}: {exc}") from exc
+    if mode & 0o077:
+        raise KeyStoreError(f"{path} ({what}) is readable by others (mode {mode:o}); chmod 600 it")
 
 
 def _raw_private(key: Ed25519PrivateKey | X25519PrivateKey) -> str:
@@ -75,16 +88,9 @@ class KeyStore:
         :raises KeyStoreError: no keys, unsafe permissions, or an unreadable file.
         """
         path = self.path(email)
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            raise KeyStoreError(
-                f"no keys for {email} in {self.root}: run `syft-flwr keys init`"
-            ) from None
-        if stat.S_IMODE(mode) & 0o077:
-            raise KeyStoreError(
-                f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it"
-            )
+        if not path.is_file():
+            raise KeyStoreError(f"no keys for {email} in {self.root}: run `syft-flwr keys init`")
+        check_private_file(path, f"keys of {email}")
         try:
             document = json.loads(path.read_text())
             return _from_json(document, email).pruned()
@@ -108,20 +114,29 @@ class KeyStore:
             raise
         return path
 
+    def check_free(self, email: str, *, force: bool = False) -> None:
+        """Make sure new keys may be saved for ``email``: none exist, or ``force`` replaces them.
+
+        Callers check before publishing new keys and save after, so keys whose publication
+        was refused never linger in the store.
+
+        :raises KeyStoreError: keys exist already and ``force`` is false.
+        """
+        if self.exists(email) and not force:
+            raise KeyStoreError(
+                f"keys for {email} exist in {self.path(email)}; rotate instead, or pass "
+                "--force to replace them"
+            )
+
     def init(self, email: str, *, force: bool = False) -> IdentityKeys:
         """Generate and save new keys for ``email``.
 
         :raises KeyStoreError: keys exist already and ``force`` is false.
         """
-        if self.exists(email) and not force:
-            raise KeyStoreError(f"keys for {email} exist in {self.path(email)}; rotate instead")
+        self.check_free(email, force=force)
         keys = IdentityKeys.generate(email)
         self.save(keys)
         return keys
-
-    def load_or_init(self, email: str) -> IdentityKeys:
-        """The keys of ``email``, generated on first use."""
-        return self.load(email) if self.exists(email) else self.init(email)
 
     def rotate(self, email: str, grace: float = DEFAULT_GRACE) -> IdentityKeys:
         """Make a new current agreement key; the old one stays accepted for ``grace`` s."""

@@ -6,7 +6,9 @@ SyftBox sets it to ``True``). It does not depend on ``TransportCapabilities.encr
 describes what the medium does on its own. Turning encryption off explicitly logs a warning,
 once per run, because the caller built the run. When it is on, keys are loaded (generated on
 first use) and this identity's key document is published before anything is sent: failing to
-do so is an error, never a silent fall back to plaintext.
+do so is an error, never a silent fall back to plaintext. Keys generated on first use are
+saved only once their document is published, so a refused publication (another identity's
+syft-crypto ``did.json`` in the way) leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def publish_keys(
     """Publish ``keys``' public document through ``transport``.
 
     :raises MissingKeyError: no installed plugin can publish key documents for it.
+    :raises SyftCryptoIdentityError: the plugin found another identity's syft-crypto
+        document in its place (see :mod:`~syft_flwr.crypto.syft_crypto_keys`).
     """
     data = json.dumps(build_document(keys), indent=2).encode()
     manager = plugin_manager or get_plugin_manager()
@@ -88,6 +92,7 @@ def open_channel(
     """The run's channel when encryption is on, else ``None`` (after warning if explicit).
 
     :raises KeyStoreError: the keys cannot be read or created.
+    :raises SyftCryptoIdentityError: new keys would replace this identity's syft-crypto keys.
     :raises MissingKeyError: this identity's key document cannot be published.
     """
     if not encryption_enabled(transport, runtime):
@@ -99,8 +104,11 @@ def open_channel(
             )
         return None
     store = key_store_for(transport)
-    keys = store.load_or_init(transport.identity)
+    fresh = not store.exists(transport.identity)
+    keys = IdentityKeys.generate(transport.identity) if fresh else store.load(transport.identity)
     publish_keys(transport, keys, plugin_manager)
+    if fresh:  # saved once published: keys whose document was refused must not linger
+        store.save(keys)
     manager = plugin_manager or get_plugin_manager()
 
     def fetch(datasite: str) -> bytes | None:

@@ -1,9 +1,16 @@
 """The client side: serve a Flower ``ClientApp`` on a transport until the stop signal.
 
-Each request is decoded, checked (addressed to this node, not expired, not seen before),
-handed to the ``ClientApp``, and its reply encoded back. A ``ClientApp`` exception becomes an
-error reply (``CLIENT_APP_RAISED_EXCEPTION``) and serving goes on; the stop signal makes the
-runner return cleanly.
+Each request is checked by a :class:`~syft_flwr.inbound.RequestGate` (not seen before, not
+expired, opens if sealed, addressed to this node), handed to the ``ClientApp``, and its reply
+sealed back. A ``ClientApp`` exception becomes an error reply (``CLIENT_APP_RAISED_EXCEPTION``)
+and serving goes on; the stop signal makes the runner return cleanly.
+
+Next to the Flower endpoint the runner serves aux requests
+(:data:`~syft_flwr.engine.aux.AUX_ENDPOINT`) behind the same gate: the built-in topics of
+:mod:`syft_flwr.engine.client_services` (ping, resource check and cancel, job start) and any
+handler registered with :meth:`ClientRunner.register_aux_message_handler`. Aux requests never
+reach the ``ClientApp``. Once a job start binds the datasite to a run, Flower messages of any
+other run are dropped; without a job start it serves every run, as syft-flwr 0.5.x clients do.
 
 With a :class:`~syft_flwr.crypto.SecureChannel`, a request must open (authentic, addressed
 here, fresh, not replayed) before anything is decoded, and the reply is sealed to the request's
@@ -15,36 +22,40 @@ reaches the ``ClientApp``; a reply that cannot be sealed is not sent. A request 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
-from collections import OrderedDict
 
 import pluggy
-from flwr.app import Context, Error, Message
+from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
 from syft_flwr.crypto.channel import SecureChannel
-from syft_flwr.crypto.compat import is_compat_payload
-from syft_flwr.crypto.errors import CryptoError, MissingKeyError, UnknownKeyError
-from syft_flwr.errors import WireFormatError
-from syft_flwr.node_ids import node_id_for
+from syft_flwr.engine.aux import (
+    AUX_ENDPOINT,
+    DEFAULT_FIRE_AND_FORGET_TTL,
+    AuxHandler,
+    AuxHandlerRegistry,
+    AuxReply,
+    AuxSender,
+    AuxService,
+)
+from syft_flwr.engine.client_services import ClientServices
+from syft_flwr.engine.resources import DEFAULT_RESERVATION_TTL, ReservationBook, ResourceOffer
+from syft_flwr.errors import AuxError
+from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+from syft_flwr.inbound import RequestGate
 from syft_flwr.plugins import get_plugin_manager, notify
 from syft_flwr.transport import Request, Transport
-from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 __all__ = ["ClientRunner"]
 
 logger = logging.getLogger(__name__)
 
-_SEEN_CAPACITY = 4096
-KEY_RETRY_WINDOW = 10.0
-"""Longest wait, in seconds, for a sender's key document to become readable."""
-KEY_RETRY_INTERVAL = 0.2
-
 
 class ClientRunner:
-    """Serves one ``ClientApp`` for one datasite over one transport.
+    """Serves one ``ClientApp`` (and the aux endpoint) for one datasite over one transport.
 
     :param client_app: the Flower ``ClientApp`` to call.
     :param context: the node's Flower ``Context`` (its ``node_id`` is set to this datasite's).
@@ -53,6 +64,10 @@ class ClientRunner:
     :param endpoint: the endpoint to serve.
     :param plugin_manager: where hooks go; the process-wide manager by default.
     :param channel: open requests and seal replies with it; ``None`` serves plaintext.
+    :param resources: what this datasite offers to jobs; detected from the machine if ``None``.
+    :param aggregator: the aggregator's email, for aux requests this datasite sends; learnt
+        from the messages it serves when ``None``.
+    :param reservation_ttl: default lifetime of resource reservations, in seconds.
     """
 
     def __init__(
@@ -64,74 +79,167 @@ class ClientRunner:
         endpoint: str = "messages",
         plugin_manager: pluggy.PluginManager | None = None,
         channel: SecureChannel | None = None,
+        *,
+        resources: ResourceOffer | None = None,
+        aggregator: str | None = None,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
     ) -> None:
         self.client_app = client_app
         self.context = context
         self.transport = transport
         self.app_name = app_name
         self.endpoint = endpoint
-        self.node_id = node_id_for(transport.identity)
+        self.gate = RequestGate(transport.identity, channel)
+        self.node_id = self.gate.node_id
         self.context.node_id = self.node_id
         self.stop_reason: str | None = None
         self.handled = 0
         self._run_id: int | None = None
         self._started_at = time.time()
-        self._seen: OrderedDict[str, float] = OrderedDict()
         self._plugins = plugin_manager
-        self.channel = channel
+        offer = resources if resources is not None else ResourceOffer.from_table({})
+        self.services = ClientServices(
+            transport.identity,
+            ReservationBook(offer, ttl=reservation_ttl),
+            on_job_started=self._job_started,
+        )
+        self.aux_handlers = AuxHandlerRegistry()
+        self.services.register(self.aux_handlers)
+        self._aux = AuxService(self.aux_handlers, self.gate)
+        self._aggregator = aggregator
+        self._job_holder: str | None = None
+        self._last_sender: str | None = None
+        self._senders: dict[str, AuxSender] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def channel(self) -> SecureChannel | None:
+        """The channel requests are opened and replies sealed with (``None``: plaintext)."""
+        return self.gate.channel
 
     def run(self) -> str | None:
         """Serve until the stop signal (returns its reason) or until the transport stops."""
         self.transport.serve(self.app_name, self.endpoint, self.handle)
+        self.transport.serve(self.app_name, AUX_ENDPOINT, self.handle_aux)
         self.transport.run()
         return self.stop_reason
 
     def handle(self, request: Request) -> bytes | None:
-        """Answer one request; ``None`` means no reply (stop signal, duplicate, unusable)."""
-        if self._is_duplicate(request):
-            logger.info("ignoring duplicate delivery of request %s", request.id)
+        """Answer one Flower request; ``None`` means no reply (stop signal, duplicate, ...)."""
+        admitted = self.gate.admit(request)
+        if admitted is None:
             return None
-        if request.expired():
-            logger.warning("dropping expired request %s from %s", request.id, request.sender)
-            return None
-        try:
-            body, envelope_id = self._open(request)
-        except (CryptoError, WireFormatError) as exc:
-            logger.warning(
-                "rejecting sealed request %s from %s: %s", request.id, request.sender, exc
-            )
-            return None
-        try:
-            message = decode_message(body)
-        except WireFormatError as exc:
-            logger.warning(
-                "dropping malformed request %s from %s: %s", request.id, request.sender, exc
-            )
-            return None
-        if self._seen_message(message, request):
-            logger.info("ignoring a second delivery of message %s", message.metadata.message_id)
-            return None
-        if message.metadata.dst_node_id != self.node_id:
-            logger.warning(
-                "dropping request %s: addressed to node %s, this is node %s (%s)",
-                request.id,
-                message.metadata.dst_node_id,
-                self.node_id,
-                self.transport.identity,
-            )
-            return None
+        message = admitted.message
         reason = self._manager().hook.syft_flwr_stop_reason(message=message)
         if reason is not None:
             if self._stale_stop(message):
                 return None
             self._stop(reason)
             return None
-        if request.expired() or time.time() >= _deadline(message):
+        if not admitted.still_fresh():
             # checked again right before the app: opening and decoding take time
             logger.warning("dropping request %s: it expired before the app saw it", request.id)
             return None
+        job = self.services.job_run_id
+        if job is not None and message.metadata.run_id != job:
+            logger.warning(
+                "dropping request %s of run %s: %s serves the job of run %s",
+                request.id,
+                message.metadata.run_id,
+                self.transport.identity,
+                job,
+            )
+            return None
         self._run_id = message.metadata.run_id
-        return self._seal_reply(request, envelope_id, self._call_app(message))
+        with self._lock:
+            self._last_sender = request.sender
+        return self.gate.seal_reply(admitted, self._call_app(message))
+
+    def handle_aux(self, request: Request) -> bytes | None:
+        """Answer one aux request (never through the ``ClientApp``); ``None``: no reply."""
+        return self._aux.handle(request)
+
+    # -- aux, as seen from the datasite -----------------------------------------------------
+
+    def register_aux_message_handler(self, topic: str, handler: AuxHandler) -> None:
+        """Answer the aggregator's aux requests on ``topic`` with ``handler``.
+
+        :raises AuxError: ``topic`` is not a non-empty string, ``handler`` is not callable,
+            or ``topic`` has a handler already (the built-in ``syft_flwr.*`` topics included).
+        """
+        self.aux_handlers.register(topic, handler)
+
+    @property
+    def aggregator(self) -> str | None:
+        """Where this datasite's aux requests go: the ``aggregator`` argument, else the server
+        that started its job, else the sender of the last Flower message it served."""
+        with self._lock:
+            return self._aggregator or self._job_holder or self._last_sender
+
+    def send_aux_request(
+        self,
+        topic: str,
+        request: RecordDict,
+        timeout: float,
+        optional: bool = False,
+        secure: bool | None = None,
+    ) -> AuxReply:
+        """Send ``request`` on ``topic`` to the aggregator and wait up to ``timeout`` seconds.
+
+        :raises AuxError: no aggregator is known yet, or a bad topic, request or timeout.
+        """
+        aggregator, sender = self._aggregator_sender()
+        replies = sender.send_aux_request([aggregator], topic, request, timeout, optional, secure)
+        return replies[aggregator]
+
+    def fire_and_forget_aux_request(
+        self,
+        topic: str,
+        request: RecordDict,
+        optional: bool = False,
+        secure: bool | None = None,
+        *,
+        ttl: float = DEFAULT_FIRE_AND_FORGET_TTL,
+    ) -> AuxReply:
+        """Send ``request`` on ``topic`` to the aggregator without waiting for its answer.
+
+        :raises AuxError: no aggregator is known yet, or a bad topic or request.
+        """
+        aggregator, sender = self._aggregator_sender()
+        replies = sender.fire_and_forget_aux_request(
+            [aggregator], topic, request, optional, secure, ttl=ttl
+        )
+        return replies[aggregator]
+
+    def _aggregator_sender(self) -> tuple[str, AuxSender]:
+        aggregator = self.aggregator
+        if aggregator is None:
+            raise AuxError(
+                f"{self.transport.identity} does not know its aggregator yet: set aggregator "
+                "in [tool.syft_flwr] (or pass aggregator=), or send after its first message"
+            )
+        with self._lock:
+            sender = self._senders.get(aggregator)
+            if sender is None:
+                grid = SyftGrid(
+                    self.app_name,
+                    [aggregator],
+                    self.transport,
+                    endpoint=AUX_ENDPOINT,
+                    plugin_manager=self._plugins,
+                    channel=self.channel,
+                    reports_rounds=False,
+                )
+                sender = self._senders[aggregator] = AuxSender(grid)
+        sender.grid.set_run(self._run_id or 0)
+        return aggregator, sender
+
+    def _job_started(self, run_id: int, server: str) -> None:
+        """A job start bound this datasite to ``run_id``: stop signals of other runs are stale
+        from now on, and ``server`` is the aggregator."""
+        self._run_id = run_id
+        with self._lock:
+            self._job_holder = server
 
     def _stale_stop(self, message: Message) -> bool:
         """A stop signal of another run: one this client never took part in must not stop it.
@@ -147,54 +255,6 @@ class ClientRunner:
             logger.info("ignoring a stop signal sent before this client started (run %s)", run_id)
             return True
         return False
-
-    def _open(self, request: Request) -> tuple[bytes, bytes]:
-        """The envelope in a request and the sealed envelope's id (``b""``: plain or compat).
-
-        The sender's key document can reach this datasite after the sender's first request
-        (synced folders deliver files in any order), so a missing or unknown sender key is
-        retried for a short, bounded time before the request is rejected.
-        """
-        deadline = min(time.time() + KEY_RETRY_WINDOW, request.expires_at)
-        while True:
-            try:
-                return self._open_once(request)
-            except (MissingKeyError, UnknownKeyError):
-                if time.time() + KEY_RETRY_INTERVAL >= deadline:
-                    raise
-                time.sleep(KEY_RETRY_INTERVAL)
-
-    def _open_once(self, request: Request) -> tuple[bytes, bytes]:
-        if self.channel is None:
-            return request.body, b""
-        if is_compat_payload(request.body):
-            envelope = self.channel.open_compat(
-                request.body, sender=request.sender, expires_at=request.expires_at
-            )
-            return envelope, b""
-        opened = self.channel.open(
-            request.body, sender=request.sender, app=request.app, endpoint=request.endpoint
-        )
-        return opened.body, opened.header.message_id
-
-    def _seal_reply(self, request: Request, envelope_id: bytes, reply: Message) -> bytes | None:
-        if self.channel is None:
-            return encode_message(reply)
-        try:
-            if not envelope_id:
-                return self.channel.seal_compat(request.sender, encode_message(reply))
-            sealed, _ = self.channel.seal(
-                request.sender,
-                request.app,
-                request.endpoint,
-                encode_message_frames(reply),
-                request.expires_at,
-                reply_to=envelope_id,
-            )
-        except (CryptoError, WireFormatError) as exc:
-            logger.error("cannot seal the reply to %s, not sending it: %s", request.sender, exc)
-            return None
-        return sealed
 
     def _call_app(self, message: Message) -> Message:
         self.context.run_id = message.metadata.run_id
@@ -220,29 +280,5 @@ class ClientRunner:
         )
         self.transport.stop()
 
-    def _is_duplicate(self, request: Request) -> bool:
-        """The same transport request delivered again (a duplicating medium)."""
-        return self._remember(f"request:{request.id}", request.expires_at)
-
-    def _seen_message(self, message: Message, request: Request) -> bool:
-        """The same Flower message sent again as a new request (a replay or a resend)."""
-        return self._remember(f"message:{message.metadata.message_id}", request.expires_at)
-
-    def _remember(self, key: str, expires_at: float) -> bool:
-        now = time.time()
-        while self._seen:
-            oldest, oldest_expiry = next(iter(self._seen.items()))
-            if oldest_expiry > now and len(self._seen) < _SEEN_CAPACITY:
-                break
-            del self._seen[oldest]
-        if key in self._seen:
-            return True
-        self._seen[key] = expires_at
-        return False
-
     def _manager(self) -> pluggy.PluginManager:
         return self._plugins or get_plugin_manager()
-
-
-def _deadline(message: Message) -> float:
-    return message.metadata.created_at + message.metadata.ttl

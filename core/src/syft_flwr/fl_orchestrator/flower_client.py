@@ -11,6 +11,7 @@ from flwr.clientapp import ClientApp
 
 from syft_flwr.config import RuntimeSettings, load_project_config
 from syft_flwr.crypto.policy import open_channel
+from syft_flwr.engine.resources import ResourceOffer
 from syft_flwr.fl_orchestrator.client_runner import ClientRunner
 from syft_flwr.fl_orchestrator.flower_server import APP_PREFIX
 from syft_flwr.fl_orchestrator.transport_setup import create_transport, resolve_identity
@@ -34,14 +35,21 @@ def syftbox_flwr_client(
     """Answer the aggregator's messages with ``client_app`` until the stop signal.
 
     The identity is ``email``, else the transport option ``email``, else ``SYFTBOX_EMAIL``.
-    When encryption is on, this datasite's key document is published before serving.
+    When encryption is on, this datasite's key document is published before serving. What
+    the datasite offers to jobs comes from ``[tool.syft_flwr.resources]`` of ``project_dir``
+    (detected from the machine where it says nothing), and aux requests it sends go to
+    ``[tool.syft_flwr] aggregator`` when set.
 
+    :raises ResourceError: ``[tool.syft_flwr.resources]`` is malformed.
     :return: the stop signal's reason, or ``None`` if serving ended otherwise.
     """
     owns_transport = transport is None
     runtime = RuntimeSettings.from_env()
+    config = load_project_config(project_dir)
+    offer = ResourceOffer.from_table(
+        config.resources, source=config.source, folder=Path(project_dir) if project_dir else None
+    )
     if transport is None:
-        config = load_project_config(project_dir)
         identity = resolve_identity(config, runtime, email, server=False)
         transport = create_transport(config, runtime, identity, project_dir, plugin_manager)
     try:
@@ -57,6 +65,8 @@ def syftbox_flwr_client(
         APP_PREFIX + app_name,
         plugin_manager=plugin_manager,
         channel=channel,
+        resources=offer,
+        aggregator=config.aggregator,
     )
     try:
         reason = runner.run()

@@ -3,41 +3,31 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
 import pluggy
 from flwr.app import Context
-from flwr.server import ServerApp, ServerAppComponents
+from flwr.server import ServerApp
 from flwr.server.run_serverapp import run as run_server
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr.config import RuntimeSettings, load_project_config
 from syft_flwr.crypto.errors import MissingKeyError
-from syft_flwr.crypto.policy import open_channel
+from syft_flwr.engine.resume import engine_server_fn, resumable_strategy_start
+from syft_flwr.engine.server_engine import APP_PREFIX, ServerEngine, new_run_id
 from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
-from syft_flwr.fl_orchestrator.transport_setup import create_transport, resolve_identity
 from syft_flwr.plugins import notify
 from syft_flwr.stop_signal import STOP_GROUP_ID
 from syft_flwr.transport import Transport
 
-__all__ = ["new_run_id", "syftbox_flwr_server"]
+__all__ = ["APP_PREFIX", "new_run_id", "syftbox_flwr_server"]
 
 logger = logging.getLogger(__name__)
 
-APP_PREFIX = "flwr/"
 KEY_WAIT = 30.0
 """Longest wait, in seconds, for datasites' key documents before a run is refused."""
 KEY_POLL_INTERVAL = 0.25
-
-
-def new_run_id() -> int:
-    """A random 63-bit run id (never 0), unique for all practical purposes."""
-    return secrets.randbits(63) or 1
 
 
 def syftbox_flwr_server(
@@ -49,73 +39,82 @@ def syftbox_flwr_server(
     *,
     transport: Transport | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
+    engine: ServerEngine | None = None,
+    fresh: bool = False,
 ) -> Context:
     """Run ``server_app`` as the aggregator of ``datasites``.
 
-    Builds a :class:`SyftGrid` on the transport configured in ``project_dir``'s
-    ``pyproject.toml`` (or uses ``transport``), assigns a random run id, runs the
-    ``ServerApp``, and always sends the stop signal to every datasite afterwards, on
-    success and on failure. When encryption is on (``SYFT_FLWR_ENCRYPTION_ENABLED``, else the
-    transport's default), every datasite's key document is checked before the run starts.
+    A :class:`~syft_flwr.engine.server_engine.ServerEngine` is built on the transport
+    configured in ``project_dir``'s ``pyproject.toml`` (or on ``transport``, or ``engine`` is
+    used as given). When encryption is on (``SYFT_FLWR_ENCRYPTION_ENABLED``, else the
+    transport's default), every datasite's key document is checked before anything is sent.
+    If the project configures a job (``[tool.syft_flwr.job]``), datasites are asked for
+    resources and told to start; those that do not start are dropped from the run. The run's
+    rounds are persisted in the project's workspace, and an interrupted run of the same app
+    is resumed from its last completed round unless ``fresh``. The stop signal is always
+    sent to every datasite afterwards, on success and on failure, but not when the process is
+    interrupted (Ctrl-C): the run stays resumable and its clients keep waiting.
 
     :raises MissingKeyError: encryption is on and some datasites have no usable keys (all of
         them are listed); raised before anything is sent.
+    :raises WorkspaceError: an interrupted run cannot be resumed as configured.
+    :raises JobStartError: too few datasites started the job.
 
     :return: the updated context; on an error the traceback is logged and the original
         context is returned, as the reference API specifies.
     """
-    runtime = RuntimeSettings.from_env()
-    owns_transport = transport is None
-    if transport is None:
-        config = load_project_config(project_dir)
-        identity = resolve_identity(config, runtime, None, server=True)
-        transport = create_transport(config, runtime, identity, project_dir, plugin_manager)
-    try:
-        channel = open_channel(transport, runtime, plugin_manager)
-        grid = SyftGrid(
-            app_name=APP_PREFIX + app_name,
-            datasites=datasites,
-            client=transport,
-            msg_timeout=runtime.msg_timeout,
-            plugin_manager=plugin_manager,
-            channel=channel,
+    owns_engine = engine is None
+    if engine is None:
+        engine = ServerEngine.from_project(
+            datasites, app_name, project_dir, transport=transport, plugin_manager=plugin_manager
         )
-        _require_keys(grid, wait=min(runtime.msg_timeout, KEY_WAIT))
+    try:
+        _require_keys(engine.grid, wait=min(engine.grid.msg_timeout, KEY_WAIT))
+        if engine.run_id is None:
+            engine.open_run(fresh=fresh)
+        if owns_engine and not engine.resumed:
+            engine.start_configured_job()
     except BaseException:
-        if owns_transport:
-            transport.close()
+        if owns_engine:
+            engine.close()
         raise
-    run_id = new_run_id()
-    grid.set_run(run_id)
+    run_id = engine.grid.run.run_id
     _set_task_identity(run_id)
     context.run_id = run_id
-    _adapt_tuple_server_fn(server_app)
     notify(
         "syft_flwr_server_started",
         plugin_manager,
         run_id=run_id,
         app_name=app_name,
-        datasites=list(datasites),
+        datasites=engine.grid.datasites,
     )
     error: BaseException | None = None
+    interrupted = True
     try:
-        updated_context = run_server(
-            grid, context=context, loaded_server_app=server_app, server_app_dir=""
-        )
+        with resumable_strategy_start(), engine_server_fn(server_app, engine.grid.round_keeper):
+            updated_context = run_server(
+                engine.grid, context=context, loaded_server_app=server_app, server_app_dir=""
+            )
+        interrupted = False
         logger.info("Server completed with context: %s", updated_context)
     except Exception as exc:
+        interrupted = False
         error = exc
         logger.error("Server encountered an error: %s", exc)
         logger.error("Traceback: %s", traceback.format_exc())
         updated_context = context
     finally:
         notify("syft_flwr_server_finished", plugin_manager, run_id=run_id, error=error)
-        logger.info("Sending stop signals to the clients")
-        grid.send_stop_signal(group_id=STOP_GROUP_ID, reason=_stop_reason(error))
-        if channel is not None:
-            channel.close()
-        if owns_transport:
-            transport.close()
+        try:
+            if interrupted:
+                logger.warning("run %s interrupted: it can be resumed", run_id)
+            else:
+                engine.finish_run(error)
+                logger.info("Sending stop signals to the clients")
+                engine.grid.send_stop_signal(group_id=STOP_GROUP_ID, reason=_stop_reason(error))
+        finally:
+            if owns_engine:
+                engine.close()
     return updated_context
 
 
@@ -134,8 +133,6 @@ def _require_keys(grid: SyftGrid, wait: float) -> None:
         time.sleep(KEY_POLL_INTERVAL)
         unreachable = grid.unreachable_datasites()
     if unreachable:
-        if grid.channel is not None:
-            grid.channel.close()
         lines = "\n".join(f"  {email}: {reason}" for email, reason in unreachable.items())
         raise MissingKeyError(
             f"{len(unreachable)} datasite(s) cannot be reached securely; they must run "
@@ -152,28 +149,3 @@ def _set_task_identity(run_id: int) -> None:
     TaskIdentity.run_id = run_id
     TaskIdentity.node_id = SERVER_NODE_ID
     TaskIdentity.task_id = 1
-
-
-class _TupleTolerantServerFn:
-    """Wraps a ``server_fn`` so it may return ``(strategy, config)`` as well as components."""
-
-    def __init__(self, server_fn: Callable[[Context], Any]) -> None:
-        self.server_fn = server_fn
-
-    def __call__(self, context: Context) -> ServerAppComponents:
-        components = self.server_fn(context)
-        if isinstance(components, tuple) and len(components) == 2:
-            strategy, config = components
-            return ServerAppComponents(strategy=strategy, config=config)
-        return cast(ServerAppComponents, components)
-
-
-def _adapt_tuple_server_fn(server_app: ServerApp) -> None:
-    """Accept ``server_fn`` returning ``(strategy, config)``, as the reference examples do.
-
-    Flower expects a ``ServerAppComponents``; the syft-flwr examples return a tuple.
-    """
-    server_fn = getattr(server_app, "_server_fn", None)
-    if server_fn is None or isinstance(server_fn, _TupleTolerantServerFn):
-        return
-    server_app._server_fn = _TupleTolerantServerFn(server_fn)

@@ -16,6 +16,12 @@ datasite before the transport sees it, and every reply must open as that datasit
 that very envelope; a reply that does not becomes an error reply, never a plaintext fallback.
 A datasite that publishes only a syft-crypto key document gets syft-flwr 0.5.x's weaker
 ``X3DH-SyftBox`` payloads instead, and must answer in kind.
+
+The server engine adds two optional collaborators: a :class:`FutureJournal` (the messages of
+the round in progress survive a server crash; a resumed round claims them instead of sending
+again) and a :class:`LivenessTracker` (a datasite already lost when a message goes out is
+waited for only the tracker's grace period, so a dead client does not stall every round, and
+one that comes back within it rejoins).
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from flwr.app import Error, Message, Metadata, RecordDict
@@ -36,6 +43,8 @@ from flwr.supercore.run import Run
 from syft_flwr.config import DEFAULT_MSG_TIMEOUT
 from syft_flwr.crypto.channel import SecureChannel
 from syft_flwr.crypto.errors import CryptoError
+from syft_flwr.engine.journal import FutureJournal, JournalEntry
+from syft_flwr.engine.liveness import LivenessTracker
 from syft_flwr.errors import GridError, SyftFlwrError, WireFormatError
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_table
@@ -43,6 +52,10 @@ from syft_flwr.plugins import notify
 from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
 from syft_flwr.transport import Reply, ReplyStatus, Transport
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
+
+if TYPE_CHECKING:
+    from syft_flwr.engine.rounds import RoundKeeper
+    from syft_flwr.engine.server_engine import ServerEngine
 
 __all__ = ["DEFAULT_ENDPOINT", "SERVER_NODE_ID", "SyftGrid"]
 
@@ -62,6 +75,10 @@ class _Pending:
     metadata: Metadata
     expires_at: float
     envelope_id: bytes = b""
+    stored: Message | None = None
+    """The reply, when a resumed round claimed a message collected before the crash."""
+    give_up_at: float = float("inf")
+    """When to stop waiting: set for a datasite already lost when the message went out."""
 
 
 class SyftGrid(Grid):
@@ -74,6 +91,13 @@ class SyftGrid(Grid):
     :param msg_timeout: longest wait for replies when ``send_and_receive`` gets no timeout.
     :param plugin_manager: where lifecycle hooks go; the process-wide manager by default.
     :param channel: seal messages and open replies with it; ``None`` sends plaintext.
+    :param reports_rounds: notify ``syft_flwr_round_finished`` after each ``send_and_receive``;
+        off for grids that carry something other than strategy rounds (aux requests).
+    :param journal: record messages and collected replies so a resumed round can claim them
+        (only meaningful over a transport whose futures survive a restart).
+    :param liveness: track which datasites answer, and stop waiting for lost ones.
+    :param observer: called as ``observer(event, fields)`` next to every lifecycle hook
+        (``event`` is the hook name without ``syft_flwr_``); the engine turns these into events.
     :raises GridError: a datasite is listed twice or two datasites share a node id.
     """
 
@@ -87,6 +111,10 @@ class SyftGrid(Grid):
         msg_timeout: float = DEFAULT_MSG_TIMEOUT,
         plugin_manager: pluggy.PluginManager | None = None,
         channel: SecureChannel | None = None,
+        reports_rounds: bool = True,
+        journal: FutureJournal | None = None,
+        liveness: LivenessTracker | None = None,
+        observer: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> None:
         if not datasites:
             raise GridError("SyftGrid needs at least one datasite")
@@ -102,6 +130,16 @@ class SyftGrid(Grid):
         self._lock = threading.Lock()
         self._plugins = plugin_manager
         self.channel = channel
+        self.reports_rounds = reports_rounds
+        self.journal = journal
+        self.liveness = liveness
+        self.observer = observer
+        self.epoch = 0
+        """The engine's round counter; journal entries are claimed within one epoch."""
+        self.engine: ServerEngine | None = None
+        """The server engine driving this grid, for ``ServerApp``s that want its services."""
+        self.round_keeper: RoundKeeper | None = None
+        """Where resumable strategy loops commit their rounds (the engine, when persisting)."""
 
     # -- run and nodes ------------------------------------------------------------------
 
@@ -136,6 +174,20 @@ class SyftGrid(Grid):
             return self._nodes[node_id]
         except KeyError:
             raise GridError(f"node id {node_id} is not a datasite of this grid") from None
+
+    def retain(self, datasites: Iterable[str]) -> None:
+        """Keep only ``datasites`` in the grid (those that started the job).
+
+        :raises GridError: one of them is not a datasite of this grid, or none is left.
+        """
+        keep = list(datasites)
+        for datasite in keep:
+            self.node_id_of(datasite)
+        if not keep:
+            raise GridError("retain() would leave the grid without datasites")
+        with self._lock:
+            self._nodes = {nid: ds for nid, ds in self._nodes.items() if ds in set(keep)}
+            self._node_of = {ds: nid for nid, ds in self._nodes.items()}
 
     def unreachable_datasites(self) -> dict[str, str]:
         """Datasites that cannot be reached securely (no usable keys), each with the reason.
@@ -193,14 +245,19 @@ class SyftGrid(Grid):
             metadata.__dict__["_run_id"] = run_id
         if metadata.src_node_id != SERVER_NODE_ID:
             metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
-        expires_at = metadata.created_at + metadata.ttl
-        body, envelope_id = self._seal(datasite, message, expires_at)
-        future_id = self.transport.send(datasite, self.app_name, self.endpoint, body, expires_at)
+        claimed = self._claim(datasite, metadata)
+        if claimed is not None:
+            pending = self._adopt(claimed, datasite, metadata)
+            message_id = claimed.message_id
+        else:
+            pending = self._send(datasite, message, metadata)
+        if self.liveness is not None:
+            if self.liveness.is_lost(datasite):
+                pending = replace(pending, give_up_at=time.time() + self.liveness.lost_after)
+            self.liveness.sent(datasite)
         with self._lock:
-            self._pending[message_id] = _Pending(
-                future_id, datasite, metadata, expires_at, envelope_id
-            )
-            self._by_future[future_id] = message_id
+            self._pending[message_id] = pending
+            self._by_future[pending.future_id] = message_id
         self._notify(
             "syft_flwr_message_pushed",
             run_id=run_id,
@@ -210,6 +267,54 @@ class SyftGrid(Grid):
             group_id=metadata.group_id,
         )
         return message_id
+
+    def _send(self, datasite: str, message: Message, metadata: Metadata) -> _Pending:
+        expires_at = metadata.created_at + metadata.ttl
+        body, envelope_id = self._seal(datasite, message, expires_at)
+        future_id = self.transport.send(datasite, self.app_name, self.endpoint, body, expires_at)
+        if self.journal is not None:
+            self.journal.record(
+                JournalEntry(
+                    metadata.message_id,
+                    self.epoch,
+                    datasite,
+                    metadata.message_type,
+                    metadata.group_id,
+                    future_id,
+                    metadata.created_at,
+                    metadata.ttl,
+                    expires_at,
+                    envelope_id,
+                )
+            )
+        return _Pending(future_id, datasite, metadata, expires_at, envelope_id)
+
+    def _claim(self, datasite: str, metadata: Metadata) -> JournalEntry | None:
+        if self.journal is None:
+            return None
+        return self.journal.claim(self.epoch, datasite, metadata.message_type, metadata.group_id)
+
+    def _adopt(self, entry: JournalEntry, datasite: str, metadata: Metadata) -> _Pending:
+        """Take over a message sent before a crash instead of sending it again."""
+        metadata.__dict__["_message_id"] = entry.message_id
+        metadata.__dict__["_created_at"] = entry.created_at
+        metadata.__dict__["_ttl"] = entry.ttl
+        stored = (
+            self.journal.stored_reply(entry.message_id)
+            if (self.journal is not None and entry.collected)
+            else None
+        )
+        logger.info(
+            "resuming message %s to %s (%s, group %s) %s",
+            entry.message_id,
+            datasite,
+            entry.message_type,
+            entry.group_id,
+            "from its stored reply" if stored else "by polling its future",
+        )
+        return _Pending(
+            entry.future_id, datasite, metadata, entry.expires_at, entry.envelope_id, stored
+        )
 
     def _seal(self, datasite: str, message: Message, expires_at: float) -> tuple[bytes, bytes]:
         """The encoded body to send and its envelope id (``b""`` unless sealed natively).
@@ -252,6 +357,9 @@ class SyftGrid(Grid):
                 pending = self._pending.get(message_id)
             if pending is None:
                 continue
+            if pending.stored is not None:
+                replies.append(self._finish(message_id, pending.stored))
+                continue
             reply = self.transport.poll(pending.future_id)
             if reply is not None:
                 replies.append(self._finish(message_id, self._reply_message(pending, reply)))
@@ -282,8 +390,11 @@ class SyftGrid(Grid):
             if not waiting:
                 break
             next_deadline = min(
-                give_up_at, min(self._pending_expiry(mid) for mid in waiting.values())
+                give_up_at, min(self._pending_deadline(mid) for mid in waiting.values())
             )
+            if self.liveness is not None:
+                self.liveness.check()
+                next_deadline = min(next_deadline, now + self.liveness.next_check_in())
             ready = self.transport.wait_ready(waiting.keys(), max(0.0, next_deadline - now))
             for future_id in ready:
                 got = self.pull_messages([waiting[future_id]])
@@ -292,6 +403,20 @@ class SyftGrid(Grid):
                     replies.extend(got)
         self._report_round(messages, replies)
         return replies
+
+    def discard(self, message_ids: Iterable[str]) -> None:
+        """Stop waiting for the replies to ``message_ids`` (fire and forget).
+
+        The messages still reach their datasites; their replies are dropped by the transport.
+        Unknown or already collected ids are ignored.
+        """
+        for message_id in message_ids:
+            with self._lock:
+                pending = self._pending.pop(message_id, None)
+                if pending is not None:
+                    self._by_future.pop(pending.future_id, None)
+            if pending is not None:
+                self.transport.forget(pending.future_id)
 
     def _expire_due(self, waiting: dict[str, str], now: float, give_up_at: float) -> list[Message]:
         replies: list[Message] = []
@@ -308,12 +433,16 @@ class SyftGrid(Grid):
                 del waiting[future_id]
                 late = self.pull_messages([message_id])
                 replies.extend(late or [self._finish(message_id, self._timed_out(pending))])
+            elif now >= pending.give_up_at:
+                del waiting[future_id]
+                late = self.pull_messages([message_id])
+                replies.extend(late or [self._finish(message_id, self._lost(pending))])
         return replies
 
-    def _pending_expiry(self, message_id: str) -> float:
+    def _pending_deadline(self, message_id: str) -> float:
         with self._lock:
             pending = self._pending.get(message_id)
-        return pending.expires_at if pending else 0.0
+        return min(pending.expires_at, pending.give_up_at) if pending else 0.0
 
     # -- reply construction -------------------------------------------------------------
 
@@ -323,6 +452,8 @@ class SyftGrid(Grid):
             if pending is not None:
                 self._by_future.pop(pending.future_id, None)
         if pending is not None:
+            if self.journal is not None and pending.stored is None:
+                self.journal.collected(message_id, reply)
             self.transport.forget(pending.future_id)
             self._notify(
                 "syft_flwr_reply_pulled",
@@ -336,6 +467,8 @@ class SyftGrid(Grid):
     def _reply_message(self, pending: _Pending, reply: Reply) -> Message:
         if reply.status is ReplyStatus.EXPIRED:
             return self._expired(pending)
+        if self.liveness is not None:
+            self.liveness.answered(pending.datasite)
         if reply.status is ReplyStatus.REJECTED:
             return self._error(
                 pending,
@@ -386,6 +519,14 @@ class SyftGrid(Grid):
             ErrorCode.MESSAGE_UNAVAILABLE,
             f"no reply from {pending.datasite} within the message TTL "
             f"({pending.metadata.ttl:.1f}s)",
+        )
+
+    def _lost(self, pending: _Pending) -> Message:
+        grace = self.liveness.lost_after if self.liveness is not None else 0.0
+        return self._error(
+            pending,
+            ErrorCode.NODE_UNAVAILABLE,
+            f"{pending.datasite} is lost and did not come back within {grace:g} s",
         )
 
     def _timed_out(self, pending: _Pending) -> Message:
@@ -456,7 +597,7 @@ class SyftGrid(Grid):
     # -- hooks --------------------------------------------------------------------------
 
     def _report_round(self, sent: list[Message], replies: list[Message]) -> None:
-        if not sent:
+        if not sent or not self.reports_rounds:
             return
         failures = sum(1 for reply in replies if reply.has_error())
         self._notify(
@@ -469,3 +610,8 @@ class SyftGrid(Grid):
 
     def _notify(self, hook_name: str, **kwargs: object) -> None:
         notify(hook_name, self._plugins, **kwargs)
+        if self.observer is not None:
+            try:
+                self.observer(hook_name.removeprefix("syft_flwr_"), kwargs)
+            except Exception:
+                logger.exception("the grid's observer raised on %s; ignoring it", hook_name)

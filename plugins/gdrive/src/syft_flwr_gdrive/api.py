@@ -22,7 +22,7 @@ from googleapiclient.http import MediaIoBaseUpload  # type: ignore[import-untype
 from syft_flwr_gdrive.layout import FOLDER_MIME
 from syft_flwr_gdrive.retry import Retrier
 from syft_flwr_gdrive.service import DriveService
-from syft_flwr_gdrive.transfers import download, resumable_upload
+from syft_flwr_gdrive.transfers import download, multipart_upload, resumable_upload
 
 __all__ = ["FILE_FIELDS", "DriveApi", "Listing"]
 
@@ -134,16 +134,21 @@ class DriveApi:
         """Store ``body`` as file ``name`` in ``parent``; return the new file's id.
 
         Bodies up to ``resumable_threshold`` go in one multipart request, larger ones in
-        resumable chunks.
+        resumable chunks; either way the stored content is exactly ``body``, whatever its
+        bytes.
         """
         file_id = self.reserve_id()
         metadata = {"id": file_id, "name": name, "parents": [parent]}
         metadata["appProperties"] = dict(properties)  # type: ignore[assignment]
         view = memoryview(body).cast("B")
         if len(view) <= self.resumable_threshold:
-            media = MediaIoBaseUpload(io.BytesIO(view), _MEDIA_TYPE, resumable=False)
-            request = self._files.create(body=metadata, media_body=media, fields="id", **_COMMON)
-            self._created(lambda: self.service.execute(request), what)
+            # The client library only supplies URI and headers: it frames multipart bodies
+            # with bare LF, which loses a final CR byte (see transfers.multipart_upload).
+            media = MediaIoBaseUpload(io.BytesIO(b""), _MEDIA_TYPE, resumable=False)
+            start = self._files.create(body=metadata, media_body=media, fields="id", **_COMMON)
+            self._created(
+                lambda: multipart_upload(self.service, start, metadata, view, _MEDIA_TYPE), what
+            )
         else:
             media = MediaIoBaseUpload(
                 io.BytesIO(b""), _MEDIA_TYPE, chunksize=self.chunk_size, resumable=True

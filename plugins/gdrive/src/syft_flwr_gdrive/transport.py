@@ -138,10 +138,7 @@ class GDriveTransport(Transport):
     :raises ConfigError: an option is malformed or no credentials are configured.
     """
 
-    # Opt-in for now (SYFT_FLWR_ENCRYPTION_ENABLED=true): an encrypted run over Drive was seen
-    # to fail authentication on one request in about one run of five; until that is
-    # understood, the default stays what syft-flwr's Drive mode does.
-    encrypt_by_default: ClassVar[bool] = False
+    encrypt_by_default: ClassVar[bool] = True
 
     def __init__(self, settings: TransportSettings) -> None:
         super().__init__(settings)

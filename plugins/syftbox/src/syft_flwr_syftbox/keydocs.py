@@ -3,8 +3,11 @@
 The core builds and verifies the documents (:mod:`syft_flwr.crypto.document`); this module only
 stores and finds them. The file is replaced atomically, because peers read it at any moment, and
 the ``public`` folder gets a read-for-everyone ``syft.pub.yaml`` if it has none, so the SyftBox
-server lets other datasites download it. Fetching returns the bytes as found: trust comes from
-the signatures the core checks, and from the fact that only the owner can write its datasite.
+server lets other datasites download it. A ``did.json`` that syft-crypto wrote for another
+identity key is never replaced: that identity is adopted instead (``syft-flwr keys init
+--import-syft-crypto``, :mod:`syft_flwr.crypto.syft_crypto_keys`). Fetching returns the bytes
+as found: trust comes from the signatures the core checks, and from the fact that only the
+owner can write its datasite.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from syft_flwr.crypto.syft_crypto_keys import check_replaceable
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.transport import Transport
 from syft_flwr_syftbox.acl import ACL_FILE
@@ -44,10 +48,20 @@ def did_path(transport: SyftBoxTransport, datasite: str) -> Path:
 
 @hookimpl
 def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> bool | None:
-    """Write ``public/did.json`` of this datasite atomically (and the folder's ACL if absent)."""
+    """Write ``public/did.json`` of this datasite atomically (and the folder's ACL if absent).
+
+    :raises SyftCryptoIdentityError: the file is another identity's syft-crypto document
+        (a syft-flwr 0.5.x datasite's): adopt it with ``syft-flwr keys init
+        --import-syft-crypto`` rather than replace it.
+    """
     if not isinstance(transport, SyftBoxTransport):
         return None
     path = did_path(transport, transport.identity)
+    try:
+        existing: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        existing = None
+    check_replaceable(existing, document, transport.identity, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     acl = path.parent / ACL_FILE
     if not acl.exists():

@@ -16,7 +16,11 @@ _BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?')
 def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, Any], bytes]:
     """Split a ``multipart/related`` upload into its JSON metadata and its media bytes.
 
-    Accepts both CRLF and the bare LF line endings ``googleapiclient`` writes.
+    Accepts both CRLF and the bare LF line endings ``googleapiclient`` writes. The line break
+    that ends the opening delimiter line says which one the writer uses, and exactly that line
+    break before the next delimiter belongs to the delimiter (RFC 2046), not to the content:
+    with bare LF framing, content ending in CR is followed by ``\\r\\n--boundary`` and keeps its
+    CR.
 
     :raises DriveFault: 400 if the body is not exactly metadata plus media.
     """
@@ -30,7 +34,10 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, Any], byt
     # chunks: preamble, part 1, part 2, "--" epilogue
     if len(chunks) != 4 or not chunks[3].startswith(b"--"):
         raise DriveFault(400, "badContent", "multipart upload must have exactly two parts")
-    parts = [_part_body(chunk) for chunk in chunks[1:3]]
+    line_end = next((end for end in (b"\r\n", b"\n") if chunks[1].startswith(end)), None)
+    if line_end is None:
+        raise DriveFault(400, "badContent", "multipart delimiter line does not end in a line break")
+    parts = [_part_body(chunk, line_end) for chunk in chunks[1:3]]
     try:
         metadata = json.loads(parts[0])
     except ValueError as exc:
@@ -40,22 +47,20 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, Any], byt
     return metadata, parts[1]
 
 
-def _part_body(chunk: bytes) -> bytes:
-    for line_end in (b"\r\n", b"\n"):
-        if chunk.startswith(line_end):
-            chunk = chunk[len(line_end) :]
-            break
-    ends = [(chunk.find(sep), len(sep)) for sep in (b"\r\n\r\n", b"\n\n") if sep in chunk]
-    if not ends:
+def _part_body(chunk: bytes, line_end: bytes) -> bytes:
+    """The content of one part: after its headers, before the line break of the next delimiter.
+
+    :param line_end: the writer's line break (``\\r\\n`` or ``\\n``).
+    """
+    if not chunk.startswith(line_end) or not chunk.endswith(line_end):
+        raise DriveFault(400, "badContent", "multipart delimiters must be on lines of their own")
+    chunk = chunk[len(line_end) : -len(line_end)]
+    if chunk.startswith(line_end):  # a part without headers
+        return chunk[len(line_end) :]
+    index = chunk.find(line_end * 2)
+    if index < 0:
         raise DriveFault(400, "badContent", "multipart part has no header/body separator")
-    index, size = min(ends)
-    rest = chunk[index + size :]
-    # The line break before the next delimiter belongs to the delimiter, not the content.
-    if rest.endswith(b"\r\n"):
-        return rest[:-2]
-    if rest.endswith(b"\n"):
-        return rest[:-1]
-    return rest
+    return chunk[index + 2 * len(line_end) :]
 
 
 def _split_top(fields: str) -> list[str]:

@@ -1,0 +1,1 @@
+"""The server engine: aux requests, resource checks, job start, events, workspace, resume."""

@@ -1,0 +1,90 @@
+"""Crash-safe files for the workspace: a reader sees the old content or the new, never half."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from syft_flwr.errors import WorkspaceError
+
+__all__ = ["append_json_line", "read_json", "read_json_lines", "write_atomic", "write_json"]
+
+
+def write_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (mode 0600).
+
+    The bytes go to a temporary file in the same directory, are fsynced, renamed over
+    ``path``, and the directory is fsynced, so a crash at any point leaves either the old
+    file or the new one: the property resume relies on.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as indented JSON, atomically."""
+    write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by :func:`write_json`.
+
+    :raises WorkspaceError: the file is missing or is not JSON (names the file).
+    """
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise WorkspaceError(f"{path} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise WorkspaceError(f"{path} is unreadable: {exc}") from exc
+
+
+def append_json_line(path: Path, value: Any) -> None:
+    """Append one JSON document as a line; a torn last line is skipped by readers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(value, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a+b") as handle:
+        # A line torn by a crash has no newline: end it, or this line would be glued to it.
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = b"\n" + line
+        handle.write(line)
+        handle.flush()
+
+
+def read_json_lines(path: Path) -> list[Any]:
+    """Every complete JSON line of ``path`` (none if it does not exist)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    values = []
+    for line in text.splitlines():
+        try:
+            values.append(json.loads(line))
+        except ValueError:
+            continue  # a line torn by a crash mid-append
+    return values
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,194 @@
+"""The future journal: the messages of the round in progress, kept across a server crash.
+
+``SyftGrid`` records every message it hands to a persistent transport (its future id, where it
+went, which round) and, once the reply is collected, the reply itself. When a crashed server
+resumes a round, the grid *claims* the journal entry matching each message the strategy pushes
+again (same round, datasite, message type and group): a collected one is answered from the
+stored reply, an outstanding one by polling its old future, so replies clients sent while the
+server was down are used and no client repeats work. Entries are dropped once their round is
+committed to a snapshot.
+
+Collected replies are stored after they were opened (sealed replies cannot be opened twice:
+the replay store remembers them), so the journal directory holds plaintext messages of one
+round; it lives in the server's private workspace with mode 0600.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Message
+
+from syft_flwr.engine.files import write_atomic
+from syft_flwr.errors import WireFormatError, WorkspaceError
+from syft_flwr.wire import decode_message, encode_message
+
+__all__ = ["FutureJournal", "JournalEntry"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    message_id TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    datasite TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    future_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    ttl REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    envelope_id BLOB NOT NULL,
+    collected INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One message the grid sent in a not yet committed round."""
+
+    message_id: str
+    epoch: int
+    datasite: str
+    message_type: str
+    group_id: str
+    future_id: str
+    created_at: float
+    ttl: float
+    expires_at: float
+    envelope_id: bytes
+    collected: bool = False
+
+
+class FutureJournal:
+    """A SQLite table of entries plus one file per collected reply, under ``directory``.
+
+    Thread-safe: legacy strategies push from a thread pool.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._replies = directory / "replies"
+        self._replies.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._db = sqlite3.connect(
+                directory / "journal.sqlite", check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"cannot open the future journal in {directory}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._claimed: set[str] = set()
+        self._seq = self._next_seq()
+
+    def record(self, entry: JournalEntry) -> None:
+        """Remember a message just handed to the transport."""
+        with self._lock:
+            self._seq += 1
+            self._db.execute(
+                "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    entry.message_id,
+                    entry.epoch,
+                    entry.datasite,
+                    entry.message_type,
+                    entry.group_id,
+                    entry.future_id,
+                    entry.created_at,
+                    entry.ttl,
+                    entry.expires_at,
+                    entry.envelope_id,
+                    int(entry.collected),
+                    self._seq,
+                ),
+            )
+            self._claimed.add(entry.message_id)
+
+    def collected(self, message_id: str, reply: Message) -> None:
+        """Store the reply the strategy got for ``message_id`` (before it is used)."""
+        write_atomic(self._reply_path(message_id), encode_message(reply))
+        with self._lock:
+            self._db.execute("UPDATE entries SET collected = 1 WHERE message_id = ?", (message_id,))
+
+    def claim(
+        self, epoch: int, datasite: str, message_type: str, group_id: str
+    ) -> JournalEntry | None:
+        """The oldest unclaimed entry of ``epoch`` matching a message pushed again, if any."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM entries WHERE epoch = ? AND datasite = ? AND message_type = ? "
+                "AND group_id = ? ORDER BY seq",
+                (epoch, datasite, message_type, group_id),
+            ).fetchall()
+            for row in rows:
+                if row[0] not in self._claimed:
+                    self._claimed.add(row[0])
+                    return _entry(row)
+        return None
+
+    def stored_reply(self, message_id: str) -> Message:
+        """The reply stored for a collected entry.
+
+        :raises WorkspaceError: the file is missing or damaged.
+        """
+        path = self._reply_path(message_id)
+        try:
+            return decode_message(path.read_bytes())
+        except (OSError, WireFormatError) as exc:
+            raise WorkspaceError(f"the stored reply {path} is unusable: {exc}") from exc
+
+    def entries(self) -> list[JournalEntry]:
+        """Every entry, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM entries ORDER BY seq").fetchall()
+        return [_entry(row) for row in rows]
+
+    def drop_through(self, epoch: int) -> list[JournalEntry]:
+        """Remove the entries of rounds up to ``epoch`` (committed); return the removed ones."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM entries WHERE epoch <= ? ORDER BY seq", (epoch,)
+            ).fetchall()
+            self._db.execute("DELETE FROM entries WHERE epoch <= ?", (epoch,))
+        dropped = [_entry(row) for row in rows]
+        for entry in dropped:
+            self._reply_path(entry.message_id).unlink(missing_ok=True)
+        return dropped
+
+    def close(self) -> None:
+        """Close the database. Idempotent."""
+        with self._lock:
+            self._db.close()
+
+    def _reply_path(self, message_id: str) -> Path:
+        if not message_id.isalnum():
+            raise WorkspaceError(f"refusing an unsafe message id {message_id!r} as a file name")
+        return self._replies / f"{message_id}.sfwm"
+
+    def _next_seq(self) -> int:
+        (value,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()
+        return int(value)
+
+
+def _entry(row: tuple[Any, ...]) -> JournalEntry:
+    (message_id, epoch, datasite, message_type, group_id, future_id, created_at, ttl, expires_at,
+     envelope_id, collected, _seq) = row  # fmt: skip
+    return JournalEntry(
+        str(message_id),
+        int(epoch),
+        str(datasite),
+        str(message_type),
+        str(group_id),
+        str(future_id),
+        float(created_at),
+        float(ttl),
+        float(expires_at),
+        bytes(envelope_id),
+        bool(collected),
+    )

@@ -1,0 +1,192 @@
+"""State snapshots: what a run needs to go on after its server process dies.
+
+After every committed round the engine writes the model (an ``ArrayRecord`` in the wire
+codec's format, ``state/model-<round>.sfwm``) and then ``state/snapshot.json`` naming it, each
+atomically; the older model file is removed only after that. A crash at any point leaves a
+snapshot that names a complete model file. The metrics history is JSON; ``bytes`` metric
+values (possible in legacy Flower metrics) are tagged so they survive the round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flwr.app import ArrayRecord, Metadata, RecordDict
+
+from syft_flwr.engine.files import read_json, write_atomic, write_json
+from syft_flwr.engine.workspace import RunWorkspace
+from syft_flwr.errors import WireFormatError, WorkspaceError
+from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.wire import decode_message, encode_message
+
+__all__ = ["RunSnapshot", "SnapshotStore", "from_json_value", "to_json_value"]
+
+SNAPSHOT_VERSION = 1
+_MODEL_KEY = "model"
+_BYTES_TAG = "$bytes"
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """The content of ``state/snapshot.json``.
+
+    :param round: the last committed round; 0 is the initial model.
+    :param style: ``"message"`` or ``"legacy"``: which resume loop wrote it.
+    :param history: the metrics history so far, in the style's JSON form.
+    :param complete: the run finished; a complete snapshot is never resumed.
+    """
+
+    run_id: int
+    round: int
+    num_rounds: int
+    style: str
+    history: dict[str, Any]
+    model_file: str
+    complete: bool = False
+    created_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "run_id": self.run_id,
+            "round": self.round,
+            "num_rounds": self.num_rounds,
+            "style": self.style,
+            "history": self.history,
+            "model_file": self.model_file,
+            "complete": self.complete,
+            "created_at": self.created_at,
+        }
+
+
+class SnapshotStore:
+    """Reads and writes the snapshots of one run."""
+
+    def __init__(self, run: RunWorkspace) -> None:
+        self.run = run
+
+    def save(
+        self,
+        round_: int,
+        num_rounds: int,
+        style: str,
+        model: ArrayRecord,
+        history: dict[str, Any],
+    ) -> RunSnapshot:
+        """Commit round ``round_``: the model file first, then the snapshot naming it."""
+        name = f"model-{round_}.sfwm"
+        write_atomic(self.run.state_dir / name, encode_model(model, self.run.run_id))
+        snapshot = RunSnapshot(
+            self.run.run_id, round_, num_rounds, style, history, name, created_at=time.time()
+        )
+        write_json(self.run.snapshot_file, snapshot.to_json())
+        for old in self.run.state_dir.glob("model-*.sfwm"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        return snapshot
+
+    def load(self) -> RunSnapshot | None:
+        """The last committed snapshot, ``None`` if the run committed none.
+
+        :raises WorkspaceError: the snapshot is damaged or from another run.
+        """
+        if not self.run.snapshot_file.exists():
+            return None
+        value = read_json(self.run.snapshot_file)
+        where = self.run.snapshot_file
+        try:
+            if value.get("version") != SNAPSHOT_VERSION:
+                raise ValueError(f"unsupported version {value.get('version')!r}")
+            snapshot = RunSnapshot(
+                run_id=int(value["run_id"]),
+                round=int(value["round"]),
+                num_rounds=int(value["num_rounds"]),
+                style=str(value["style"]),
+                history=dict(value["history"]),
+                model_file=str(value["model_file"]),
+                complete=bool(value["complete"]),
+                created_at=float(value["created_at"]),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise WorkspaceError(f"{where} is not a valid snapshot: {exc}") from exc
+        if snapshot.run_id != self.run.run_id:
+            raise WorkspaceError(f"{where} belongs to run {snapshot.run_id}, not {self.run.run_id}")
+        if "/" in snapshot.model_file or snapshot.model_file.startswith("."):
+            raise WorkspaceError(f"{where} names an unsafe model file {snapshot.model_file!r}")
+        return snapshot
+
+    def model(self, snapshot: RunSnapshot) -> ArrayRecord:
+        """The model a snapshot names.
+
+        :raises WorkspaceError: the file is missing or damaged.
+        """
+        path = self.run.state_dir / snapshot.model_file
+        try:
+            return decode_model(path.read_bytes())
+        except (OSError, WireFormatError) as exc:
+            raise WorkspaceError(f"the snapshot model {path} is unusable: {exc}") from exc
+
+    def mark_complete(self) -> RunSnapshot | None:
+        """Mark the last snapshot complete and keep its model as ``final_model.sfwm``."""
+        snapshot = self.load()
+        if snapshot is None:
+            return None
+        model_path = self.run.state_dir / snapshot.model_file
+        if model_path.exists():
+            write_atomic(self.run.final_model_file, model_path.read_bytes())
+        done = RunSnapshot(**{**snapshot.__dict__, "complete": True})
+        write_json(self.run.snapshot_file, done.to_json())
+        return done
+
+
+def encode_model(model: ArrayRecord, run_id: int) -> bytes:
+    """An ``ArrayRecord`` in the wire codec's format (no copies of the array bytes)."""
+    metadata = Metadata(
+        run_id=run_id,
+        message_id="",
+        src_node_id=0,
+        dst_node_id=0,
+        reply_to_message_id="",
+        group_id="snapshot",
+        created_at=time.time(),
+        ttl=1.0,
+        message_type="system",
+    )
+    message = message_with_metadata(metadata, content=RecordDict({_MODEL_KEY: model}))
+    return encode_message(message)
+
+
+def decode_model(data: bytes) -> ArrayRecord:
+    """The ``ArrayRecord`` in bytes written by :func:`encode_model`.
+
+    :raises WireFormatError: the bytes are not such a file.
+    """
+    message = decode_message(data)
+    if not message.has_content() or _MODEL_KEY not in message.content.array_records:
+        raise WireFormatError("the file holds no model ArrayRecord")
+    return message.content.array_records[_MODEL_KEY]
+
+
+def to_json_value(value: Any) -> Any:
+    """Make a metrics value JSON-safe (bytes are tagged, tuples become lists)."""
+    if isinstance(value, bytes):
+        return {_BYTES_TAG: value.hex()}
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    return value
+
+
+def from_json_value(value: Any) -> Any:
+    """Undo :func:`to_json_value` (lists stay lists)."""
+    if isinstance(value, dict):
+        if set(value) == {_BYTES_TAG}:
+            return bytes.fromhex(value[_BYTES_TAG])
+        return {k: from_json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json_value(v) for v in value]
+    return value
