@@ -11,14 +11,26 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+from flwr.supercore.task_identity import TaskIdentity
 
+from syft_flwr.engine.journal import FutureJournal
 from syft_flwr.engine.workspace import Workspace
 from syft_flwr.errors import WorkspaceError
+from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
+from syft_flwr.node_ids import node_id_for
 from syft_flwr.testing.local import LocalFederation
+from syft_flwr.transport import Request, TransportSettings
+from syft_flwr.wire import decode_message, encode_message
+from syft_flwr_memory.network import MemoryNetwork
+from syft_flwr_memory.transport import MemoryTransport
 from tests.test_federated_runs import (
     RecordingLegacyFedAvg,
     legacy_client_app,
@@ -153,3 +165,61 @@ def test_resuming_with_other_datasites_is_refused(federation: LocalFederation) -
         )
     federation.run_server(app_of(legacy_strategy()))  # the same datasites resume it
     federation.join_clients()
+
+
+class NoNotifications(MemoryTransport):
+    """Records every future the grid waits on (a reply that landed earlier wakes nobody)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waited_for: set[str] = set()
+
+    def wait_ready(self, future_ids: Collection[str], timeout: float) -> set[str]:
+        self.waited_for |= set(future_ids)
+        return super().wait_ready(future_ids, timeout)
+
+
+def test_a_claimed_message_whose_reply_is_in_is_collected_without_waiting(
+    tmp_path: Path,
+) -> None:
+    """A restarted server's transport was not watching when the reply landed, so no
+    notification will come for it: the grid collects it instead of waiting for one."""
+    network = MemoryNetwork()
+    server = NoNotifications(TransportSettings("server@claim.test"), network=network)
+    client = MemoryTransport(TransportSettings("ds@claim.test"), network=network)
+
+    def answer(request: Request) -> bytes:
+        message = decode_message(request.body)
+        return encode_message(Message(RecordDict({"m": ConfigRecord({"ok": 1})}), reply_to=message))
+
+    def grid() -> SyftGrid:
+        made = SyftGrid(
+            "flwr/claim", ["ds@claim.test"], server, journal=FutureJournal(tmp_path / "state")
+        )
+        made.set_run(5)
+        made.epoch = 3
+        return made
+
+    def train() -> Message:
+        return Message(
+            RecordDict({"arrays": ArrayRecord()}),
+            dst_node_id=node_id_for("ds@claim.test"),
+            message_type="train",
+        )
+
+    TaskIdentity.run_id, TaskIdentity.node_id = 5, SERVER_NODE_ID
+    before_crash = grid()
+    (message_id,) = before_crash.push_messages([train()])
+    client.serve("flwr/claim", "messages", answer)
+    serving = threading.Thread(target=client.run, daemon=True)
+    serving.start()
+    try:
+        (early,) = server.wait_ready([before_crash._pending[message_id].future_id], 10)
+        server.waited_for.clear()
+        resumed = grid()  # a new grid on the crashed process's journal
+        (reply,) = resumed.send_and_receive([train()], timeout=30)
+    finally:
+        client.stop()
+        serving.join(10)
+    assert not reply.has_error() and reply.metadata.reply_to_message_id == message_id
+    assert early not in server.waited_for, "the grid waited for a reply that was already in"

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syft_flwr.engine.files import (
+from syft_flwr.errors import WorkspaceError
+from syft_flwr.files import (
     append_json_line,
     read_json,
     read_json_lines,
     write_atomic,
     write_json,
 )
-from syft_flwr.errors import WorkspaceError
 
 
 def _mode(path: Path) -> int:

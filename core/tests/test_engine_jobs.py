@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from flwr.app import ConfigRecord, RecordDict
 
+from core.tests.aux_network import AuxNetwork
 from syft_flwr.config import ProjectConfig, load_project_config
 from syft_flwr.engine.aux import (
-    AUX_ENDPOINT,
     AuxHandlerRegistry,
     AuxReply,
     AuxRequest,
@@ -42,11 +42,7 @@ from syft_flwr.engine.resources import (
     check_client_resources,
 )
 from syft_flwr.errors import AuxError, ConfigError, EngineError, JobStartError, ResourceError
-from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
 from syft_flwr.node_ids import node_id_for
-from syft_flwr.transport import TransportSettings
-from syft_flwr_memory.network import MemoryNetwork
-from syft_flwr_memory.transport import MemoryTransport
 
 APP = "flwr/jobs-test"
 SERVER = "server@jobs.test"
@@ -253,49 +249,9 @@ def test_job_start_checks_the_holder() -> None:
 # -- job start over real transports ------------------------------------------------------------
 
 
-class Federation:
-    def __init__(self) -> None:
-        self.network = MemoryNetwork()
-        self.transports: list[MemoryTransport] = []
-        self.threads: list[threading.Thread] = []
-        self.services: dict[str, ClientServices] = {}
-
-    def transport(self, email: str) -> MemoryTransport:
-        transport = MemoryTransport(TransportSettings(email), network=self.network)
-        self.transports.append(transport)
-        return transport
-
-    def datasite(self, email: str) -> ClientServices:
-        transport = self.transport(email)
-        registry = AuxHandlerRegistry()
-        built = self.services[email] = ClientServices(email, ReservationBook(OFFER))
-        built.register(registry)
-        serve_aux(transport, APP, registry)
-        thread = threading.Thread(target=transport.run, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-        return built
-
-    def sender(self) -> AuxSender:
-        grid = SyftGrid(
-            APP, DATASITES, self.transport(SERVER), endpoint=AUX_ENDPOINT, reports_rounds=False
-        )
-        grid.set_run(77)
-        return AuxSender(grid)
-
-    def close(self) -> None:
-        for transport in self.transports:
-            transport.stop()
-        for thread in self.threads:
-            thread.join(WAIT)
-        for transport in self.transports:
-            transport.close()
-        self.network.close()
-
-
 @pytest.fixture
-def federation() -> Iterator[Federation]:
-    built = Federation()
+def federation() -> Iterator[AuxNetwork]:
+    built = AuxNetwork(APP, SERVER, DATASITES, OFFER, run_id=77)
     yield built
     built.close()
 
@@ -305,7 +261,7 @@ def reserve_all(sender: AuxSender, datasites: list[str]) -> dict[str, str]:
     return {d: token for d, (ok, token) in results.items() if ok}
 
 
-def test_every_reserved_datasite_starts(federation: Federation) -> None:
+def test_every_reserved_datasite_starts(federation: AuxNetwork) -> None:
     for datasite in DATASITES:
         federation.datasite(datasite)
     sender = federation.sender()
@@ -316,7 +272,7 @@ def test_every_reserved_datasite_starts(federation: Federation) -> None:
 
 
 def test_datasites_that_do_not_start_are_reported(
-    federation: Federation, caplog: pytest.LogCaptureFixture
+    federation: AuxNetwork, caplog: pytest.LogCaptureFixture
 ) -> None:
     federation.datasite(ALICE)
     federation.datasite(BOB)
@@ -334,7 +290,7 @@ def test_datasites_that_do_not_start_are_reported(
     assert "starts without" in caplog.text
 
 
-def test_too_few_starts_fail_the_job_listing_everyone(federation: Federation) -> None:
+def test_too_few_starts_fail_the_job_listing_everyone(federation: AuxNetwork) -> None:
     federation.datasite(ALICE)
     federation.datasite(BOB)
     sender = federation.sender()
@@ -347,7 +303,7 @@ def test_too_few_starts_fail_the_job_listing_everyone(federation: Federation) ->
     assert f"{BOB}: reservation token is unknown" in text
 
 
-def test_a_required_datasite_must_start(federation: Federation) -> None:
+def test_a_required_datasite_must_start(federation: AuxNetwork) -> None:
     federation.datasite(ALICE)
     federation.datasite(BOB)
     sender = federation.sender()
@@ -358,12 +314,12 @@ def test_a_required_datasite_must_start(federation: Federation) -> None:
     assert f"{BOB}: no reservation token" in str(raised.value)
 
 
-def test_no_policy_needs_one_datasite(federation: Federation) -> None:
+def test_no_policy_needs_one_datasite(federation: AuxNetwork) -> None:
     with pytest.raises(JobStartError, match="0 datasite"):
         start_client_job(federation.sender(), 77, {}, None, WAIT)
 
 
-def test_a_datasite_without_job_support_does_not_start(federation: Federation) -> None:
+def test_a_datasite_without_job_support_does_not_start(federation: AuxNetwork) -> None:
     transport = federation.transport(ALICE)
     serve_aux(transport, APP, AuxHandlerRegistry())
     thread = threading.Thread(target=transport.run, daemon=True)
@@ -377,7 +333,7 @@ def test_a_datasite_without_job_support_does_not_start(federation: Federation) -
     assert report.failed[ALICE].startswith("could not start (unknown-topic)")
 
 
-def test_malformed_start_answers_are_failures(federation: Federation) -> None:
+def test_malformed_start_answers_are_failures(federation: AuxNetwork) -> None:
     answers = iter([RecordDict(), build_start_reply(False)])
     transport = federation.transport(ALICE)
     registry = AuxHandlerRegistry()
@@ -395,18 +351,18 @@ def test_malformed_start_answers_are_failures(federation: Federation) -> None:
 
 
 @pytest.mark.parametrize("run_id", [-1, True, "7", 1.0])
-def test_run_id_must_be_a_non_negative_integer(federation: Federation, run_id: object) -> None:
+def test_run_id_must_be_a_non_negative_integer(federation: AuxNetwork, run_id: object) -> None:
     with pytest.raises(EngineError, match="run_id must be a non-negative integer"):
         start_client_job(federation.sender(), run_id, {}, None, WAIT)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("token", ["", None, 3])
-def test_tokens_must_be_strings(federation: Federation, token: object) -> None:
+def test_tokens_must_be_strings(federation: AuxNetwork, token: object) -> None:
     with pytest.raises(ResourceError, match=f"the reservation token for '{ALICE}'"):
         start_client_job(federation.sender(), 77, {ALICE: token}, None, WAIT)  # type: ignore[dict-item]
 
 
-def test_unknown_datasites_fail_before_sending(federation: Federation) -> None:
+def test_unknown_datasites_fail_before_sending(federation: AuxNetwork) -> None:
     with pytest.raises(AuxError, match="not a datasite of this run"):
         start_client_job(federation.sender(), 77, {"mallory@jobs.test": "t"}, None, WAIT)
     with pytest.raises(AuxError, match="positive number of seconds"):

@@ -15,17 +15,15 @@ from flwr.app import ConfigRecord, RecordDict
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.tests.aux_network import AuxNetwork
 from syft_flwr.engine import resources
 from syft_flwr.engine.aux import (
-    AUX_ENDPOINT,
     AuxHandlerRegistry,
     AuxReply,
     AuxRequest,
-    AuxSender,
     AuxStatus,
     serve_aux,
 )
-from syft_flwr.engine.client_services import ClientServices
 from syft_flwr.engine.resources import (
     DEFAULT_RESERVATION_TTL,
     MAX_RESERVATION_TTL,
@@ -50,10 +48,6 @@ from syft_flwr.engine.resources import (
     reported_offer,
 )
 from syft_flwr.errors import AuxError, ResourceError
-from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
-from syft_flwr.transport import TransportSettings
-from syft_flwr_memory.network import MemoryNetwork
-from syft_flwr_memory.transport import MemoryTransport
 
 APP = "flwr/resources-test"
 SERVER = "server@res.test"
@@ -404,56 +398,14 @@ def test_tokens_are_read_from_requests() -> None:
 # -- the server's helpers, over real transports ------------------------------------------------
 
 
-class Federation:
-    """A server and datasites answering the built-in topics over a private memory network."""
-
-    def __init__(self) -> None:
-        self.network = MemoryNetwork()
-        self.transports: list[MemoryTransport] = []
-        self.threads: list[threading.Thread] = []
-        self.books: dict[str, ReservationBook] = {}
-
-    def transport(self, email: str) -> MemoryTransport:
-        transport = MemoryTransport(TransportSettings(email), network=self.network)
-        self.transports.append(transport)
-        return transport
-
-    def datasite(self, email: str, offer: ResourceOffer = OFFER, builtins: bool = True) -> None:
-        transport = self.transport(email)
-        registry = AuxHandlerRegistry()
-        book = self.books[email] = ReservationBook(offer)
-        if builtins:
-            ClientServices(email, book).register(registry)
-        serve_aux(transport, APP, registry)
-        thread = threading.Thread(target=transport.run, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def sender(self, datasites: list[str]) -> AuxSender:
-        grid = SyftGrid(
-            APP, datasites, self.transport(SERVER), endpoint=AUX_ENDPOINT, reports_rounds=False
-        )
-        grid.set_run(11)
-        return AuxSender(grid)
-
-    def close(self) -> None:
-        for transport in self.transports:
-            transport.stop()
-        for thread in self.threads:
-            thread.join(WAIT)
-        for transport in self.transports:
-            transport.close()
-        self.network.close()
-
-
 @pytest.fixture
-def federation() -> Iterator[Federation]:
-    built = Federation()
+def federation() -> Iterator[AuxNetwork]:
+    built = AuxNetwork(APP, SERVER, [ALICE, BOB, CAROL], OFFER, run_id=11)
     yield built
     built.close()
 
 
-def test_check_reserves_at_each_datasite_that_can_take_the_job(federation: Federation) -> None:
+def test_check_reserves_at_each_datasite_that_can_take_the_job(federation: AuxNetwork) -> None:
     federation.datasite(ALICE)
     federation.datasite(BOB, ResourceOffer(1, 2, 0, 10, frozenset()))
     sender = federation.sender([ALICE, BOB])
@@ -466,7 +418,7 @@ def test_check_reserves_at_each_datasite_that_can_take_the_job(federation: Feder
     assert federation.books[BOB].held()["cpus"] == 0
 
 
-def test_check_resources_keeps_the_reported_offers(federation: Federation) -> None:
+def test_check_resources_keeps_the_reported_offers(federation: AuxNetwork) -> None:
     federation.datasite(ALICE)
     checks = check_resources(federation.sender([ALICE]), {ALICE: ResourceRequirement()}, WAIT)
     assert checks[ALICE].ok and checks[ALICE].offer == OFFER
@@ -474,7 +426,7 @@ def test_check_resources_keeps_the_reported_offers(federation: Federation) -> No
     assert ResourceCheck(ALICE, False, reason="r").result == (False, "r")
 
 
-def test_check_reports_silence_and_missing_support(federation: Federation) -> None:
+def test_check_reports_silence_and_missing_support(federation: AuxNetwork) -> None:
     federation.datasite(ALICE, builtins=False)  # serves aux, but not resource checks
     federation.transport(CAROL)  # never serves
     sender = federation.sender([ALICE, CAROL])
@@ -485,7 +437,7 @@ def test_check_reports_silence_and_missing_support(federation: Federation) -> No
     assert results[CAROL] == (False, f"no answer from {CAROL} within 0.3 s")
 
 
-def test_check_asks_for_the_reservation_ttl(federation: Federation) -> None:
+def test_check_asks_for_the_reservation_ttl(federation: AuxNetwork) -> None:
     federation.datasite(ALICE)
     sender = federation.sender([ALICE])
     results = check_client_resources(sender, {ALICE: {"cpus": 1}}, WAIT, ttl=120)
@@ -502,7 +454,7 @@ def test_check_asks_for_the_reservation_ttl(federation: Federation) -> None:
     ],
 )
 def test_check_fails_before_sending(
-    federation: Federation, reqs: Any, error: type[Exception], why: str
+    federation: AuxNetwork, reqs: Any, error: type[Exception], why: str
 ) -> None:
     calls: list[AuxRequest] = []
     transport = federation.transport(ALICE)
@@ -519,14 +471,14 @@ def test_check_fails_before_sending(
     assert len(calls) == 1  # only the probe arrived
 
 
-def test_check_ttl_is_validated_before_sending(federation: Federation) -> None:
+def test_check_ttl_is_validated_before_sending(federation: AuxNetwork) -> None:
     with pytest.raises(ResourceError, match="the reservation ttl"):
         check_client_resources(federation.sender([ALICE]), {ALICE: {}}, WAIT, ttl=0)
     with pytest.raises(AuxError, match="positive number of seconds"):
         check_client_resources(federation.sender([ALICE]), {ALICE: {}}, 0)
 
 
-def test_malformed_answers_are_failures(federation: Federation) -> None:
+def test_malformed_answers_are_failures(federation: AuxNetwork) -> None:
     answers = iter(
         [
             RecordDict(),
@@ -550,7 +502,7 @@ def test_malformed_answers_are_failures(federation: Federation) -> None:
     ]
 
 
-def test_cancel_releases_only_successful_reservations(federation: Federation) -> None:
+def test_cancel_releases_only_successful_reservations(federation: AuxNetwork) -> None:
     federation.datasite(ALICE)
     federation.datasite(BOB, ResourceOffer(1, 1, 0, 1, frozenset()))
     sender = federation.sender([ALICE, BOB])
@@ -564,7 +516,7 @@ def test_cancel_releases_only_successful_reservations(federation: Federation) ->
     assert cancel_client_resources(sender, results, {BOB: {}}, WAIT) == {}
 
 
-def test_cancel_of_a_silent_datasite_is_not_released(federation: Federation) -> None:
+def test_cancel_of_a_silent_datasite_is_not_released(federation: AuxNetwork) -> None:
     federation.transport(CAROL)
     released = cancel_client_resources(
         federation.sender([CAROL]), {CAROL: (True, "t")}, {CAROL: {}}, 0.3
@@ -573,7 +525,7 @@ def test_cancel_of_a_silent_datasite_is_not_released(federation: Federation) -> 
 
 
 @pytest.mark.parametrize("result", [(True,), ("yes", "t"), (True, 3), [True, "t"], None])
-def test_cancel_checks_the_results_it_is_given(federation: Federation, result: object) -> None:
+def test_cancel_checks_the_results_it_is_given(federation: AuxNetwork, result: object) -> None:
     with pytest.raises(ResourceError, match=f"the check result for '{ALICE}'"):
         cancel_client_resources(
             federation.sender([ALICE]),

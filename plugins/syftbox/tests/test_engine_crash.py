@@ -17,14 +17,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from plugins.syftbox.tests.flower_project import start_run, write_project
 from syft_flwr.demo.runner import run_local
 
 pytestmark = pytest.mark.slow
@@ -92,31 +91,16 @@ APPS = """\
 """
 
 
-def write_project(root: Path, data_dir: Path) -> Path:
-    project = root / "project"
-    project.mkdir()
-    (project / "crashapps.py").write_text(
-        textwrap.dedent(APPS.format(datasites=DATASITES, rounds=ROUNDS))
+def crash_project(root: Path, data_dir: Path) -> Path:
+    return write_project(
+        root,
+        data_dir,
+        module="crashapps",
+        source=APPS.format(datasites=DATASITES, rounds=ROUNDS),
+        app_name="crash",
+        datasites=DATASITES,
+        aggregator=AGGREGATOR,
     )
-    (project / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            [tool.flwr.app.components]
-            serverapp = "crashapps:server_app"
-            clientapp = "crashapps:client_app"
-
-            [tool.syft_flwr]
-            app_name = "crash"
-            datasites = {json.dumps(DATASITES)}
-            aggregator = "{AGGREGATOR}"
-            transport = "syftbox"
-
-            [tool.syft_flwr.syftbox]
-            data_dir = {json.dumps(str(data_dir))}
-            """
-        )
-    )
-    return project
 
 
 class Cluster:
@@ -128,13 +112,7 @@ class Cluster:
         self.processes: list[subprocess.Popen[str]] = []
 
     def start(self, email: str, **extra: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "syft_flwr", "run", str(self.project)],
-            env={**self.env, "SYFTBOX_EMAIL": email, **extra},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        process = start_run(self.project, {**self.env, **extra}, email)
         self.processes.append(process)
         return process
 
@@ -182,7 +160,7 @@ def handled(handled_dir: Path, email: str) -> list[str]:
 
 @pytest.fixture
 def cluster(tmp_path: Path, data_dir: Path) -> tuple[Cluster, Path]:
-    project = write_project(tmp_path, data_dir)
+    project = crash_project(tmp_path, data_dir)
     handled_dir = tmp_path / "handled"
     handled_dir.mkdir()
     env = {

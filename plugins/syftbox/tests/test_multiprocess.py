@@ -20,8 +20,6 @@ import json
 import os
 import random
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ import pytest
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from plugins.syftbox.tests.flower_project import start_run, write_project
 from syft_flwr.demo.apps import RoundReport, make_client_app, make_server_app
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
 from syft_flwr.transport import TransportSettings
@@ -85,35 +84,20 @@ APPS = """\
 """
 
 
-def write_project(root: Path, data_dir: Path) -> Path:
-    project = root / "project"
-    project.mkdir()
-    (project / "mpapps.py").write_text(
-        textwrap.dedent(APPS.format(datasites=DATASITES, rounds=ROUNDS))
+def mp_project(root: Path, data_dir: Path) -> Path:
+    return write_project(
+        root,
+        data_dir,
+        module="mpapps",
+        source=APPS.format(datasites=DATASITES, rounds=ROUNDS),
+        app_name="mp",
+        datasites=DATASITES,
+        aggregator=AGGREGATOR,
     )
-    (project / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            [tool.flwr.app.components]
-            serverapp = "mpapps:server_app"
-            clientapp = "mpapps:client_app"
-
-            [tool.syft_flwr]
-            app_name = "mp"
-            datasites = {json.dumps(DATASITES)}
-            aggregator = "{AGGREGATOR}"
-            transport = "syftbox"
-
-            [tool.syft_flwr.syftbox]
-            data_dir = {json.dumps(str(data_dir))}
-            """
-        )
-    )
-    return project
 
 
 def test_server_and_three_client_processes_share_one_folder(tmp_path: Path, data_dir: Path) -> None:
-    project = write_project(tmp_path, data_dir)
+    project = mp_project(tmp_path, data_dir)
     rounds_file = tmp_path / "rounds.jsonl"
     env = {
         **os.environ,
@@ -123,13 +107,7 @@ def test_server_and_three_client_processes_share_one_folder(tmp_path: Path, data
     }
 
     def start(email: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "syft_flwr", "run", str(project)],
-            env={**env, "SYFTBOX_EMAIL": email},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        return start_run(project, env, email)
 
     clients = {email: start(email) for email in DATASITES}
     server = start(AGGREGATOR)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from syft_flwr.crypto.errors import KeyStoreError
 from syft_flwr.crypto.keys import DEFAULT_GRACE, AgreementKey, IdentityKeys
+from syft_flwr.files import write_atomic
 
 __all__ = ["KEY_DIR_ENV", "KeyStore", "check_private_file", "default_key_root"]
 
@@ -101,17 +101,7 @@ class KeyStore:
         """Write ``keys`` atomically with mode 0600 (directory 0700); return the file."""
         path = self.path(keys.email)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = json.dumps(_to_json(keys), indent=2).encode()
-        fd, temp = tempfile.mkstemp(prefix=".keys-", dir=path.parent)  # created 0600
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, json.dumps(_to_json(keys), indent=2).encode())
         return path
 
     def check_free(self, email: str, *, force: bool = False) -> None:

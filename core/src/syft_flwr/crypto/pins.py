@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 
 from syft_flwr.crypto.errors import IdentityChangedError, KeyStoreError
+from syft_flwr.files import write_atomic
 
 __all__ = ["PinStore"]
 
@@ -66,11 +65,4 @@ class PinStore:
         if self.path is None:
             return
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".peers-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self._pins, handle, indent=2, sort_keys=True)
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(self._pins, indent=2, sort_keys=True).encode())

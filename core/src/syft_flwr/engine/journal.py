@@ -23,8 +23,8 @@ from typing import Any
 
 from flwr.app import Message
 
-from syft_flwr.engine.files import write_atomic
 from syft_flwr.errors import WireFormatError, WorkspaceError
+from syft_flwr.files import write_atomic
 from syft_flwr.wire import decode_message, encode_message
 
 __all__ = ["FutureJournal", "JournalEntry"]

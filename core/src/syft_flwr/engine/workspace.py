@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from syft_flwr.config import ProjectConfig
-from syft_flwr.engine.files import (
+from syft_flwr.errors import WorkspaceError
+from syft_flwr.files import (
     append_json_line,
     read_json,
     read_json_lines,
     write_atomic,
     write_json,
 )
-from syft_flwr.errors import WorkspaceError
 
 __all__ = ["RUNNING", "RunInfo", "RunWorkspace", "Workspace", "workspace_root"]
 

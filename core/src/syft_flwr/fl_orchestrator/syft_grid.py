@@ -77,6 +77,8 @@ class _Pending:
     envelope_id: bytes = b""
     stored: Message | None = None
     """The reply, when a resumed round claimed a message collected before the crash."""
+    claimed: bool = False
+    """Sent before a crash and taken over from the journal (its reply may be there already)."""
     give_up_at: float = float("inf")
     """When to stop waiting: set for a datasite already lost when the message went out."""
 
@@ -313,7 +315,7 @@ class SyftGrid(Grid):
             "from its stored reply" if stored else "by polling its future",
         )
         return _Pending(
-            entry.future_id, datasite, metadata, entry.expires_at, entry.envelope_id, stored
+            entry.future_id, datasite, metadata, entry.expires_at, entry.envelope_id, stored, True
         )
 
     def _seal(self, datasite: str, message: Message, expires_at: float) -> tuple[bytes, bytes]:
@@ -381,7 +383,12 @@ class SyftGrid(Grid):
         ids = self.push_messages(messages)
         limit = self.msg_timeout if timeout is None else max(0.0, timeout)
         give_up_at = time.time() + limit
-        replies: list[Message] = []
+        # A claimed message's reply may have arrived before this process was watching for it,
+        # so no notification will come: collect what is there now (and let the transport adopt
+        # the future, so a later reply does notify).
+        with self._lock:
+            claimed = [mid for mid in ids if mid in self._pending and self._pending[mid].claimed]
+        replies = self.pull_messages(claimed) if claimed else []
         with self._lock:
             waiting = {self._pending[mid].future_id: mid for mid in ids if mid in self._pending}
         while waiting:

@@ -1,4 +1,4 @@
-"""Crash-safe files for the workspace: a reader sees the old content or the new, never half."""
+"""Crash-safe files (keys, pins, run workspaces): readers see old or new content, never half."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from syft_flwr.errors import WorkspaceError
+from syft_flwr.errors import WorkspaceError  # the JSON readers serve the workspace
 
 __all__ = ["append_json_line", "read_json", "read_json_lines", "write_atomic", "write_json"]
 
