@@ -97,6 +97,7 @@ class Datasites:
 
     def start(self, email: str, **runner_options: object) -> ClientRunner:
         transport = self.federation.transport(email)
+        runner_options.setdefault("trusted_aggregators", [self.federation.server_identity])
         runner = ClientRunner(
             query_app(),
             empty_context(),
@@ -202,7 +203,7 @@ def test_datasite_sends_aux_requests_to_the_aggregator(
     registry = AuxHandlerRegistry()
     registry.register("hello", lambda request: (received.append(request), echo(request))[1])
     registry.register("note", lambda request: arrived.set())  # type: ignore[func-returns-value]
-    serve_aux(server, APP, registry)
+    serve_aux(server, APP, registry, senders=federation.datasites)
     serving = threading.Thread(target=server.run, daemon=True)
     serving.start()
     try:
@@ -215,7 +216,8 @@ def test_datasite_sends_aux_requests_to_the_aggregator(
         )
         assert explicit.fire_and_forget_aux_request("note", RecordDict()).status is AuxStatus.SENT
         assert arrived.wait(WAIT)
-        unknowing = sites.start(federation.datasites[1])
+        two = [federation.server_identity, "other-server@federation.test"]
+        unknowing = sites.start(federation.datasites[1], trusted_aggregators=two)
         with pytest.raises(AuxError, match="does not know its aggregator"):
             unknowing.send_aux_request("hello", RecordDict(), WAIT)
     finally:
@@ -275,11 +277,12 @@ def test_check_start_and_cancel_end_to_end(
     assert report.started == (first, second) and report.failed == {}
     assert runners[first].aggregator == federation.server_identity
 
-    # the started datasites serve run 41 and drop other runs; the others serve any run
+    # the started datasites serve run 41 and refuse other runs; the others serve any run
     job_grid, other_grid = flower_grid(federation, server, 41), flower_grid(federation, server, 42)
     assert not query(job_grid, first, WAIT).has_error()
-    dropped = query(other_grid, first, 1.0)
-    assert dropped.has_error() and dropped.error.code == ErrorCode.MESSAGE_UNAVAILABLE
+    refused = query(other_grid, first, WAIT)
+    assert refused.has_error() and refused.error.code == ErrorCode.NODE_UNAVAILABLE
+    assert "serves the job of run 41, not run 42" in refused.error.reason
     assert not query(other_grid, small, WAIT).has_error()
 
     # a used reservation cannot be cancelled; a fresh one can, and is released
@@ -330,7 +333,7 @@ def test_encrypted_aux_round_trips_are_sealed_both_ways(
     assert server_channel is not None
     registry = AuxHandlerRegistry()
     registry.register("hello", echo)
-    serve_aux(server, APP, registry, server_channel)
+    serve_aux(server, APP, registry, server_channel, senders=federation.datasites)
     serving = threading.Thread(target=server.run, daemon=True)
     serving.start()
     email = federation.datasites[0]
@@ -344,7 +347,7 @@ def test_encrypted_aux_round_trips_are_sealed_both_ways(
         APP,
         plugin_manager=federation.manager,
         channel=client_channel,
-        aggregator=federation.server_identity,
+        trusted_aggregators=[federation.server_identity],
     )
     runner.register_aux_message_handler("echo", echo)
     runner.register_aux_message_handler("boom", boom)
@@ -432,7 +435,14 @@ def test_aux_never_reaches_the_client_app_and_builtins_cannot_be_replaced(
         calls.append(message)
         return Message(RecordDict(), reply_to=message)
 
-    runner = ClientRunner(app, empty_context(), transport, APP, plugin_manager=federation.manager)
+    runner = ClientRunner(
+        app,
+        empty_context(),
+        transport,
+        APP,
+        plugin_manager=federation.manager,
+        trusted_aggregators=[federation.server_identity],
+    )
     with pytest.raises(AuxError, match="already has a handler"):
         runner.register_aux_message_handler(PING_TOPIC, echo)
     thread = threading.Thread(target=runner.run, daemon=True)

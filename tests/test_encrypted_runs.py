@@ -17,6 +17,7 @@ from syft_flwr.crypto.envelope import MAGIC as SEALED_MAGIC
 from syft_flwr.crypto.policy import encryption_enabled, open_channel
 from syft_flwr.demo.apps import make_client_app
 from syft_flwr.demo.model import LogisticRegression
+from syft_flwr.errors import RequestRefusedError
 from syft_flwr.fl_orchestrator.client_runner import ClientRunner
 from syft_flwr.testing.local import LocalFederation, empty_context
 from syft_flwr.wire import MAGIC as PLAIN_MAGIC
@@ -100,7 +101,7 @@ def test_server_lists_datasites_without_keys_before_sending(
     assert wire == []
 
 
-def test_encrypting_client_ignores_plaintext_and_replayed_requests(
+def test_encrypting_client_refuses_plaintext_and_replayed_requests(
     federation: LocalFederation, encrypted: Path
 ) -> None:
     runtime = RuntimeSettings.from_env()
@@ -117,6 +118,7 @@ def test_encrypting_client_ignores_plaintext_and_replayed_requests(
         "flwr/test",
         plugin_manager=federation.manager,
         channel=client_channel,
+        trusted_aggregators=[federation.server_identity],
     )
     from syft_flwr.transport import Request
 
@@ -133,12 +135,15 @@ def test_encrypting_client_ignores_plaintext_and_replayed_requests(
             now + 60,
         )
 
-    assert runner.handle(request(PLAIN_MAGIC + b"\x01" + b"\0" * 8, "r1")) is None
+    with pytest.raises(RequestRefusedError, match="cannot open"):
+        runner.handle(request(PLAIN_MAGIC + b"\x01" + b"\0" * 8, "r1"))
     sealed, _ = server_channel.seal(
         client_transport.identity, "flwr/test", "messages", b"junk", time.time() + 60
     )
-    assert runner.handle(request(sealed, "r2")) is None  # opens, but is not a Flower envelope
-    assert runner.handle(request(sealed, "r3")) is None  # replay under a new request id
+    with pytest.raises(RequestRefusedError, match="malformed"):  # opens, but is no Flower envelope
+        runner.handle(request(sealed, "r2"))
+    with pytest.raises(RequestRefusedError, match="ReplayError"):  # again, new request id
+        runner.handle(request(sealed, "r3"))
     assert called == []
     client_channel.close()
     server_channel.close()

@@ -56,7 +56,7 @@ class AuxNetwork:
         if builtins:
             services = self.services[email] = ClientServices(email, book)
             services.register(registry)
-        serve_aux(transport, self.app, registry)
+        serve_aux(transport, self.app, registry, senders=[self.server])
         thread = threading.Thread(target=transport.run, daemon=True)
         thread.start()
         self.threads.append(thread)

@@ -109,3 +109,40 @@ def test_environment_settings():
 def test_bad_environment_values_name_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         RuntimeSettings.from_env({name: value})
+
+
+def test_a_datasite_trusts_its_own_list_or_the_aggregator(tmp_path):
+    from syft_flwr.authorization import aggregator_policy
+
+    base = '[tool.syft_flwr]\naggregator = "Agg@Z.org"\n'
+    config = load_project_config(write(tmp_path, base))
+    assert aggregator_policy(config).trusted == frozenset({"agg@z.org"})
+    assert aggregator_policy(config).emails == ("Agg@Z.org",)
+    narrowed = load_project_config(
+        write(tmp_path, base + 'trusted_aggregators = ["other@z.org"]\napprove = "manual"\n')
+    )
+    assert narrowed.approve == "manual"
+    policy = aggregator_policy(narrowed)
+    assert policy.allows("OTHER@z.org") and not policy.allows("agg@z.org")
+    assert aggregator_policy(narrowed, ["x@y.org"]).trusted == frozenset({"x@y.org"})
+    with pytest.raises(ConfigError, match="trusts no aggregator"):
+        aggregator_policy(load_project_config(write(tmp_path, "[tool.syft_flwr]\n")))
+    with pytest.raises(ConfigError, match="trusts no aggregator"):
+        aggregator_policy(load_project_config(write(tmp_path, base)), [])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('aggregator = "../agg@x.org"', "aggregator in .* path separator"),
+        ('datasites = ["a@x.org", "b"]', "datasites in .* exactly one '@'"),
+        ('trusted_aggregators = "a@x.org"', "trusted_aggregators .* must be a list"),
+        ('trusted_aggregators = ["a@x .org"]', "trusted_aggregators in .* whitespace"),
+        ('approve = "sometimes"', 'approve .* must be "auto" or "manual"'),
+    ],
+)
+def test_emails_and_modes_are_checked_naming_key_and_file(tmp_path, line, message):
+    project = write(tmp_path, f"[tool.syft_flwr]\n{line}\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_project_config(project)
+    assert str(project / "pyproject.toml") in str(info.value)

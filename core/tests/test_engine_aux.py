@@ -18,6 +18,7 @@ from flwr.common.constant import ErrorCode
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syft_flwr.authorization import SenderPolicy
 from syft_flwr.engine.aux import (
     AUX_ENDPOINT,
     AUX_ERROR_BAD_REQUEST,
@@ -36,7 +37,13 @@ from syft_flwr.engine.aux import (
     parse_aux_request,
     serve_aux,
 )
-from syft_flwr.errors import AuxError, GridError, SyftFlwrError
+from syft_flwr.errors import (
+    AuxError,
+    GridError,
+    RequestRefusedError,
+    SyftFlwrError,
+    UnauthorizedSenderError,
+)
 from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
 from syft_flwr.inbound import RequestGate
 from syft_flwr.message_factory import message_with_metadata
@@ -80,7 +87,7 @@ def serve(make: MakeTransport) -> Iterator[Serve]:
 
     def start(email: str, registry: AuxHandlerRegistry) -> MemoryTransport:
         transport = make(email)
-        serve_aux(transport, APP, registry)
+        serve_aux(transport, APP, registry, senders=[SERVER])
         thread = threading.Thread(target=transport.run, daemon=True)
         thread.start()
         running.append((transport, thread))
@@ -315,26 +322,31 @@ def test_reply_is_ok_when_answered_or_sent(status: AuxStatus) -> None:
 # -- the serving side --------------------------------------------------------------------------
 
 
-def request_for(body: bytes, rid: str = "r1", ttl: float = 30.0) -> Request:
+def request_for(body: bytes, rid: str = "r1", ttl: float = 30.0, sender: str = SERVER) -> Request:
     now = time.time()
-    return Request(rid, SERVER, ALICE, APP, AUX_ENDPOINT, body, now, now + ttl)
+    return Request(rid, sender, ALICE, APP, AUX_ENDPOINT, body, now, now + ttl)
 
 
 def test_service_answers_once_and_refuses_what_the_gate_refuses() -> None:
     calls: list[AuxRequest] = []
-    service = AuxService(echo_registry(calls), RequestGate(ALICE))
+    service = AuxService(echo_registry(calls), RequestGate(ALICE, policy=SenderPolicy([SERVER])))
     body = encode_message(aux_message("echo"))
     reply = decode_message(service.handle(request_for(body)) or b"")
     assert dict(reply.content["echo"])["topic"] == "echo"
     assert service.handle(request_for(body)) is None  # the same request again
     assert service.handle(request_for(body, rid="r2")) is None  # the same message again
-    assert service.handle(request_for(b"garbage", rid="r3")) is None
+    with pytest.raises(RequestRefusedError, match="malformed"):
+        service.handle(request_for(b"garbage", rid="r3"))
+    stranger = encode_message(aux_message("echo"))
+    with pytest.raises(UnauthorizedSenderError, match=r"mallory@aux\.test is not a trusted"):
+        service.handle(request_for(stranger, rid="r4", sender="mallory@aux.test"))
     assert len(calls) == 1
+    assert all(request.sender == SERVER and not request.authenticated for request in calls)
 
 
 def test_service_drops_a_message_that_expired_before_dispatch() -> None:
     calls: list[AuxRequest] = []
-    service = AuxService(echo_registry(calls), RequestGate(ALICE))
+    service = AuxService(echo_registry(calls), RequestGate(ALICE, policy=SenderPolicy([SERVER])))
     stale = aux_message("echo")
     stale.metadata.__dict__["_created_at"] = time.time() - 60  # its own TTL (30 s) is over
     assert service.handle(request_for(encode_message(stale))) is None

@@ -321,7 +321,7 @@ def test_no_policy_needs_one_datasite(federation: AuxNetwork) -> None:
 
 def test_a_datasite_without_job_support_does_not_start(federation: AuxNetwork) -> None:
     transport = federation.transport(ALICE)
-    serve_aux(transport, APP, AuxHandlerRegistry())
+    serve_aux(transport, APP, AuxHandlerRegistry(), senders=[SERVER])
     thread = threading.Thread(target=transport.run, daemon=True)
     thread.start()
     federation.threads.append(thread)
@@ -338,7 +338,7 @@ def test_malformed_start_answers_are_failures(federation: AuxNetwork) -> None:
     transport = federation.transport(ALICE)
     registry = AuxHandlerRegistry()
     registry.register(JOB_START_TOPIC, lambda request: next(answers))
-    serve_aux(transport, APP, registry)
+    serve_aux(transport, APP, registry, senders=[SERVER])
     thread = threading.Thread(target=transport.run, daemon=True)
     thread.start()
     federation.threads.append(thread)

@@ -460,7 +460,7 @@ def test_check_fails_before_sending(
     transport = federation.transport(ALICE)
     registry = AuxHandlerRegistry()
     registry.register(RESOURCES_CHECK_TOPIC, lambda request: calls.append(request))  # type: ignore[func-returns-value]
-    serve_aux(transport, APP, registry)
+    serve_aux(transport, APP, registry, senders=[SERVER])
     sender = federation.sender([ALICE])
     with pytest.raises(error, match=why):
         check_client_resources(sender, reqs, WAIT)
@@ -489,7 +489,7 @@ def test_malformed_answers_are_failures(federation: AuxNetwork) -> None:
     transport = federation.transport(ALICE)
     registry = AuxHandlerRegistry()
     registry.register(RESOURCES_CHECK_TOPIC, lambda request: next(answers))
-    serve_aux(transport, APP, registry)
+    serve_aux(transport, APP, registry, senders=[SERVER])
     thread = threading.Thread(target=transport.run, daemon=True)
     thread.start()
     federation.threads.append(thread)

@@ -1,26 +1,32 @@
-"""The request gate every served endpoint shares: duplicates, expiry, addressing, sealing."""
+"""The request gate every endpoint shares: who asks, duplicates, expiry, addressing, sealing."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 import pytest
 from flwr.app import ConfigRecord, Message, Metadata, RecordDict
 
+from syft_flwr.audit import AuditTrail, read_audit
+from syft_flwr.authorization import SenderPolicy
 from syft_flwr.crypto.channel import SecureChannel
 from syft_flwr.crypto.document import build_document
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.crypto.replay import ReplayStore
+from syft_flwr.errors import RequestRefusedError, UnauthorizedSenderError
 from syft_flwr.inbound import SEEN_CAPACITY, RequestGate
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_id_for
-from syft_flwr.transport import Request
+from syft_flwr.transport import Request, RequestHead
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 ME = "alice@gate.test"
 SERVER = "server@gate.test"
+MALLORY = "mallory@gate.test"
+TRUST_SERVER = SenderPolicy([SERVER])
 
 
 def flower_message(message_id: str = "m1", dst: str = ME, ttl: float = 30.0) -> Message:
@@ -38,13 +44,19 @@ def flower_message(message_id: str = "m1", dst: str = ME, ttl: float = 30.0) -> 
     return message_with_metadata(metadata, content=RecordDict({"c": ConfigRecord({"x": 1})}))
 
 
-def request(body: bytes, rid: str = "r1", ttl: float = 30.0, endpoint: str = "messages") -> Request:
+def request(
+    body: bytes,
+    rid: str = "r1",
+    ttl: float = 30.0,
+    endpoint: str = "messages",
+    sender: str = SERVER,
+) -> Request:
     now = time.time()
-    return Request(rid, SERVER, ME, "flwr/app", endpoint, body, now, now + ttl)
+    return Request(rid, sender, ME, "flwr/app", endpoint, body, now, now + ttl)
 
 
 def test_admits_a_request_once_by_request_id_and_by_message_id() -> None:
-    gate = RequestGate(ME)
+    gate = RequestGate(ME, policy=TRUST_SERVER)
     body = encode_message(flower_message())
     admitted = gate.admit(request(body))
     assert admitted is not None and admitted.message.metadata.message_id == "m1"
@@ -53,16 +65,18 @@ def test_admits_a_request_once_by_request_id_and_by_message_id() -> None:
     assert gate.admit(request(body, rid="r2", endpoint="aux")) is None  # replayed elsewhere
 
 
-def test_refuses_expired_garbage_and_misaddressed_requests() -> None:
-    gate = RequestGate(ME)
+def test_drops_expired_and_refuses_garbage_and_misaddressed_requests() -> None:
+    gate = RequestGate(ME, policy=TRUST_SERVER)
     assert gate.admit(request(encode_message(flower_message()), ttl=-1)) is None
-    assert gate.admit(request(b"garbage", rid="r2")) is None
+    with pytest.raises(RequestRefusedError, match="malformed request"):
+        gate.admit(request(b"garbage", rid="r2"))
     other = encode_message(flower_message("m3", dst="bob@gate.test"))
-    assert gate.admit(request(other, rid="r3")) is None
+    with pytest.raises(RequestRefusedError, match="addressed to node"):
+        gate.admit(request(other, rid="r3"))
 
 
 def test_a_message_past_its_own_ttl_is_not_fresh() -> None:
-    gate = RequestGate(ME)
+    gate = RequestGate(ME, policy=TRUST_SERVER)
     stale = flower_message()
     stale.metadata.__dict__["_created_at"] = time.time() - 60
     admitted = gate.admit(request(encode_message(stale)))
@@ -70,7 +84,7 @@ def test_a_message_past_its_own_ttl_is_not_fresh() -> None:
 
 
 def test_plaintext_reply_is_the_encoded_message() -> None:
-    gate = RequestGate(ME)
+    gate = RequestGate(ME, policy=TRUST_SERVER)
     admitted = gate.admit(request(encode_message(flower_message())))
     assert admitted is not None
     reply = Message(RecordDict(), reply_to=admitted.message)
@@ -80,7 +94,7 @@ def test_plaintext_reply_is_the_encoded_message() -> None:
 
 
 def test_forgets_the_oldest_ids_beyond_its_capacity() -> None:
-    gate = RequestGate(ME)
+    gate = RequestGate(ME, policy=TRUST_SERVER)
     for index in range(SEEN_CAPACITY + 1):
         assert not gate._remember(f"k{index}", time.time() + 60)
     assert not gate._remember("k0", time.time() + 60)  # evicted, so new again
@@ -102,7 +116,7 @@ def test_sealed_request_opens_and_the_reply_is_sealed_to_its_sender(
     tmp_path: Path, identities: dict[str, IdentityKeys]
 ) -> None:
     mine, server = channel(ME, identities, tmp_path), channel(SERVER, identities, tmp_path)
-    gate = RequestGate(ME, mine)
+    gate = RequestGate(ME, mine, policy=TRUST_SERVER)
     sealed, envelope_id = server.seal(
         ME, "flwr/app", "aux", encode_message_frames(flower_message()), time.time() + 30
     )
@@ -112,12 +126,100 @@ def test_sealed_request_opens_and_the_reply_is_sealed_to_its_sender(
     assert body is not None
     opened = server.open(body, sender=ME, app="flwr/app", endpoint="aux", reply_to=envelope_id)
     assert decode_message(opened.body).metadata.reply_to_message_id == "m1"
+    assert admitted.sealed
     # sealed for another endpoint: refused
     other, _ = server.seal(
         ME, "flwr/app", "messages", encode_message_frames(flower_message("m2")), time.time() + 30
     )
-    assert gate.admit(request(other, rid="r2", endpoint="aux")) is None
-    # plaintext to an encrypting datasite: refused
-    assert gate.admit(request(encode_message(flower_message("m3")), rid="r3")) is None
+    with pytest.raises(RequestRefusedError, match="WrongRecipientError"):
+        gate.admit(request(other, rid="r2", endpoint="aux"))
+    # plaintext to an encrypting datasite: refused, never decoded as plaintext
+    with pytest.raises(RequestRefusedError, match="cannot open"):
+        gate.admit(request(encode_message(flower_message("m3")), rid="r3"))
     mine.close()
     server.close()
+
+
+def test_a_request_sealed_by_one_trusted_sender_cannot_come_from_another(
+    tmp_path: Path, identities: dict[str, IdentityKeys]
+) -> None:
+    """Both the transport's sender and the envelope's authenticated sender must match."""
+    everyone = {**identities, MALLORY: IdentityKeys.generate(MALLORY)}
+    mine = channel(ME, everyone, tmp_path)
+    mallory = channel(MALLORY, everyone, tmp_path)
+    gate = RequestGate(ME, mine, policy=SenderPolicy([SERVER, MALLORY]))
+    sealed, _ = mallory.seal(
+        ME, "flwr/app", "messages", encode_message_frames(flower_message()), time.time() + 30
+    )
+    # mallory's envelope, put where the server's requests arrive
+    with pytest.raises(RequestRefusedError, match="SenderMismatchError"):
+        gate.admit(request(sealed))
+    mine.close()
+    mallory.close()
+
+
+def test_a_stranger_is_refused_before_its_body_is_opened(
+    tmp_path: Path, identities: dict[str, IdentityKeys]
+) -> None:
+    class Untouchable:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"the channel was used ({name}) for a stranger's request")
+
+    gate = RequestGate(ME, Untouchable(), policy=TRUST_SERVER)  # type: ignore[arg-type]
+    body = encode_message(flower_message())
+    with pytest.raises(UnauthorizedSenderError, match=f"{MALLORY} is not a trusted aggregator"):
+        gate.admit(request(body, sender=MALLORY))
+    assert gate.screen(RequestHead("r9", MALLORY, ME, "flwr/app", "messages", 10)) is not None
+    assert gate.screen(RequestHead("r9", SERVER, ME, "flwr/app", "messages", 10)) is None
+
+
+def test_the_trusted_sender_is_compared_in_normal_form() -> None:
+    gate = RequestGate(ME, policy=SenderPolicy(["  Server@Gate.Test "]))
+    assert gate.admit(request(encode_message(flower_message()), sender="server@gate.test"))
+
+
+def test_every_decision_is_in_the_audit_trail(tmp_path: Path) -> None:
+    trail = AuditTrail(tmp_path / "audit.jsonl")
+    gate = RequestGate(ME, policy=TRUST_SERVER, audit=trail)
+    body = encode_message(flower_message())
+    admitted = gate.admit(request(body))
+    assert admitted is not None
+    gate.accept(admitted)
+    assert gate.admit(request(body)) is None
+    with pytest.raises(UnauthorizedSenderError):
+        gate.admit(request(body, rid="r2", sender=MALLORY))
+    gate.screen(RequestHead("r3", MALLORY, ME, "flwr/app", "aux", 123))
+    lines = read_audit(trail.path)
+    assert [(line["sender"], line["outcome"]) for line in lines] == [
+        (SERVER, "accepted"),
+        (SERVER, "dropped"),
+        (MALLORY, "refused"),
+        (MALLORY, "refused"),
+    ]
+    accepted, _, refused, screened = lines
+    assert (accepted["run_id"], accepted["message_type"], accepted["body_size"]) == (
+        1,
+        "query",
+        len(body),
+    )
+    assert refused["run_id"] is None and refused["message_type"] is None  # never opened
+    assert "not a trusted aggregator" in refused["reason"]
+    assert (screened["endpoint"], screened["body_size"], screened["request_id"]) == (
+        "aux",
+        123,
+        "r3",
+    )
+
+
+def test_a_stranger_is_warned_about_once_per_run(caplog: pytest.LogCaptureFixture) -> None:
+    gate = RequestGate(ME, policy=TRUST_SERVER)
+    body = encode_message(flower_message())
+    with caplog.at_level(logging.DEBUG, logger="syft_flwr.inbound"):
+        for index in range(50):
+            with pytest.raises(UnauthorizedSenderError):
+                gate.admit(request(body, rid=f"r{index}", sender=MALLORY))
+        gate.serving_run = 8
+        with pytest.raises(UnauthorizedSenderError):
+            gate.admit(request(body, rid="again", sender=MALLORY))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all(MALLORY in r.getMessage() for r in warnings)

@@ -19,9 +19,10 @@ from flwr.serverapp import ServerApp
 from flwr.supercore.object_ref import load_app
 
 from syft_flwr import __version__
-from syft_flwr.config import RuntimeSettings, load_project_config
+from syft_flwr.config import ProjectConfig, RuntimeSettings, load_project_config
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.crypto.keystore import KeyStore
+from syft_flwr.datasite_workspace import DatasiteWorkspace
 from syft_flwr.errors import ConfigError, SyftFlwrError
 from syft_flwr.node_ids import normalise_email
 
@@ -64,11 +65,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_cmd_run)
 
-    status = commands.add_parser("status", help="show a project's run, rounds and datasites")
+    status = commands.add_parser(
+        "status",
+        help="the server's run, rounds and datasites; on a datasite, runs waiting for approval",
+    )
     status.add_argument("project_dir", type=Path, help="directory holding the pyproject.toml")
     status.add_argument("--run", type=int, dest="run_id", help="this run (default: the latest)")
+    status.add_argument("--email", help="act as this datasite (default: SYFTBOX_EMAIL)")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
     status.set_defaults(handler=_cmd_status)
+
+    audit = commands.add_parser("audit", help="a datasite's record of every request it decided on")
+    audit.add_argument("project_dir", type=Path, help="directory holding the pyproject.toml")
+    audit.add_argument("--email", help="this datasite (default: SYFTBOX_EMAIL)")
+    audit.add_argument("--outcome", help="only accepted / refused / dropped / held requests")
+    audit.add_argument("--sender", help="only requests from this sender")
+    audit.add_argument("--last", type=int, metavar="N", help="only the last N records")
+    audit.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    audit.set_defaults(handler=_cmd_audit)
+
+    for name, verb in (("approve", "serve"), ("deny", "refuse")):
+        decide = commands.add_parser(name, help=f"{verb} a run waiting for this datasite's owner")
+        decide.add_argument("run_id", type=int, help="the run, as `syft-flwr status` lists it")
+        decide.add_argument(
+            "--project-dir", type=Path, default=Path("."), help="the project (default: .)"
+        )
+        decide.add_argument("--email", help="this datasite (default: SYFTBOX_EMAIL)")
+        decide.set_defaults(handler=_cmd_decide, approve=name == "approve")
 
     plugin = commands.add_parser("plugin", help="tools for transport plugin authors")
     plugin_commands = plugin.add_subparsers(required=True, metavar="ACTION")
@@ -197,11 +220,91 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from syft_flwr.datasite_report import datasite_status, datasite_status_text
     from syft_flwr.engine.status import run_status, status_text
 
     project_dir: Path = args.project_dir.resolve()
-    report = run_status(load_project_config(project_dir), project_dir, args.run_id)
+    config = load_project_config(project_dir)
+    datasite = _datasite_identity(config, args.email)
+    if datasite is not None:
+        workspace = _datasite_workspace(config, project_dir, datasite)
+        report = datasite_status(datasite, workspace)
+        print(json.dumps(report, indent=2) if args.json else datasite_status_text(report))
+        return 0
+    report = run_status(config, project_dir, args.run_id)
     print(json.dumps(report, indent=2) if args.json else status_text(report))
+    return 0
+
+
+def _datasite_identity(config: ProjectConfig, explicit: str | None) -> str | None:
+    """This process's identity when it is a datasite (not the aggregator), else ``None``."""
+    from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
+
+    try:
+        identity = resolve_identity(config, RuntimeSettings.from_env(), explicit, server=False)
+    except ConfigError:
+        return None
+    if config.aggregator and normalise_email(identity) == normalise_email(config.aggregator):
+        return None
+    return identity
+
+
+def _datasite_workspace(config: ProjectConfig, project_dir: Path, email: str) -> DatasiteWorkspace:
+    return DatasiteWorkspace.locate(config, project_dir, email)
+
+
+def _required_datasite(config: ProjectConfig, explicit: str | None) -> str:
+    datasite = _datasite_identity(config, explicit)
+    if datasite is None:
+        raise ConfigError(
+            "which datasite? pass --email or set SYFTBOX_EMAIL to the datasite's email "
+            f"(the aggregator {config.aggregator or ''} has no audit trail or approvals)"
+        )
+    return datasite
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from syft_flwr.audit import OUTCOMES, read_audit
+    from syft_flwr.datasite_report import audit_text
+
+    if args.outcome is not None and args.outcome not in OUTCOMES:
+        raise ConfigError(f"--outcome must be one of {', '.join(OUTCOMES)}, not {args.outcome!r}")
+    if args.last is not None and args.last < 1:
+        raise ConfigError("--last must be at least 1")
+    project_dir: Path = args.project_dir.resolve()
+    config = load_project_config(project_dir)
+    workspace = _datasite_workspace(config, project_dir, _required_datasite(config, args.email))
+    records = [
+        record
+        for record in read_audit(workspace.audit_path)
+        if (args.outcome is None or record.get("outcome") == args.outcome)
+        and (args.sender is None or record.get("sender") == args.sender)
+    ]
+    if args.last is not None:
+        records = records[-args.last :]
+    if args.json:
+        for record in records:
+            print(json.dumps(record, sort_keys=True))
+    else:
+        print(audit_text(records))
+    return 0
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from syft_flwr.approvals import ApprovalBook
+
+    project_dir: Path = args.project_dir.resolve()
+    config = load_project_config(project_dir)
+    datasite = _required_datasite(config, args.email)
+    book = ApprovalBook(_datasite_workspace(config, project_dir, datasite).approvals_dir)
+    if not book.known(args.run_id):
+        waiting = ", ".join(str(run.run_id) for run in book.pending()) or "none"
+        raise ConfigError(
+            f"run {args.run_id} never asked {datasite} for anything (waiting runs: {waiting}); "
+            "see `syft-flwr status PROJECT_DIR`"
+        )
+    decision = book.decide(args.run_id, args.approve)
+    print(f"{datasite}: run {args.run_id} {decision.decision}")
     return 0
 
 

@@ -3,9 +3,12 @@
 Keys: ``app_name``, ``datasites``, ``aggregator``, ``transport``, ``workspace``,
 ``lost_after``, a per-transport options table ``[tool.syft_flwr.<transport>]``, what a
 datasite offers to jobs (``[tool.syft_flwr.resources]``) and what the server's run asks of
-them (``[tool.syft_flwr.job]``). Environment variables from the syft-flwr API reference
-override or complete it at run time (see :class:`RuntimeSettings`). Every validation error
-names the key and the file, so the user knows what to fix.
+them (``[tool.syft_flwr.job]``); on a datasite's side, whom it serves
+(``trusted_aggregators``, default ``[aggregator]``) and whether new runs wait for its owner
+(``approve = "auto" | "manual"``). Emails are checked with :mod:`syft_flwr.addresses`.
+Environment variables from the syft-flwr API reference override or complete it at run time
+(see :class:`RuntimeSettings`). Every validation error names the key and the file, so the
+user knows what to fix.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syft_flwr.errors import ConfigError
+from syft_flwr.addresses import check_datasite
+from syft_flwr.errors import ConfigError, InvalidAddressError
 
 __all__ = [
     "DEFAULT_MSG_TIMEOUT",
@@ -33,7 +37,16 @@ DEFAULT_TRANSPORT = "syftbox"
 DEFAULT_MSG_TIMEOUT = 120.0
 DEFAULT_POLL_INTERVAL = 1.0
 
-_KNOWN_KEYS = {"app_name", "datasites", "aggregator", "transport", "workspace", "lost_after"}
+_KNOWN_KEYS = {
+    "app_name",
+    "datasites",
+    "aggregator",
+    "transport",
+    "workspace",
+    "lost_after",
+    "trusted_aggregators",
+    "approve",
+}
 _RESERVED_TABLES = {"resources", "job"}
 
 
@@ -52,6 +65,10 @@ class ProjectConfig:
     lost_after: float | None = None
     resources: Mapping[str, Any] = field(default_factory=dict)
     job: Mapping[str, Any] = field(default_factory=dict)
+    trusted_aggregators: tuple[str, ...] | None = None
+    """The datasite owner's own list of servers it answers; ``None``: just ``aggregator``."""
+    approve: str = "auto"
+    """``"manual"``: hold each new run until the owner approves it (:mod:`syft_flwr.approvals`)."""
 
     def require_app_name(self) -> str:
         """The app name, or an error saying where to set it."""
@@ -103,9 +120,13 @@ def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) 
             f"unknown key(s) {', '.join(sorted(unknown))} in [tool.syft_flwr] of {path}; "
             f"known keys: {', '.join(sorted(_KNOWN_KEYS))}"
         )
-    datasites = table.get("datasites", [])
-    if not isinstance(datasites, list) or not all(isinstance(d, str) and d for d in datasites):
-        raise ConfigError(f"datasites in [tool.syft_flwr] of {path} must be a list of emails")
+    datasites = _email_list(table, "datasites", path) or ()
+    aggregator = _optional_str(table, "aggregator", path)
+    if aggregator is not None:
+        _check_email(aggregator, "aggregator", path)
+    approve = table.get("approve", "auto")
+    if approve not in ("auto", "manual"):
+        raise ConfigError(f'approve in [tool.syft_flwr] of {path} must be "auto" or "manual"')
     lost_after = table.get("lost_after")
     if lost_after is not None and (
         isinstance(lost_after, bool)
@@ -116,8 +137,8 @@ def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) 
         raise ConfigError(f"lost_after in [tool.syft_flwr] of {path} must be a positive number")
     return ProjectConfig(
         app_name=_optional_str(table, "app_name", path),
-        datasites=tuple(datasites),
-        aggregator=_optional_str(table, "aggregator", path),
+        datasites=datasites,
+        aggregator=aggregator,
         transport=transport,
         transport_options=dict(options),
         source=path,
@@ -126,7 +147,29 @@ def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) 
         lost_after=None if lost_after is None else float(lost_after),
         resources=_optional_table(table, "resources", path),
         job=_optional_table(table, "job", path),
+        trusted_aggregators=_email_list(table, "trusted_aggregators", path),
+        approve=approve,
     )
+
+
+def _email_list(table: Mapping[str, Any], key: str, path: Path) -> tuple[str, ...] | None:
+    """The list of emails under ``key`` (``None`` when absent), each a safe email."""
+    if key not in table:
+        return None
+    value = table[key]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{key} in [tool.syft_flwr] of {path} must be a list of emails")
+    emails = tuple(item.strip() for item in value)
+    for email in emails:
+        _check_email(email, key, path)
+    return emails
+
+
+def _check_email(email: str, key: str, path: Path) -> None:
+    try:
+        check_datasite(email)
+    except InvalidAddressError as exc:
+        raise ConfigError(f"{key} in [tool.syft_flwr] of {path}: {exc}") from None
 
 
 def _optional_table(table: Mapping[str, Any], key: str, path: Path) -> dict[str, Any]:

@@ -61,3 +61,25 @@ class JobStartError(EngineError):
 
 class WorkspaceError(EngineError):
     """A run's workspace (config snapshot, metrics, state snapshots) is unreadable or unusable."""
+
+
+class RequestRefusedError(SyftFlwrError):
+    """A served request is refused on purpose; raised by a request handler.
+
+    Every transport answers it with a ``REJECTED`` reply whose detail is this error's message
+    (where the medium can carry an answer), so the sender learns why instead of waiting for
+    the request's TTL. It is an outcome, not a fault: transports log it without a traceback.
+    """
+
+
+class UnauthorizedSenderError(RequestRefusedError):
+    """The request's sender is not one this datasite (or server) accepts requests from."""
+
+
+class RunDeniedError(RequestRefusedError):
+    """The datasite's owner denied the run the request belongs to."""
+
+
+class UnsafeFileError(TransportError):
+    """A file in a synced folder is not a regular file (symlink, FIFO, device, directory) or
+    sits below a symlinked folder; transports skip it rather than open or write through it."""

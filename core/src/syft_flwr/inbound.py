@@ -1,15 +1,26 @@
 """The checks every request a datasite serves must pass, whatever endpoint it came to.
 
 A datasite serves more than one endpoint on its transport (Flower messages and aux requests),
-and each must be protected the same way: a request delivered twice or replayed under a new
-request id is answered once, an expired request is dropped, a sealed request must open
-(authentic, addressed here, fresh) before anything is decoded, and a message addressed to
-another node is refused. :class:`RequestGate` does all of that in one place, so the Flower
-path and the aux path cannot drift apart, and seals the reply to the request's sender in the
-scheme the request came in.
+and each must be protected the same way, in this order:
 
-Refusals are logged and yield ``None`` (no reply), because an answer to a request that did
-not prove where it came from would tell an attacker something.
+1. **who is asking**: the sender the transport established must be one the
+   :class:`~syft_flwr.authorization.SenderPolicy` trusts; a stranger is refused before a byte of
+   its body is opened (transports that can look first call :meth:`RequestGate.screen`);
+2. a request delivered twice or replayed under a new request id is answered once;
+3. an expired request is dropped;
+4. a sealed request must open (authentic, sealed by that same sender, addressed here, fresh)
+   before anything is decoded, and a plaintext one is refused when encryption is on;
+5. a message addressed to another node is refused.
+
+:class:`RequestGate` does all of that in one place, so the Flower path and the aux path cannot
+drift apart, and seals the reply to the request's sender in the scheme the request came in.
+
+A refusal raises :class:`~syft_flwr.errors.RequestRefusedError` (a stranger:
+:class:`~syft_flwr.errors.UnauthorizedSenderError`), which every transport answers with a
+``REJECTED`` reply carrying the reason, so the sender learns why instead of timing out; a
+duplicate or an expired request is dropped without an answer (``None``). Every decision goes to
+the datasite's audit trail (:mod:`syft_flwr.audit`); a stranger is logged at WARNING once per
+sender and run, then at DEBUG, so a flood cannot flood the log.
 """
 
 from __future__ import annotations
@@ -22,12 +33,14 @@ from dataclasses import dataclass
 
 from flwr.app import Message
 
+from syft_flwr.audit import ACCEPTED, DROPPED, REFUSED, AuditRecord, AuditTrail
+from syft_flwr.authorization import SenderPolicy
 from syft_flwr.crypto.channel import SecureChannel
 from syft_flwr.crypto.compat import is_compat_payload
 from syft_flwr.crypto.errors import CryptoError, MissingKeyError, UnknownKeyError
-from syft_flwr.errors import WireFormatError
-from syft_flwr.node_ids import node_id_for
-from syft_flwr.transport import Request
+from syft_flwr.errors import RequestRefusedError, UnauthorizedSenderError, WireFormatError
+from syft_flwr.node_ids import node_id_for, normalise_email
+from syft_flwr.transport import Request, RequestHead
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 __all__ = ["KEY_RETRY_INTERVAL", "KEY_RETRY_WINDOW", "Admitted", "RequestGate"]
@@ -36,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 SEEN_CAPACITY = 4096
 """How many request and message ids are remembered for duplicate detection (oldest go first)."""
+WARNED_CAPACITY = 1024
+"""How many (sender, run) pairs are remembered as warned about (a flood of new senders is
+logged at DEBUG past it)."""
 KEY_RETRY_WINDOW = 10.0
 """Longest wait, in seconds, for a sender's key document to become readable."""
 KEY_RETRY_INTERVAL = 0.2
@@ -49,11 +65,13 @@ class Admitted:
     :param message: the Flower message inside it.
     :param envelope_id: id of the sealed envelope it came in (``b""``: plaintext or compat),
         which the reply must answer.
+    :param sealed: it was sealed, so its sender is also cryptographically authenticated.
     """
 
     request: Request
     message: Message
     envelope_id: bytes
+    sealed: bool = False
 
     def still_fresh(self) -> bool:
         """Whether neither the request nor the message has expired since it was admitted.
@@ -72,22 +90,83 @@ class RequestGate:
 
     :param identity: the email of the datasite being served (its node id is derived from it).
     :param channel: open requests and seal replies with it; ``None`` serves plaintext.
+    :param policy: who may ask (a datasite: its trusted aggregators; a server: its datasites).
+    :param audit: where every decision is recorded; ``None`` records nothing.
     """
 
-    def __init__(self, identity: str, channel: SecureChannel | None = None) -> None:
+    def __init__(
+        self,
+        identity: str,
+        channel: SecureChannel | None = None,
+        *,
+        policy: SenderPolicy,
+        audit: AuditTrail | None = None,
+    ) -> None:
         self.identity = identity
         self.node_id = node_id_for(identity)
         self.channel = channel
+        self.policy = policy
+        self.audit = audit
+        self.serving_run: int | None = None
+        """The run being served, set by the runner; refusals are logged once per it."""
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._warned: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self._lock = threading.Lock()
 
+    # -- who is asking ----------------------------------------------------------------------
+
+    def screen(self, head: RequestHead) -> str | None:
+        """A :data:`~syft_flwr.transport.RequestScreen`: refuse a stranger before reading.
+
+        Install it with ``transport.set_request_screen(gate.screen)``.
+        """
+        reason = self.policy.refusal(head.sender)
+        if reason is not None:
+            self._refused_stranger(head.sender, head.id, head.endpoint, head.size, reason)
+        return reason
+
+    def _refused_stranger(
+        self, sender: str, request_id: str, endpoint: str, size: int | None, reason: str
+    ) -> None:
+        key = (normalise_email(sender), self.serving_run)
+        with self._lock:
+            first = key not in self._warned
+            if first:
+                self._warned[key] = None
+                if len(self._warned) > WARNED_CAPACITY:
+                    self._warned.popitem(last=False)
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "%s refuses request %s from %s: %s%s",
+            self.identity,
+            request_id,
+            sender,
+            reason,
+            " (further refusals of this sender are logged at DEBUG)" if first else "",
+        )
+        self._record(sender, endpoint, request_id, REFUSED, reason, size=size)
+
+    # -- admission --------------------------------------------------------------------------
+
     def admit(self, request: Request) -> Admitted | None:
-        """The request's message if it passes every check, else ``None`` (logged)."""
+        """The request's message if it passes every check; ``None`` for a silent drop.
+
+        :raises UnauthorizedSenderError: the sender is not trusted.
+        :raises RequestRefusedError: it cannot be opened, is malformed or is misaddressed.
+        """
+        reason = self.policy.refusal(request.sender)
+        if reason is not None:
+            self._refused_stranger(
+                request.sender, request.id, request.endpoint, len(request.body), reason
+            )
+            raise UnauthorizedSenderError(reason)
         if self._remember(f"request:{request.id}", request.expires_at):
             logger.info("ignoring duplicate delivery of request %s", request.id)
+            self._drop(request, "a duplicate delivery of this request")
             return None
         if request.expired():
             logger.warning("dropping expired request %s from %s", request.id, request.sender)
+            self._drop(request, "expired before it was opened")
             return None
         try:
             body, envelope_id = self._open(request)
@@ -95,27 +174,96 @@ class RequestGate:
             logger.warning(
                 "rejecting sealed request %s from %s: %s", request.id, request.sender, exc
             )
-            return None
+            reason = f"cannot open the request ({type(exc).__name__}): {exc}"
+            raise self._refuse(request, reason) from exc
         try:
             message = decode_message(body)
         except WireFormatError as exc:
             logger.warning(
-                "dropping malformed request %s from %s: %s", request.id, request.sender, exc
+                "refusing malformed request %s from %s: %s", request.id, request.sender, exc
             )
-            return None
+            raise self._refuse(request, f"malformed request: {exc}") from exc
+        sealed = self.channel is not None
+        admitted = Admitted(request, message, envelope_id, sealed)
         if self._remember(f"message:{message.metadata.message_id}", request.expires_at):
             logger.info("ignoring a second delivery of message %s", message.metadata.message_id)
+            self.record(admitted, DROPPED, "a second delivery of this message")
             return None
         if message.metadata.dst_node_id != self.node_id:
             logger.warning(
-                "dropping request %s: addressed to node %s, this is node %s (%s)",
+                "refusing request %s: addressed to node %s, this is node %s (%s)",
                 request.id,
                 message.metadata.dst_node_id,
                 self.node_id,
                 self.identity,
             )
-            return None
-        return Admitted(request, message, envelope_id)
+            reason = (
+                f"addressed to node {message.metadata.dst_node_id}, but {self.identity} is "
+                f"node {self.node_id}"
+            )
+            self.record(admitted, REFUSED, reason)
+            raise RequestRefusedError(reason)
+        return admitted
+
+    def accept(self, admitted: Admitted) -> None:
+        """Record that ``admitted`` is handed on (to the app, a handler, or obeyed as a stop)."""
+        self.record(admitted, ACCEPTED)
+
+    def record(self, admitted: Admitted, outcome: str, reason: str = "") -> None:
+        """Write one audit line about an opened request."""
+        request, metadata = admitted.request, admitted.message.metadata
+        self._record(
+            request.sender,
+            request.endpoint,
+            request.id,
+            outcome,
+            reason,
+            size=len(request.body),
+            run_id=metadata.run_id,
+            message_type=metadata.message_type,
+            group_id=metadata.group_id,
+        )
+
+    def _drop(self, request: Request, reason: str) -> None:
+        self._record(
+            request.sender, request.endpoint, request.id, DROPPED, reason, size=len(request.body)
+        )
+
+    def _refuse(self, request: Request, reason: str) -> RequestRefusedError:
+        self._record(
+            request.sender, request.endpoint, request.id, REFUSED, reason, size=len(request.body)
+        )
+        return RequestRefusedError(f"{self.identity} refuses request {request.id}: {reason}")
+
+    def _record(
+        self,
+        sender: str,
+        endpoint: str,
+        request_id: str,
+        outcome: str,
+        reason: str,
+        *,
+        size: int | None = None,
+        run_id: int | None = None,
+        message_type: str | None = None,
+        group_id: str | None = None,
+    ) -> None:
+        if self.audit is None:
+            return
+        self.audit.record(
+            AuditRecord(
+                datasite=self.identity,
+                sender=sender,
+                endpoint=endpoint,
+                request_id=request_id,
+                outcome=outcome,
+                reason=reason,
+                run_id=run_id,
+                message_type=message_type,
+                group_id=group_id,
+                body_size=size,
+            )
+        )
 
     def seal_reply(self, admitted: Admitted, reply: Message) -> bytes | None:
         """The reply's body, sealed to the request's sender as the answer to its envelope.

@@ -9,6 +9,14 @@ and the stop signal live in the core, so a transport plugin stays small.
 Waiting is event-driven where the transport can notify (it calls :meth:`Transport.reply_arrived`
 the moment a reply lands) and falls back to polling every ``poll_interval`` seconds
 otherwise (``SYFT_FLWR_POLL_INTERVAL``).
+
+Who may ask a datasite for what is decided by the core (:mod:`syft_flwr.authorization`), never by
+a transport, but a transport helps in two ways: it establishes ``Request.sender`` from the medium
+(a folder only that sender can write, an authenticated account), and, where it can look at a
+request before reading its body, it asks :meth:`Transport.screen_request` first, so a stranger's
+200 MiB file is refused without being read. A handler refuses a request by raising
+:class:`~syft_flwr.errors.RequestRefusedError`; the transport answers ``REJECTED`` with the
+error's message as the detail.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ __all__ = [
     "ReplyStatus",
     "Request",
     "RequestHandler",
+    "RequestHead",
+    "RequestScreen",
     "Transport",
     "TransportCapabilities",
     "TransportSettings",
@@ -44,6 +54,8 @@ class TransportCapabilities:
     :param encrypted: bodies are end-to-end encrypted by the transport.
     :param in_process_only: all participants must live in one Python process (an in-memory
         medium); the demo then runs clients as threads instead of processes.
+    :param screens_requests: the transport calls :meth:`Transport.screen_request` before it
+        reads a request's body, so a refused sender's body is never read.
     """
 
     notifies: bool
@@ -51,6 +63,7 @@ class TransportCapabilities:
     persistent: bool = False
     encrypted: bool = False
     in_process_only: bool = False
+    screens_requests: bool = False
 
 
 class ReplyStatus(enum.Enum):
@@ -97,7 +110,37 @@ class Request:
 
 
 RequestHandler = Callable[[Request], "bytes | None"]
-"""Serves one request; returns the reply body, or ``None`` to send no reply."""
+"""Serves one request; returns the reply body, or ``None`` to send no reply.
+
+Raising :class:`~syft_flwr.errors.RequestRefusedError` refuses the request: the transport
+answers ``REJECTED`` with the error's message as ``Reply.detail``. Any other exception is a
+handler fault: the transport logs it and answers ``REJECTED`` as well.
+"""
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    """What a transport knows about a request before it reads the body.
+
+    :param id: the transport's request id.
+    :param sender: the sender as the medium establishes it (never a claim inside the body).
+    :param recipient: the datasite being served.
+    :param app: the application path.
+    :param endpoint: the endpoint.
+    :param size: the body's size in bytes as far as the medium tells it (a file's size), or
+        ``None`` when it is not known before reading.
+    """
+
+    id: str
+    sender: str
+    recipient: str
+    app: str
+    endpoint: str
+    size: int | None = None
+
+
+RequestScreen = Callable[[RequestHead], "str | None"]
+"""Looks at a request before its body is read: the reason to refuse it, or ``None`` to go on."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +175,7 @@ class Transport(ABC):
         self.settings = settings
         self._ready_lock = threading.Condition()
         self._ready: set[str] = set()
+        self._screen: RequestScreen | None = None
 
     @property
     def identity(self) -> str:
@@ -214,12 +258,32 @@ class Transport(ABC):
 
     # -- serving side ---------------------------------------------------------------
 
+    def set_request_screen(self, screen: RequestScreen | None) -> None:
+        """Install the check :meth:`screen_request` applies (the core installs its sender policy).
+
+        One screen per transport, for every endpoint it serves; ``None`` removes it.
+        """
+        self._screen = screen
+
+    def screen_request(self, head: RequestHead) -> str | None:
+        """The reason to refuse a request seen only by its head, or ``None`` to read it.
+
+        Transports that can see a request's sender and size before reading its body (a file
+        in a sender folder, a listed object) call this first and, on a reason, answer
+        ``REJECTED`` with it without reading the body. Others need not call it: the core
+        applies the same policy to every request it is handed.
+        """
+        screen = self._screen
+        return None if screen is None else screen(head)
+
     @abstractmethod
     def serve(self, app: str, endpoint: str, handler: RequestHandler) -> None:
         """Register ``handler`` for requests to ``endpoint`` of ``app`` at this datasite.
 
         Requests are never handed to a handler after they expire; a request to an endpoint
         nobody serves ends ``REJECTED`` or ``EXPIRED``, never at another endpoint's handler.
+        A handler raising :class:`~syft_flwr.errors.RequestRefusedError` makes the reply
+        ``REJECTED`` with the error's message as its detail, logged without a traceback.
         """
 
     @abstractmethod

@@ -81,7 +81,12 @@ def test_a_peer_without_keys_is_refused_by_name(
     def serve() -> None:
         try:
             syftbox_flwr_client(
-                make_client_app(), context(0, 2), APP_NAME, transport=client, plugin_manager=manager
+                make_client_app(),
+                context(0, 2),
+                APP_NAME,
+                transport=client,
+                plugin_manager=manager,
+                trusted_aggregators=[SERVER],
             )
         except BaseException as exc:  # reported below
             errors.append(exc)

@@ -73,6 +73,7 @@ def federate(make: MakeTransport, clients: int, rounds: int, plugin: object = No
                 APP_NAME,
                 transport=transports[index],
                 plugin_manager=manager,
+                trusted_aggregators=[SERVER],
             )
         except BaseException as exc:  # reported below
             errors.append(exc)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ TIMEOUT = 10.0
 MakeTransport = Callable[..., SyftBoxTransport]
 Serving = Callable[[SyftBoxTransport], AbstractContextManager[threading.Thread]]
 WaitReply = Callable[[SyftBoxTransport, str], Reply]
+Bounded = Callable[..., Any]
 
 
 @pytest.fixture(autouse=True)
@@ -134,6 +136,33 @@ def eventually() -> Callable[..., None]:
             time.sleep(0.01)
 
     return wait
+
+
+@pytest.fixture
+def bounded() -> Bounded:
+    """``bounded(function, *args)``: call it in a thread and fail, instead of hanging, if it
+    has not returned within ``TIMEOUT`` (for calls a hostile file could block, such as
+    opening a FIFO)."""
+
+    def call(function: Callable[..., Any], *args: Any) -> Any:
+        results: list[Any] = []
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                results.append(function(*args))
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive(), f"{function.__name__} blocked for {TIMEOUT} s"
+        if failures:
+            raise failures[0]
+        return results[0]
+
+    return call
 
 
 @pytest.fixture

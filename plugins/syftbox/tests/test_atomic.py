@@ -48,7 +48,7 @@ def test_never_overwrites_unless_asked(tmp_path: Path) -> None:
 
 
 def test_falls_back_to_rename_without_hard_links(tmp_path: Path, monkeypatch) -> None:
-    def no_links(src: object, dst: object) -> None:
+    def no_links(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EPERM, "hard links not supported")
 
     monkeypatch.setattr(os, "link", no_links)

@@ -16,14 +16,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from plugins.syftbox.tests.flower_project import start_run, write_project
+from plugins.syftbox.tests.flower_project import WAIT, Cluster, wait_for, write_project
 from syft_flwr.demo.runner import run_local
 
 pytestmark = pytest.mark.slow
@@ -31,7 +28,6 @@ pytestmark = pytest.mark.slow
 DATASITES = ["ds1@crash.test", "ds2@crash.test", "ds3@crash.test"]
 AGGREGATOR = "aggregator@crash.test"
 ROUNDS = 4
-WAIT = 120.0
 
 APPS = """\
     import json
@@ -101,43 +97,6 @@ def crash_project(root: Path, data_dir: Path) -> Path:
         datasites=DATASITES,
         aggregator=AGGREGATOR,
     )
-
-
-class Cluster:
-    """The processes of one test, all killed at the end whatever happens."""
-
-    def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self.project = project
-        self.env = env
-        self.processes: list[subprocess.Popen[str]] = []
-
-    def start(self, email: str, **extra: str) -> subprocess.Popen[str]:
-        process = start_run(self.project, {**self.env, **extra}, email)
-        self.processes.append(process)
-        return process
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.communicate()
-
-
-def wait_for(
-    what: str,
-    condition: Callable[[], bool],
-    timeout: float = WAIT,
-    alive: subprocess.Popen[str] | None = None,
-) -> None:
-    """Poll ``condition`` until it holds; fail at ``timeout`` or as soon as ``alive`` exits."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if alive is not None and alive.poll() is not None:
-            out, _ = alive.communicate()
-            raise AssertionError(f"the process exited while waiting for {what}:\n{out}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def run_dir(workspace: Path) -> Path | None:

@@ -160,7 +160,11 @@ def test_syft_flwr_client_joins_our_fedavg_run(data_dir: Path, transports) -> No
 
         def serve(transport: SyftBoxTransport = transport, index: int = index) -> None:
             results[transport.identity] = syftbox_flwr_client(
-                make_client_app(), context(index, 3), APP_NAME, transport=transport
+                make_client_app(),
+                context(index, 3),
+                APP_NAME,
+                transport=transport,
+                trusted_aggregators=[AGGREGATOR],
             )
 
         threads.append(threading.Thread(target=serve, daemon=True))
@@ -191,7 +195,13 @@ def test_our_client_answers_syft_rpc_send(data_dir: Path, transports, task_ident
     stop_reason: list[str | None] = []
     thread = threading.Thread(
         target=lambda: stop_reason.append(
-            syftbox_flwr_client(make_client_app(), context(0, 1), APP_NAME, transport=alice)
+            syftbox_flwr_client(
+                make_client_app(),
+                context(0, 1),
+                APP_NAME,
+                transport=alice,
+                trusted_aggregators=[AGGREGATOR],
+            )
         ),
         daemon=True,
     )

@@ -268,7 +268,11 @@ def test_faulty_syncer_between_separate_folders(tmp_path: Path) -> None:
             run_config={},
         )
         stop_reasons[email] = syftbox_flwr_client(
-            counting_app(email), context, "mp", transport=transports[email]
+            counting_app(email),
+            context,
+            "mp",
+            transport=transports[email],
+            trusted_aggregators=[AGGREGATOR],
         )
 
     threads = [

@@ -31,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--app-name", required=True)
+    parser.add_argument("--aggregator", required=True, help="the only server to serve")
     parser.add_argument("--poll-interval", type=float, default=1.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.email}] %(levelname)s %(message)s")
@@ -40,7 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     transport = get_transport_registry().create(args.transport, settings)
     context = empty_context(**{"partition-id": args.index, "num-partitions": args.count})
     try:
-        reason = syftbox_flwr_client(make_client_app(), context, args.app_name, transport=transport)
+        reason = syftbox_flwr_client(
+            make_client_app(),
+            context,
+            args.app_name,
+            transport=transport,
+            trusted_aggregators=[args.aggregator],
+        )
     finally:
         transport.close()
     print(f"{STOPPED_PREFIX}{reason}", flush=True)

@@ -158,6 +158,7 @@ class _ThreadClient:
                 APP_NAME,
                 transport=self.transport,
                 plugin_manager=manager,
+                trusted_aggregators=[AGGREGATOR],
             )
         except BaseException as exc:  # reported through DemoResult, not lost with the thread
             self.error = exc
@@ -205,6 +206,8 @@ class _ProcessClient:
             str(spec.count),
             "--app-name",
             APP_NAME,
+            "--aggregator",
+            AGGREGATOR,
             "--poll-interval",
             str(spec.poll_interval),
         ]

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 from flwr.app import ConfigRecord, Error, Message, Metadata, RecordDict
 from flwr.common.constant import ErrorCode
 
+from syft_flwr.audit import DROPPED, AuditTrail
+from syft_flwr.authorization import SenderPolicy
 from syft_flwr.errors import AuxError, SyftFlwrError
 from syft_flwr.inbound import Admitted, RequestGate
 from syft_flwr.message_factory import message_with_metadata
@@ -138,12 +140,15 @@ class AuxRequest:
     :param sender: the sender's email, as the transport (and channel) established it.
     :param content: the caller's records, without the aux header.
     :param run_id: the run id the sender put on the message.
+    :param authenticated: the request was sealed, so ``sender`` is also proven
+        cryptographically (not only by the transport); ``False`` on plaintext runs.
     """
 
     topic: str
     sender: str
     content: RecordDict
     run_id: int
+    authenticated: bool = False
 
 
 AuxHandler = Callable[[AuxRequest], RecordDict | None]
@@ -266,7 +271,7 @@ class AuxHandlerRegistry:
             if self._handlers.pop(topic, None) is None:
                 raise AuxError(f"aux topic {topic!r} has no handler to unregister")
 
-    def dispatch(self, message: Message, sender: str) -> Message:
+    def dispatch(self, message: Message, sender: str, *, authenticated: bool = False) -> Message:
         """The reply to the aux request ``message`` from ``sender``; never raises.
 
         An unknown topic, a raising handler or one returning something other than a
@@ -284,7 +289,7 @@ class AuxHandlerRegistry:
             logger.info("no handler for aux topic %r (from %s)", topic, sender)
             reason = f"no handler for aux topic {topic!r}"
             return Message(Error(AUX_ERROR_UNKNOWN_TOPIC, reason), reply_to=message)
-        request = AuxRequest(topic, sender, content, message.metadata.run_id)
+        request = AuxRequest(topic, sender, content, message.metadata.run_id, authenticated)
         try:
             answer = handler(request)
         except Exception as exc:
@@ -326,17 +331,26 @@ class AuxService:
         self.gate = gate
 
     def handle(self, request: Request) -> bytes | None:
-        """The sealed reply to one transport request, or ``None`` when it is refused."""
-        admitted = self.gate.admit(request)
-        return None if admitted is None else self._answer(admitted)
+        """The sealed reply to one transport request, or ``None`` when it is dropped.
 
-    def _answer(self, admitted: Admitted) -> bytes | None:
-        """Dispatch an admitted request and seal the reply (``None`` once it has expired)."""
-        request = admitted.request
+        :raises RequestRefusedError: the gate refuses it (the transport answers so).
+        """
+        admitted = self.gate.admit(request)
+        if admitted is None:
+            return None
         if not admitted.still_fresh():
             logger.warning("dropping aux request %s: it expired before dispatch", request.id)
+            self.gate.record(admitted, DROPPED, "expired before it was served")
             return None
-        reply = self.registry.dispatch(admitted.message, request.sender)
+        self.gate.accept(admitted)
+        return self.answer(admitted)
+
+    def answer(self, admitted: Admitted) -> bytes | None:
+        """Dispatch a request the caller admitted and accepted, and seal the reply."""
+        request = admitted.request
+        reply = self.registry.dispatch(
+            admitted.message, request.sender, authenticated=admitted.sealed
+        )
         return self.gate.seal_reply(admitted, reply)
 
 
@@ -345,12 +359,21 @@ def serve_aux(
     app_name: str,
     registry: AuxHandlerRegistry,
     channel: SecureChannel | None = None,
+    *,
+    senders: Iterable[str],
+    audit: AuditTrail | None = None,
 ) -> AuxService:
     """Serve ``registry`` at :data:`AUX_ENDPOINT` of ``app_name`` on ``transport``.
 
+    :param senders: who may send aux requests (a server: the datasites of its run).
+    :param audit: where decisions on requests are recorded.
+
     The caller runs ``transport.run()`` (one loop serves every registered endpoint).
     """
-    service = AuxService(registry, RequestGate(transport.identity, channel))
+    policy = SenderPolicy(senders, role="datasite of this run")
+    gate = RequestGate(transport.identity, channel, policy=policy, audit=audit)
+    transport.set_request_screen(gate.screen)
+    service = AuxService(registry, gate)
     transport.serve(app_name, AUX_ENDPOINT, service.handle)
     return service
 

@@ -518,7 +518,13 @@ class ServerEngine:
         with self._lock:
             if self._serving is not None:
                 return
-            serve_aux(self.transport, self.grid.app_name, self.handlers, self.channel)
+            serve_aux(
+                self.transport,
+                self.grid.app_name,
+                self.handlers,
+                self.channel,
+                senders=self.grid.datasites,
+            )
             self._serving = threading.Thread(
                 target=self.transport.run, name="syft-flwr-server-aux", daemon=True
             )

@@ -1,22 +1,37 @@
 """The client side: serve a Flower ``ClientApp`` on a transport until the stop signal.
 
-Each request is checked by a :class:`~syft_flwr.inbound.RequestGate` (not seen before, not
-expired, opens if sealed, addressed to this node), handed to the ``ClientApp``, and its reply
-sealed back. A ``ClientApp`` exception becomes an error reply (``CLIENT_APP_RAISED_EXCEPTION``)
-and serving goes on; the stop signal makes the runner return cleanly.
+Each request is checked by a :class:`~syft_flwr.inbound.RequestGate` (from a trusted aggregator,
+not seen before, not expired, opens if sealed, addressed to this node), then by the run rules
+below, handed to the ``ClientApp``, and its reply sealed back. A ``ClientApp`` exception becomes
+an error reply (``CLIENT_APP_RAISED_EXCEPTION``) and serving goes on; the stop signal makes the
+runner return cleanly.
+
+Run rules, which only a trusted aggregator can trigger in the first place:
+
+- **a run belongs to the aggregator that first asked for it**: a second trusted aggregator that
+  sends messages with the same run id is refused (it cannot take over or end someone else's run);
+- **a job start binds the datasite to its run**: messages of any other run are refused until the
+  runner stops; without a job start it serves every run of its aggregators, as syft-flwr 0.5.x
+  clients do;
+- **a stop signal counts only from the aggregator of the run being served**, and only for that
+  run (a stop signal sent before this runner started, or for another run, is dropped);
+- **owner approval** (``approve = "manual"``, :mod:`syft_flwr.approvals`): a request of a run its
+  owner has not decided on waits (up to its TTL) for ``syft-flwr approve``; a denied run is
+  refused. Stop signals are never held.
 
 Next to the Flower endpoint the runner serves aux requests
-(:data:`~syft_flwr.engine.aux.AUX_ENDPOINT`) behind the same gate: the built-in topics of
-:mod:`syft_flwr.engine.client_services` (ping, resource check and cancel, job start) and any
-handler registered with :meth:`ClientRunner.register_aux_message_handler`. Aux requests never
-reach the ``ClientApp``. Once a job start binds the datasite to a run, Flower messages of any
-other run are dropped; without a job start it serves every run, as syft-flwr 0.5.x clients do.
+(:data:`~syft_flwr.engine.aux.AUX_ENDPOINT`) behind the same gate and the same run rules: the
+built-in topics of :mod:`syft_flwr.engine.client_services` (ping, resource check and cancel, job
+start) and any handler registered with :meth:`ClientRunner.register_aux_message_handler`. Aux
+requests never reach the ``ClientApp``.
 
 With a :class:`~syft_flwr.crypto.SecureChannel`, a request must open (authentic, addressed
 here, fresh, not replayed) before anything is decoded, and the reply is sealed to the request's
-sender as the answer to that envelope. A request that fails any check gets no reply and never
-reaches the ``ClientApp``; a reply that cannot be sealed is not sent. A request in syft-crypto's
-``X3DH-SyftBox`` scheme is accepted only from a sender without native keys, and answered in it.
+sender as the answer to that envelope. A refused request is answered with a refusal
+(:class:`~syft_flwr.errors.RequestRefusedError`) and never reaches the ``ClientApp``; a reply
+that cannot be sealed is not sent. A request in syft-crypto's ``X3DH-SyftBox`` scheme is
+accepted only from a sender without native keys, and answered in it. Every decision is written
+to the datasite's audit trail.
 """
 
 from __future__ import annotations
@@ -25,12 +40,17 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Sequence
+from typing import Any
 
 import pluggy
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
+from syft_flwr.approvals import ApprovalBook
+from syft_flwr.audit import DROPPED, HELD, REFUSED, AuditTrail
+from syft_flwr.authorization import SenderPolicy
 from syft_flwr.crypto.channel import SecureChannel
 from syft_flwr.engine.aux import (
     AUX_ENDPOINT,
@@ -40,18 +60,29 @@ from syft_flwr.engine.aux import (
     AuxReply,
     AuxSender,
     AuxService,
+    parse_aux_request,
 )
 from syft_flwr.engine.client_services import ClientServices
-from syft_flwr.engine.resources import DEFAULT_RESERVATION_TTL, ReservationBook, ResourceOffer
-from syft_flwr.errors import AuxError
+from syft_flwr.engine.resources import (
+    DEFAULT_RESERVATION_TTL,
+    RESOURCES_CHECK_TOPIC,
+    ReservationBook,
+    ResourceOffer,
+    parse_check_request,
+)
+from syft_flwr.errors import AuxError, RequestRefusedError, RunDeniedError, SyftFlwrError
 from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
-from syft_flwr.inbound import RequestGate
+from syft_flwr.inbound import Admitted, RequestGate
+from syft_flwr.node_ids import normalise_email
 from syft_flwr.plugins import get_plugin_manager, notify
 from syft_flwr.transport import Request, Transport
 
-__all__ = ["ClientRunner"]
+__all__ = ["APPROVAL_CHECK_INTERVAL", "ClientRunner"]
 
 logger = logging.getLogger(__name__)
+
+APPROVAL_CHECK_INTERVAL = 0.25
+"""Seconds between two looks at the owner's decision while a request is held."""
 
 
 class ClientRunner:
@@ -64,10 +95,15 @@ class ClientRunner:
     :param endpoint: the endpoint to serve.
     :param plugin_manager: where hooks go; the process-wide manager by default.
     :param channel: open requests and seal replies with it; ``None`` serves plaintext.
+    :param trusted_aggregators: the only senders this datasite serves (required: a datasite
+        never serves whoever writes to it); see :func:`~syft_flwr.authorization.aggregator_policy`.
     :param resources: what this datasite offers to jobs; detected from the machine if ``None``.
-    :param aggregator: the aggregator's email, for aux requests this datasite sends; learnt
-        from the messages it serves when ``None``.
+    :param aggregator: where this datasite's own aux requests go; the only trusted aggregator
+        when there is one, else the aggregator of the run being served.
     :param reservation_ttl: default lifetime of resource reservations, in seconds.
+    :param audit: where every decision on a request is recorded; ``None`` records nothing.
+    :param approvals: hold each new run until its owner decides (``approve = "manual"``);
+        ``None`` serves every run of a trusted aggregator.
     """
 
     def __init__(
@@ -80,21 +116,31 @@ class ClientRunner:
         plugin_manager: pluggy.PluginManager | None = None,
         channel: SecureChannel | None = None,
         *,
+        trusted_aggregators: Sequence[str] | SenderPolicy,
         resources: ResourceOffer | None = None,
         aggregator: str | None = None,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        audit: AuditTrail | None = None,
+        approvals: ApprovalBook | None = None,
     ) -> None:
         self.client_app = client_app
         self.context = context
         self.transport = transport
         self.app_name = app_name
         self.endpoint = endpoint
-        self.gate = RequestGate(transport.identity, channel)
+        policy = (
+            trusted_aggregators
+            if isinstance(trusted_aggregators, SenderPolicy)
+            else SenderPolicy(trusted_aggregators, role="aggregator")
+        )
+        self.gate = RequestGate(transport.identity, channel, policy=policy, audit=audit)
         self.node_id = self.gate.node_id
         self.context.node_id = self.node_id
         self.stop_reason: str | None = None
         self.handled = 0
+        self.approvals = approvals
         self._run_id: int | None = None
+        self._run_owners: dict[int, str] = {}
         self._started_at = time.time()
         self._plugins = plugin_manager
         offer = resources if resources is not None else ResourceOffer.from_table({})
@@ -106,9 +152,9 @@ class ClientRunner:
         self.aux_handlers = AuxHandlerRegistry()
         self.services.register(self.aux_handlers)
         self._aux = AuxService(self.aux_handlers, self.gate)
-        self._aggregator = aggregator
+        only = policy.emails[0] if len(policy.emails) == 1 else None
+        self._aggregator = aggregator or only
         self._job_holder: str | None = None
-        self._last_sender: str | None = None
         self._senders: dict[str, AuxSender] = {}
         self._lock = threading.Lock()
 
@@ -119,45 +165,139 @@ class ClientRunner:
 
     def run(self) -> str | None:
         """Serve until the stop signal (returns its reason) or until the transport stops."""
+        self.transport.set_request_screen(self.gate.screen)
         self.transport.serve(self.app_name, self.endpoint, self.handle)
         self.transport.serve(self.app_name, AUX_ENDPOINT, self.handle_aux)
         self.transport.run()
         return self.stop_reason
 
     def handle(self, request: Request) -> bytes | None:
-        """Answer one Flower request; ``None`` means no reply (stop signal, duplicate, ...)."""
+        """Answer one Flower request; ``None`` means no reply (stop signal, duplicate, ...).
+
+        :raises RequestRefusedError: the request is refused (the transport answers so).
+        """
         admitted = self.gate.admit(request)
         if admitted is None:
             return None
         message = admitted.message
         reason = self._manager().hook.syft_flwr_stop_reason(message=message)
         if reason is not None:
-            if self._stale_stop(message):
+            stale = self._stale_stop(admitted)
+            if stale is not None:
+                self.gate.record(admitted, DROPPED, stale)
                 return None
+            self.gate.accept(admitted)
             self._stop(reason)
             return None
-        if not admitted.still_fresh():
-            # checked again right before the app: opening and decoding take time
-            logger.warning("dropping request %s: it expired before the app saw it", request.id)
+        if not self._may_serve(admitted):
             return None
-        job = self.services.job_run_id
-        if job is not None and message.metadata.run_id != job:
-            logger.warning(
-                "dropping request %s of run %s: %s serves the job of run %s",
-                request.id,
-                message.metadata.run_id,
-                self.transport.identity,
-                job,
-            )
-            return None
-        self._run_id = message.metadata.run_id
         with self._lock:
-            self._last_sender = request.sender
+            self._run_id = message.metadata.run_id
+        self.gate.serving_run = message.metadata.run_id
+        self.gate.accept(admitted)
         return self.gate.seal_reply(admitted, self._call_app(message))
 
     def handle_aux(self, request: Request) -> bytes | None:
-        """Answer one aux request (never through the ``ClientApp``); ``None``: no reply."""
-        return self._aux.handle(request)
+        """Answer one aux request (never through the ``ClientApp``); ``None``: no reply.
+
+        :raises RequestRefusedError: the request is refused (the transport answers so).
+        """
+        admitted = self.gate.admit(request)
+        if admitted is None or not self._may_serve(admitted):
+            return None
+        self.gate.accept(admitted)
+        return self._aux.answer(admitted)
+
+    def _may_serve(self, admitted: Admitted) -> bool:
+        """Apply the run rules; ``False`` to drop silently.
+
+        :raises RequestRefusedError: the run belongs to another aggregator, another run holds
+            this datasite's job, or the owner denied the run.
+        """
+        request, metadata = admitted.request, admitted.message.metadata
+        if not admitted.still_fresh():
+            # checked again right before the work: opening and decoding take time
+            logger.warning("dropping request %s: it expired before the app saw it", request.id)
+            self.gate.record(admitted, DROPPED, "expired before it was served")
+            return False
+        run_id = metadata.run_id
+        try:
+            self._check_owner(run_id, request.sender)
+            job = self.services.job_run_id
+            if job is not None and run_id != job:
+                raise RequestRefusedError(
+                    f"{self.transport.identity} serves the job of run {job}, not run {run_id}"
+                )
+            if not self._approved(admitted):
+                return False
+        except RequestRefusedError as exc:
+            logger.warning("refusing request %s of run %s: %s", request.id, run_id, exc)
+            self.gate.record(admitted, REFUSED, str(exc))
+            raise
+        return True
+
+    def _check_owner(self, run_id: int, sender: str) -> None:
+        """Bind ``run_id`` to the first aggregator that asks for it; refuse any other."""
+        with self._lock:
+            owner = self._run_owners.setdefault(run_id, normalise_email(sender))
+        if owner != normalise_email(sender):
+            raise RequestRefusedError(f"run {run_id} belongs to aggregator {owner}, not {sender}")
+
+    def _approved(self, admitted: Admitted) -> bool:
+        """Whether the owner lets this request's run be served, holding it until they decide.
+
+        ``False`` when it expired while held (dropped, and recorded so).
+
+        :raises RunDeniedError: the owner denied the run.
+        """
+        if self.approvals is None:
+            return True
+        request, metadata = admitted.request, admitted.message.metadata
+        decision = self.approvals.decision(metadata.run_id)
+        if decision is None:
+            self._hold(admitted)
+            while decision is None and admitted.still_fresh():
+                time.sleep(min(APPROVAL_CHECK_INTERVAL, max(request.expires_at - time.time(), 0)))
+                decision = self.approvals.decision(metadata.run_id)
+        if decision is None:
+            logger.info("request %s expired while run %s waited", request.id, metadata.run_id)
+            self.gate.record(admitted, DROPPED, "expired while waiting for the owner's approval")
+            return False
+        if not decision.approved:
+            raise RunDeniedError(
+                f"the owner of {self.transport.identity} denied run {metadata.run_id}"
+            )
+        return True
+
+    def _hold(self, admitted: Admitted) -> None:
+        request, metadata = admitted.request, admitted.message.metadata
+        assert self.approvals is not None
+        pending = self.approvals.note_request(
+            metadata.run_id,
+            request.sender,
+            request.app,
+            self._describe(admitted),
+            resources=_requested_resources(admitted),
+        )
+        if pending.requests == 1:
+            logger.warning(
+                "run %s of %s waits for the owner's approval: syft-flwr approve %s (or deny)",
+                metadata.run_id,
+                request.sender,
+                metadata.run_id,
+            )
+        self.gate.record(admitted, HELD, "waiting for the owner's approval")
+
+    @staticmethod
+    def _describe(admitted: Admitted) -> str:
+        """``train``, ``evaluate``, or the aux topic of an aux request."""
+        message = admitted.message
+        if admitted.request.endpoint != AUX_ENDPOINT:
+            return message.metadata.message_type
+        try:
+            return parse_aux_request(message)[0]
+        except AuxError:
+            return message.metadata.message_type
 
     # -- aux, as seen from the datasite -----------------------------------------------------
 
@@ -171,10 +311,12 @@ class ClientRunner:
 
     @property
     def aggregator(self) -> str | None:
-        """Where this datasite's aux requests go: the ``aggregator`` argument, else the server
-        that started its job, else the sender of the last Flower message it served."""
+        """Where this datasite's aux requests go: the ``aggregator`` argument (or the only
+        trusted aggregator), else the server that started its job, else the aggregator of the
+        run it served last."""
         with self._lock:
-            return self._aggregator or self._job_holder or self._last_sender
+            served = None if self._run_id is None else self._run_owners.get(self._run_id)
+            return self._aggregator or self._job_holder or served
 
     def send_aux_request(
         self,
@@ -237,24 +379,37 @@ class ClientRunner:
     def _job_started(self, run_id: int, server: str) -> None:
         """A job start bound this datasite to ``run_id``: stop signals of other runs are stale
         from now on, and ``server`` is the aggregator."""
-        self._run_id = run_id
         with self._lock:
+            self._run_id = run_id
+            self._run_owners.setdefault(run_id, normalise_email(server))
             self._job_holder = server
+        self.gate.serving_run = run_id
 
-    def _stale_stop(self, message: Message) -> bool:
-        """A stop signal of another run: one this client never took part in must not stop it.
+    def _stale_stop(self, admitted: Admitted) -> str | None:
+        """Why a stop signal does not count, or ``None`` when it does.
 
-        Stop signals linger on slow media (a Drive file lives until its TTL), so a client
-        restarted soon after a run would otherwise obey the previous run's signal.
+        Only the aggregator of the run being served can end it. Stop signals also linger on
+        slow media (a Drive file lives until its TTL), so a client restarted soon after a run
+        would otherwise obey the previous run's signal.
         """
-        run_id = message.metadata.run_id
-        if self._run_id is not None and run_id != self._run_id:
-            logger.info("ignoring the stop signal of run %s (serving run %s)", run_id, self._run_id)
-            return True
-        if self._run_id is None and message.metadata.created_at < self._started_at:
-            logger.info("ignoring a stop signal sent before this client started (run %s)", run_id)
-            return True
-        return False
+        metadata, sender = admitted.message.metadata, admitted.request.sender
+        with self._lock:
+            serving = self._run_id
+            owner = None if serving is None else self._run_owners.get(serving)
+        if serving is not None and metadata.run_id != serving:
+            logger.info(
+                "ignoring the stop signal of run %s (serving run %s)", metadata.run_id, serving
+            )
+            return f"a stop signal of run {metadata.run_id}, but run {serving} is being served"
+        if owner is not None and owner != normalise_email(sender):
+            logger.warning("ignoring a stop signal of run %s from %s", metadata.run_id, sender)
+            return f"run {serving} belongs to aggregator {owner}, not {sender}"
+        if serving is None and metadata.created_at < self._started_at:
+            logger.info(
+                "ignoring a stop signal sent before this client started (run %s)", metadata.run_id
+            )
+            return "a stop signal sent before this client started"
+        return None
 
     def _call_app(self, message: Message) -> Message:
         self.context.run_id = message.metadata.run_id
@@ -282,3 +437,17 @@ class ClientRunner:
 
     def _manager(self) -> pluggy.PluginManager:
         return self._plugins or get_plugin_manager()
+
+
+def _requested_resources(admitted: Admitted) -> dict[str, Any] | None:
+    """What a held resource check asks for, for the owner's pending list (``None`` otherwise)."""
+    if admitted.request.endpoint != AUX_ENDPOINT:
+        return None
+    try:
+        topic, content = parse_aux_request(admitted.message)
+        if topic != RESOURCES_CHECK_TOPIC:
+            return None
+        requirement, _ = parse_check_request(content)
+    except SyftFlwrError:
+        return None
+    return {key: value for key, value in requirement.to_config().items()}

@@ -11,6 +11,14 @@ answers in the client's place with an error reply (``ErrorCode.MESSAGE_UNAVAILAB
 a Flower strategy counts a failure instead of hanging. All methods are thread-safe, since
 legacy strategies call ``send_and_receive`` from a thread pool.
 
+Replies are accepted only from the datasite each message went to, and only as the answer to
+that very message: a reply that does not open as that datasite's answer to the message's
+envelope, does not decode, or answers another message or run is *foreign* (an old reply
+replayed into the reply slot, bytes a sync client left half-written, ...). A foreign reply is
+logged once and ignored; the message keeps waiting for its real reply until its TTL, and the
+expiry error then names what was ignored. Only an explicit refusal from the datasite
+(``REJECTED``) ends a message early.
+
 With a :class:`~syft_flwr.crypto.SecureChannel`, every encoded message is sealed to its
 datasite before the transport sees it, and every reply must open as that datasite's answer to
 that very envelope; a reply that does not becomes an error reply, never a plaintext fallback.
@@ -129,6 +137,8 @@ class SyftGrid(Grid):
         self._run: Run | None = None
         self._pending: dict[str, _Pending] = {}
         self._by_future: dict[str, str] = {}
+        self._ignored: dict[str, str] = {}
+        """Message id -> why the reply now at its future was ignored (foreign)."""
         self._lock = threading.Lock()
         self._plugins = plugin_manager
         self.channel = channel
@@ -363,8 +373,9 @@ class SyftGrid(Grid):
                 replies.append(self._finish(message_id, pending.stored))
                 continue
             reply = self.transport.poll(pending.future_id)
-            if reply is not None:
-                replies.append(self._finish(message_id, self._reply_message(pending, reply)))
+            message = None if reply is None else self._reply_message(message_id, pending, reply)
+            if message is not None:
+                replies.append(self._finish(message_id, message))
             elif now >= pending.expires_at:
                 replies.append(self._finish(message_id, self._expired(pending)))
         return replies
@@ -402,7 +413,10 @@ class SyftGrid(Grid):
             if self.liveness is not None:
                 self.liveness.check()
                 next_deadline = min(next_deadline, now + self.liveness.next_check_in())
-            ready = self.transport.wait_ready(waiting.keys(), max(0.0, next_deadline - now))
+            watched, repoll = self._watch(waiting)
+            if repoll:
+                next_deadline = min(next_deadline, now + self.transport.settings.poll_interval)
+            ready = self.transport.wait_ready(watched, max(0.0, next_deadline - now)) | repoll
             for future_id in ready:
                 got = self.pull_messages([waiting[future_id]])
                 if got:
@@ -410,6 +424,19 @@ class SyftGrid(Grid):
                     replies.extend(got)
         self._report_round(messages, replies)
         return replies
+
+    def _watch(self, waiting: Mapping[str, str]) -> tuple[list[str], set[str]]:
+        """The futures to wait on, and those to poll again at the poll interval.
+
+        A future whose reply was ignored still holds that reply: a transport that cannot
+        notify would report it ready at once, forever, so it is polled at the poll interval
+        instead; a notifying transport wakes when the reply is replaced.
+        """
+        if self.transport.capabilities.notifies:
+            return list(waiting), set()
+        with self._lock:
+            repoll = {future for future, mid in waiting.items() if mid in self._ignored}
+        return [future for future in waiting if future not in repoll], repoll
 
     def discard(self, message_ids: Iterable[str]) -> None:
         """Stop waiting for the replies to ``message_ids`` (fire and forget).
@@ -420,6 +447,7 @@ class SyftGrid(Grid):
         for message_id in message_ids:
             with self._lock:
                 pending = self._pending.pop(message_id, None)
+                self._ignored.pop(message_id, None)
                 if pending is not None:
                     self._by_future.pop(pending.future_id, None)
             if pending is not None:
@@ -456,6 +484,7 @@ class SyftGrid(Grid):
     def _finish(self, message_id: str, reply: Message) -> Message:
         with self._lock:
             pending = self._pending.pop(message_id, None)
+            self._ignored.pop(message_id, None)
             if pending is not None:
                 self._by_future.pop(pending.future_id, None)
         if pending is not None:
@@ -471,40 +500,45 @@ class SyftGrid(Grid):
             )
         return reply
 
-    def _reply_message(self, pending: _Pending, reply: Reply) -> Message:
+    def _reply_message(self, message_id: str, pending: _Pending, reply: Reply) -> Message | None:
+        """The strategy's reply for a transport reply; ``None`` for a foreign one (ignored)."""
         if reply.status is ReplyStatus.EXPIRED:
             return self._expired(pending)
-        if self.liveness is not None:
-            self.liveness.answered(pending.datasite)
         if reply.status is ReplyStatus.REJECTED:
+            if self.liveness is not None:
+                self.liveness.answered(pending.datasite)
             return self._error(
                 pending,
                 ErrorCode.NODE_UNAVAILABLE,
                 f"{pending.datasite} rejected the message: {reply.detail}",
             )
         try:
-            body = self._open(pending, reply.body)
+            message = decode_message(self._open(pending, reply.body))
         except (CryptoError, WireFormatError) as exc:
-            logger.warning("rejected sealed reply from %s: %s", pending.datasite, exc)
-            return self._error(
-                pending,
-                ErrorCode.REPLY_MESSAGE_UNAVAILABLE,
-                f"rejected reply ({type(exc).__name__}): {exc}",
-            )
-        try:
-            message = decode_message(body)
-        except WireFormatError as exc:
-            logger.warning("undecodable reply from %s: %s", pending.datasite, exc)
-            return self._error(
-                pending, ErrorCode.REPLY_MESSAGE_UNAVAILABLE, f"undecodable reply: {exc}"
-            )
+            self._ignore(message_id, pending, f"{type(exc).__name__}: {exc}")
+            return None
         problem = self._check_reply(pending, message)
         if problem:
-            logger.warning("rejected reply from %s: %s", pending.datasite, problem)
-            return self._error(pending, ErrorCode.REPLY_MESSAGE_UNAVAILABLE, problem)
+            self._ignore(message_id, pending, problem)
+            return None
+        if self.liveness is not None:
+            self.liveness.answered(pending.datasite)
         if not message.metadata.message_id:
             message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
         return message
+
+    def _ignore(self, message_id: str, pending: _Pending, reason: str) -> None:
+        """Note a foreign reply (logged once per message); the message keeps waiting."""
+        with self._lock:
+            first = self._ignored.get(message_id) != reason
+            self._ignored[message_id] = reason
+        if first:
+            logger.warning(
+                "ignoring a reply at %s's answer to message %s, still waiting for the real one: %s",
+                pending.datasite,
+                pending.metadata.message_id,
+                reason,
+            )
 
     def _check_reply(self, pending: _Pending, message: Message) -> str | None:
         metadata = message.metadata
@@ -521,11 +555,14 @@ class SyftGrid(Grid):
         return None
 
     def _expired(self, pending: _Pending) -> Message:
+        with self._lock:
+            ignored = self._ignored.get(pending.metadata.message_id)
         return self._error(
             pending,
             ErrorCode.MESSAGE_UNAVAILABLE,
             f"no reply from {pending.datasite} within the message TTL "
-            f"({pending.metadata.ttl:.1f}s)",
+            f"({pending.metadata.ttl:.1f}s)"
+            + (f"; ignored a reply that was not its answer ({ignored})" if ignored else ""),
         )
 
     def _lost(self, pending: _Pending) -> Message:

@@ -119,7 +119,12 @@ class LocalFederation:
         def serve() -> None:
             try:
                 self.stop_reasons[email] = syftbox_flwr_client(
-                    app, context, self.app_name, transport=transport, plugin_manager=self.manager
+                    app,
+                    context,
+                    self.app_name,
+                    transport=transport,
+                    plugin_manager=self.manager,
+                    trusted_aggregators=[self.server_identity],
                 )
             except BaseException as exc:  # kept for the test to report, not lost in a thread
                 self.errors[email] = exc

@@ -54,8 +54,10 @@ ACTIONS = ("reply", "drop", "garbage", "duplicate", "delay")
 GARBAGE = b"\x00this is not an envelope"
 RELEASE_MARGIN = 0.05
 """A request this close to its expiry is dropped rather than released to the app."""
-APP_LATENESS_TOLERANCE = 0.05
-"""How late after its deadline the app may see a message the runner let through in time."""
+APP_LATENESS_TOLERANCE = 0.25
+"""How late after its deadline a request may reach the gate (or a message the app) that the
+transport (or the runner) let through in time: the thread can be descheduled in between on a
+loaded machine. A transport delivering expired requests is late by far more."""
 
 
 def instruction(
@@ -92,12 +94,16 @@ class _Gate:
         self.timeout = timeout
         self.arrivals: queue.Queue[_Arrival] = queue.Queue()
         self.auto = False
+        self._lock = threading.Lock()
 
     def handle(self, request: Request) -> bytes | None:
-        if self.auto:
+        with self._lock:  # so an arrival cannot slip in after release_all() drained the queue
+            auto = self.auto
+            arrival = _Arrival(request)
+            if not auto:
+                self.arrivals.put(arrival)
+        if auto:
             return self.runner.handle(request)
-        arrival = _Arrival(request)
-        self.arrivals.put(arrival)
         if not arrival.decided.wait(self.timeout):
             return None
         if arrival.action == "reply":
@@ -108,7 +114,8 @@ class _Gate:
 
     def release_all(self) -> None:
         """Answer everything waiting and everything that comes from now on."""
-        self.auto = True
+        with self._lock:
+            self.auto = True
         while True:
             try:
                 arrival = self.arrivals.get_nowait()
@@ -151,8 +158,12 @@ def build_protocol_machine(
             super().__init__()
             self.violations: list[str] = []
             self.sent: dict[str, _Sent] = {}
-            self.sites = [self._start_site(identity(f"site{i}")) for i in range(datasites)]
-            server = make_transport(identity("server"))
+            self.short_deadlines: list[float] = []
+            server_identity = identity("server")
+            self.sites = [
+                self._start_site(identity(f"site{i}"), server_identity) for i in range(datasites)
+            ]
+            server = make_transport(server_identity)
             self.grid = SyftGrid(
                 APP, [s.transport.identity for s in self.sites], server, msg_timeout=timeout
             )
@@ -161,10 +172,12 @@ def build_protocol_machine(
 
         # -- set-up -----------------------------------------------------------------
 
-        def _start_site(self, email: str) -> _Datasite:
+        def _start_site(self, email: str, server: str) -> _Datasite:
             transport = make_transport(email)
             calls: dict[str, int] = {}
-            runner = ClientRunner(self._app(calls), empty_context(), transport, APP)
+            runner = ClientRunner(
+                self._app(calls), empty_context(), transport, APP, trusted_aggregators=[server]
+            )
             gate = _Gate(runner, timeout)
             transport.serve(APP, "messages", gate.handle)
             thread = threading.Thread(target=transport.run, daemon=True)
@@ -197,6 +210,8 @@ def build_protocol_machine(
             )
             (message_id,) = self.grid.push_messages([message])
             self.sent[message_id] = _Sent(site, time.time() + message.metadata.ttl)
+            if short:
+                self.short_deadlines.append(self.sent[message_id].deadline)
 
         @rule(
             site=st.integers(0, datasites - 1),
@@ -244,7 +259,7 @@ def build_protocol_machine(
                     )
                 except queue.Empty:
                     return
-                if arrival.arrived_at > arrival.request.expires_at:
+                if arrival.arrived_at > arrival.request.expires_at + APP_LATENESS_TOLERANCE:
                     self.violations.append(f"request {arrival.request.id} delivered after expiry")
                 self._mark_arrived(arrival.request)
                 datasite.held.append(arrival)
@@ -268,16 +283,17 @@ def build_protocol_machine(
                 if not sent.finished and sent.deadline <= pulled_at:
                     self.violations.append(f"message {message_id} unanswered after its deadline")
 
-        def _expiring_soon(self) -> list[float]:
-            horizon = time.time() + ttl + 0.1
-            return [
-                s.deadline for s in self.sent.values() if not s.finished and s.deadline < horizon
-            ]
-
-        @precondition(lambda self: bool(self._expiring_soon()))
+        @precondition(lambda self: bool(self.short_deadlines))
         @rule()
         def expire(self) -> None:
-            time.sleep(max(0.0, min(self._expiring_soon()) - time.time()) + 0.01)
+            """Let the oldest short-TTL message run out, then pull.
+
+            Enabled by the rules run so far only (a short message was pushed since), never by
+            the clock or by what arrived: a precondition hypothesis cannot replay exactly
+            makes it report the machine as flaky instead of checking it.
+            """
+            deadline = self.short_deadlines.pop(0)
+            time.sleep(max(0.0, deadline - time.time()) + 0.01)
             self.pull()
 
         @rule(site=st.integers(0, datasites - 1))

@@ -32,9 +32,11 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
-from syft_flwr.errors import BodyTooLargeError, InvalidAddressError
+from syft_flwr.engine.aux import AuxStatus
+from syft_flwr.errors import BodyTooLargeError, InvalidAddressError, RequestRefusedError
 from syft_flwr.fl_orchestrator.client_runner import ClientRunner
 from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+from syft_flwr.testing.attacker import ATTACK_MARKER, Attacker
 from syft_flwr.testing.fixtures import (
     APP,
     ENDPOINT,
@@ -44,16 +46,25 @@ from syft_flwr.testing.fixtures import (
 )
 from syft_flwr.testing.local import empty_context
 from syft_flwr.testing.protocol import ProtocolMachineTests, instruction
-from syft_flwr.transport import Reply, ReplyStatus, Request, RequestHandler, Transport
+from syft_flwr.transport import (
+    Reply,
+    ReplyStatus,
+    Request,
+    RequestHandler,
+    RequestHead,
+    Transport,
+)
 from syft_flwr.wire import encode_message
 
 __all__ = [
+    "AuthorizationTests",
     "BodyTests",
     "DeliveryTests",
     "ExpiryTests",
     "GridTests",
     "MakeTransport",
     "ProtocolMachineTests",
+    "RefusalTests",
     "RestartTests",
     "TransportFixtures",
     "TransportSuite",
@@ -220,6 +231,84 @@ class DeliveryTests(TransportFixtures):
         server = make_transport(self.identity("server"))
         with pytest.raises(InvalidAddressError):
             server.send(self.identity("client"), APP, endpoint, b"x", self.later())
+
+
+class RefusalTests(TransportFixtures):
+    """A refused request is answered ``REJECTED`` with the reason, and a screen is honoured."""
+
+    def test_a_refusing_handler_is_answered_rejected_with_its_reason(
+        self, make_transport: MakeTransport
+    ) -> None:
+        server, client = (
+            make_transport(self.identity("server")),
+            make_transport(self.identity("client")),
+        )
+
+        def refuse(request: Request) -> bytes:
+            raise RequestRefusedError(f"{request.sender} may not ask this")
+
+        client.serve(APP, ENDPOINT, refuse)
+        with self.serving(client):
+            future = server.send(client.identity, APP, ENDPOINT, b"x", self.later())
+            reply = self.wait_reply(server, future)
+        assert reply.status is ReplyStatus.REJECTED, (
+            "serve(): a handler raising RequestRefusedError must be answered REJECTED"
+        )
+        assert f"{server.identity} may not ask this" in reply.detail, (
+            "serve(): the REJECTED reply must carry the RequestRefusedError's message as detail"
+        )
+
+    def test_serving_goes_on_after_a_refusal(self, make_transport: MakeTransport) -> None:
+        server, client = (
+            make_transport(self.identity("server")),
+            make_transport(self.identity("client")),
+        )
+
+        def refuse_first(request: Request) -> bytes:
+            if request.body == b"no":
+                raise RequestRefusedError("refused")
+            return b"yes"
+
+        client.serve(APP, ENDPOINT, refuse_first)
+        with self.serving(client):
+            refused = server.send(client.identity, APP, ENDPOINT, b"no", self.later())
+            assert self.wait_reply(server, refused).status is ReplyStatus.REJECTED
+            accepted = server.send(client.identity, APP, ENDPOINT, b"ok", self.later())
+            assert self.wait_reply(server, accepted).body == b"yes"
+
+    def test_a_screened_sender_is_refused_before_its_body_is_read(
+        self, make_transport: MakeTransport
+    ) -> None:
+        client = make_transport(self.identity("client"))
+        if not client.capabilities.screens_requests:
+            pytest.skip("the transport does not declare screens_requests")
+        trusted, stranger = (
+            make_transport(self.identity("trusted")),
+            make_transport(self.identity("stranger")),
+        )
+        heads: list[RequestHead] = []
+        bodies: list[bytes] = []
+
+        def screen(head: RequestHead) -> str | None:
+            heads.append(head)
+            return None if head.sender == trusted.identity else f"{head.sender} is not trusted"
+
+        def handler(request: Request) -> bytes:
+            bodies.append(request.body)
+            return b"served"
+
+        client.set_request_screen(screen)
+        client.serve(APP, ENDPOINT, handler)
+        with self.serving(client):
+            refused = stranger.send(client.identity, APP, ENDPOINT, b"stranger", self.later())
+            reply = self.wait_reply(stranger, refused)
+            served = trusted.send(client.identity, APP, ENDPOINT, b"trusted", self.later())
+            assert self.wait_reply(trusted, served).body == b"served"
+        assert reply.status is ReplyStatus.REJECTED, "screen_request(): a refusal must be REJECTED"
+        assert f"{stranger.identity} is not trusted" in reply.detail
+        assert bodies == [b"trusted"], "a screened-out request reached the handler"
+        head = next(h for h in heads if h.sender == stranger.identity)
+        assert (head.recipient, head.app, head.endpoint) == (client.identity, APP, ENDPOINT)
 
 
 class BodyTests(TransportFixtures):
@@ -402,8 +491,8 @@ def _echo_app(calls: list[Message]) -> ClientApp:
     return app
 
 
-class GridTests(TransportFixtures):
-    """``SyftGrid`` and the client runner on top of the transport."""
+class FederationFixtures(TransportFixtures):
+    """A server grid and client runners trusting it, over the transport under test."""
 
     @contextmanager
     def federation(
@@ -413,7 +502,9 @@ class GridTests(TransportFixtures):
         clients = [make_transport(self.identity(f"client{i}")) for i in range(datasites)]
         calls: list[list[Message]] = [[] for _ in clients]
         runners = [
-            ClientRunner(_echo_app(c), empty_context(), t, APP)
+            ClientRunner(
+                _echo_app(c), empty_context(), t, APP, trusted_aggregators=[server.identity]
+            )
             for t, c in zip(clients, calls, strict=True)
         ]
         grid = SyftGrid(APP, [t.identity for t in clients], server, msg_timeout=self.timeout)
@@ -432,6 +523,10 @@ class GridTests(TransportFixtures):
     @staticmethod
     def query(grid: SyftGrid, node_id: int, ttl: float | None = None) -> Message:
         return instruction(grid, node_id, "query", ttl=ttl)
+
+
+class GridTests(FederationFixtures):
+    """``SyftGrid`` and the client runner on top of the transport."""
 
     def test_every_message_gets_its_own_reply(self, make_transport: MakeTransport) -> None:
         with self.federation(make_transport) as (grid, _, calls, _):
@@ -507,7 +602,86 @@ class GridTests(TransportFixtures):
         assert [runner.stop_reason for runner in runners] == ["conformance done"] * 3
 
 
+class AuthorizationTests(FederationFixtures):
+    """Only the aggregator drives a datasite: a stranger on the same medium is refused.
+
+    The core decides who may ask; these tests check that the transport gives it the truth to
+    decide on (``Request.sender`` is who really sent the request, never a claim) and carries
+    the refusal back (``REJECTED`` with the reason).
+    """
+
+    def attacker(self, make_transport: MakeTransport) -> Attacker:
+        return Attacker(make_transport(self.identity("mallory")), APP, timeout=self.timeout)
+
+    def assert_refused(self, reply: Message, attacker: Attacker) -> None:
+        assert reply.has_error() and reply.error.code == ErrorCode.NODE_UNAVAILABLE, (
+            "a stranger's request must be answered with a refusal (REJECTED), got "
+            f"{reply.error if reply.has_error() else 'a real answer'}"
+        )
+        assert f"{attacker.identity} is not a trusted aggregator" in (reply.error.reason or ""), (
+            "the refusal must reach the stranger: Request.sender must be the real sender"
+        )
+
+    def test_a_stranger_cannot_make_a_datasite_work(self, make_transport: MakeTransport) -> None:
+        attacker = self.attacker(make_transport)
+        with self.federation(make_transport, datasites=1) as (grid, _, calls, _):
+            (victim,) = grid.datasites
+            for run_id in (grid.run.run_id, 999):  # the live run and a made-up one
+                self.assert_refused(attacker.send(victim, run_id, "query"), attacker)
+            (reply,) = grid.send_and_receive(
+                [self.query(grid, grid.get_node_ids()[0])], timeout=self.timeout
+            )
+        assert not reply.has_error(), "the aggregator must still be served"
+        assert all(ATTACK_MARKER not in message.content for message in calls[0]), (
+            "a stranger's message reached the ClientApp"
+        )
+        assert len(calls[0]) == 1
+
+    def test_a_strangers_stop_signal_does_not_stop_the_datasite(
+        self, make_transport: MakeTransport
+    ) -> None:
+        attacker = self.attacker(make_transport)
+        with self.federation(make_transport, datasites=1) as (grid, runners, _, threads):
+            (victim,) = grid.datasites
+            attacker.stop(victim, grid.run.run_id)
+            attacker.push(victim, 12345)  # a fake run just before the real stop
+            (reply,) = grid.send_and_receive(
+                [self.query(grid, grid.get_node_ids()[0])], timeout=self.timeout
+            )
+            assert not reply.has_error(), "a stranger's stop signal stopped the datasite"
+            assert runners[0].stop_reason is None
+            grid.send_stop_signal(reason="the real stop")
+            threads[0].join(self.timeout + self.ttl)
+            assert not threads[0].is_alive(), "the aggregator's stop signal did not stop it"
+        assert runners[0].stop_reason == "the real stop"
+
+    def test_a_stranger_cannot_bind_the_datasite_to_its_run(
+        self, make_transport: MakeTransport
+    ) -> None:
+        attacker = self.attacker(make_transport)
+        with self.federation(make_transport, datasites=1) as (grid, runners, calls, _):
+            (victim,) = grid.datasites
+            check, start = attacker.check_and_start(victim, 4242)
+            (reply,) = grid.send_and_receive(
+                [self.query(grid, grid.get_node_ids()[0])], timeout=self.timeout
+            )
+        for answer in (check, start):
+            assert answer.status is AuxStatus.REJECTED, (
+                f"a stranger's resource check or job start was answered: {answer}"
+            )
+            assert f"{attacker.identity} is not a trusted aggregator" in answer.detail
+        assert runners[0].services.job_run_id is None, "a stranger bound the datasite to its run"
+        assert not reply.has_error() and len(calls[0]) == 1
+
+
 class TransportSuite(
-    DeliveryTests, BodyTests, ExpiryTests, RestartTests, GridTests, ProtocolMachineTests
+    DeliveryTests,
+    RefusalTests,
+    BodyTests,
+    ExpiryTests,
+    RestartTests,
+    GridTests,
+    AuthorizationTests,
+    ProtocolMachineTests,
 ):
     """Every conformance test; subclass it and set ``transport_name``."""

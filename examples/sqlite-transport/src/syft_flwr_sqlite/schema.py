@@ -5,8 +5,9 @@ Two tables, one row per message:
 - ``requests``: one row per request, written by the sender. The row *is* the sender's
   future: its ``id`` is the future id, and it stays until the sender forgets the future or
   the clean-up removes it, which is why futures survive a restart of either side. A
-  serving instance *claims* a row by setting ``claimed_by``; the body is dropped at the
-  same time because nobody reads it again.
+  serving instance *claims* a row by setting ``claimed_by``, reading everything but the
+  body; the body is read once the request is admitted, and dropped then (or when it is
+  refused) because nobody reads it again.
 - ``replies``: at most one row per request (``future_id`` is the primary key), written by
   whoever settles the future first: the recipient's answer or refusal, or the sender's
   poll that found the request expired. ``INSERT OR IGNORE`` makes "first settlement wins"
@@ -41,7 +42,7 @@ _STATEMENTS = (
         recipient   TEXT NOT NULL,
         app         TEXT NOT NULL,
         endpoint    TEXT NOT NULL,
-        body        BLOB,              -- NULL once claimed
+        body        BLOB,              -- NULL once read or refused
         created_at  REAL NOT NULL,     -- seconds since the epoch, like expires_at
         expires_at  REAL NOT NULL,
         claimed_by  TEXT,              -- the serving instance that took it; NULL while queued

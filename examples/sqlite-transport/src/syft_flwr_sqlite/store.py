@@ -28,7 +28,7 @@ from syft_flwr.transport import Reply, ReplyStatus, Request
 
 from syft_flwr_sqlite.schema import connect
 
-__all__ = ["FutureState", "Store"]
+__all__ = ["ClaimedRow", "FutureState", "Store"]
 
 EXPIRED_DETAIL = "no answer before the request expired"
 
@@ -44,6 +44,20 @@ _REQUEST_COLUMNS = (
 )
 """The ``requests`` columns a handler sees, named like the fields of ``Request``."""
 
+_HEAD_COLUMNS = (
+    "rowid",
+    "id",
+    "sender",
+    "recipient",
+    "app",
+    "endpoint",
+    "created_at",
+    "expires_at",
+    "typeof(body)",
+    "length(body)",
+)
+"""What a claim reads: everything but the body itself (``length`` does not load a blob)."""
+
 
 @dataclass(frozen=True)
 class FutureState:
@@ -55,6 +69,32 @@ class FutureState:
 
     expires_at: float
     reply: Reply | None
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    """A request row this instance claimed, read without its body.
+
+    Every value is what the file holds, typed ``object``: anyone who can write the file can put
+    anything of any type in any column (SQLite checks no types), so the transport checks each
+    one before it trusts it.
+
+    :param rowid: SQLite's own row id: unlike ``id`` (which can be ``NULL`` even though it is the
+        primary key), always there and unique, so the row can be found again.
+    :param body_type: ``typeof(body)``; ``blob`` for every row a sender wrote.
+    :param size: ``length(body)``: bytes for a blob.
+    """
+
+    rowid: int
+    id: object
+    sender: object
+    recipient: object
+    app: object
+    endpoint: object
+    created_at: object
+    expires_at: object
+    body_type: str
+    size: object
 
 
 class Store:
@@ -138,7 +178,7 @@ class Store:
 
     def claim_next(
         self, recipient: str, endpoints: Collection[tuple[str, str]], claimant: str, now: float
-    ) -> Request | None:
+    ) -> ClaimedRow | None:
         """Take the oldest live request for one of ``endpoints`` of ``recipient``, if any.
 
         Claiming is what makes two instances of one datasite (two processes, or a process
@@ -146,12 +186,15 @@ class Store:
         takes the database's single write lock *before* the ``SELECT``, so between finding
         a request and marking it ``claimed_by`` this instance, nobody else can claim it.
 
-        The write lock is only taken when a plain read (which never blocks anyone in WAL
-        mode) saw something to claim, so idle datasites polling every interval cost the
+        The body is not read here: the transport screens the row first and fetches the body
+        with :meth:`take_body` only if it admits the request, so a refused body is never
+        loaded. The write lock is only taken when a plain read (which never blocks anyone in
+        WAL mode) saw something to claim, so idle datasites polling every interval cost the
         busy ones nothing. Requests for endpoints not in ``endpoints`` are never claimed:
         another process of the same datasite may serve them.
 
-        :param claimant: recorded in ``claimed_by``, to tell instances apart when debugging.
+        :param claimant: recorded in ``claimed_by``, to tell instances apart when debugging
+            and so that :meth:`take_body` reads only rows this instance claimed.
         """
         if not endpoints:
             return None
@@ -162,17 +205,46 @@ class Store:
                 return None
         with self._transaction("claim a request") as connection:
             row = connection.execute(
-                f"SELECT {', '.join(_REQUEST_COLUMNS)}"
+                f"SELECT {', '.join(_HEAD_COLUMNS)}"
                 f" FROM requests WHERE {where} ORDER BY created_at LIMIT 1",
                 parameters,
             ).fetchone()
             if row is None:  # another instance of this datasite claimed it first
                 return None
             connection.execute(
-                "UPDATE requests SET claimed_by = ?, claimed_at = ?, body = NULL WHERE id = ?",
+                "UPDATE requests SET claimed_by = ?, claimed_at = ? WHERE rowid = ?",
                 (claimant, now, row[0]),
             )
-        return Request(**dict(zip(_REQUEST_COLUMNS, row, strict=True)))
+        return ClaimedRow(*row)
+
+    def take_body(self, claimed: ClaimedRow, claimant: str) -> bytes | None:
+        """The body of a row ``claimant`` claimed, dropped from the row as it is read.
+
+        Only a row that still holds what was screened yields it (the sender, and a blob of
+        exactly ``claimed.size`` bytes), so a writer that changes the row after the screen
+        cannot get another sender's request, or a larger body, delivered.
+
+        :return: ``None`` if the row changed since it was claimed.
+        """
+        with self._transaction("read a request body") as connection:
+            row = connection.execute(
+                "SELECT body FROM requests WHERE rowid = ? AND claimed_by = ? AND sender = ?"
+                " AND typeof(body) = 'blob' AND length(body) = ?",
+                (claimed.rowid, claimant, claimed.sender, claimed.size),
+            ).fetchone()
+            connection.execute("UPDATE requests SET body = NULL WHERE rowid = ?", (claimed.rowid,))
+        return None if row is None else bytes(row[0])
+
+    def drop_body(self, claimed: ClaimedRow) -> None:
+        """Drop the body of a claimed row that will not be delivered: nobody reads it again."""
+        with self._session("drop a request body") as connection:
+            connection.execute("UPDATE requests SET body = NULL WHERE rowid = ?", (claimed.rowid,))
+
+    def delete(self, claimed: ClaimedRow) -> None:
+        """Delete a claimed row no sender's transport wrote: nobody can poll it, and the
+        clean-up might never match it (its ``expires_at`` need not even be a number)."""
+        with self._session("delete a malformed request") as connection:
+            connection.execute("DELETE FROM requests WHERE rowid = ?", (claimed.rowid,))
 
     def settle(self, request_id: str, reply: Reply | None, now: float) -> None:
         """Store the answer to a claimed request (``None``: it gets none).

@@ -18,34 +18,65 @@ Choices this transport makes where the contract leaves room:
 - **Unserved endpoints expire.** A request for an endpoint this instance does not serve is
   left for another process of the same datasite that might; if nobody does, it ends
   ``EXPIRED``. It never reaches another endpoint's handler.
+- **Rows are read as hostile.** Anyone who can write the file can write any row (see the
+  README's threat model), so a claimed row is read without its body first: every column is
+  checked (names with :mod:`syft_flwr.addresses`, types, the body's type and length), the
+  request screen is asked (:meth:`~syft_flwr.transport.Transport.screen_request`) and the
+  length compared with ``max_body_size``; only then is the body loaded, and only if the row
+  still holds the sender and length that were checked. A malformed row is deleted unanswered;
+  a refused request is answered ``REJECTED`` with the reason.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from syft_flwr.addresses import check_app, check_datasite, check_endpoint
-from syft_flwr.errors import BodyTooLargeError, TransportError
+from syft_flwr.errors import (
+    BodyTooLargeError,
+    InvalidAddressError,
+    RequestRefusedError,
+    TransportError,
+)
 from syft_flwr.transport import (
     Reply,
     ReplyStatus,
     Request,
     RequestHandler,
+    RequestHead,
     Transport,
     TransportCapabilities,
     TransportSettings,
 )
 
 from syft_flwr_sqlite.options import SqliteOptions
-from syft_flwr_sqlite.store import Store
+from syft_flwr_sqlite.store import ClaimedRow, Store
 
 __all__ = ["SqliteTransport"]
 
 logger = logging.getLogger(__name__)
+
+_REQUEST_ID_RE = re.compile(r"[0-9a-f]{32}")
+"""A request id as :meth:`SqliteTransport.send` writes it (``uuid4().hex``)."""
+
+_CHANGED_DETAIL = "the request changed in the database after it was screened"
+"""The refusal of a row whose sender or body was rewritten between its screen and its read."""
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A claimed row every column of which checked out, as the screen and the handler see it."""
+
+    head: RequestHead
+    created_at: float
+    expires_at: float
 
 
 class SqliteTransport(Transport):
@@ -65,7 +96,10 @@ class SqliteTransport(Transport):
         check_datasite(settings.identity)
         self.options = SqliteOptions.from_settings(settings)
         self._capabilities = TransportCapabilities(
-            notifies=False, max_body_size=self.options.max_body_size, persistent=True
+            notifies=False,
+            max_body_size=self.options.max_body_size,
+            persistent=True,
+            screens_requests=True,
         )
         self._store = Store(self.options.database, self.options.busy_timeout)
         self._instance = f"{settings.identity}/{uuid.uuid4().hex[:12]}"
@@ -78,7 +112,8 @@ class SqliteTransport(Transport):
 
     @property
     def capabilities(self) -> TransportCapabilities:
-        """Polling, persistent, not encrypted; ``max_body_size`` from the options."""
+        """Polling, persistent, not encrypted; ``max_body_size`` from the options; requests are
+        screened before their body is loaded."""
         return self._capabilities
 
     # -- sending side -----------------------------------------------------------------------
@@ -193,13 +228,21 @@ class SqliteTransport(Transport):
         with self._lock:
             handlers = dict(self._handlers)
         try:
-            request = self._store.claim_next(
+            row = self._store.claim_next(
                 self.identity, handlers.keys(), self._instance, time.time()
             )
-            if request is None:
+            if row is None:
                 return False
-            reply = self._answer(handlers[(request.app, request.endpoint)], request)
-            self._store.settle(request.id, reply, time.time())
+            checked = _check(row, self.identity, handlers.keys())
+            if isinstance(checked, str):
+                logger.warning(
+                    "%s: deleting malformed request row %d: %s", self.identity, row.rowid, checked
+                )
+                self._store.delete(row)
+                return True
+            head = checked.head
+            reply = self._reply(row, checked, handlers[(head.app, head.endpoint)])
+            self._store.settle(head.id, reply, time.time())
         except TransportError:
             # Closed under our feet, or the database is busy beyond busy_timeout: try again
             # after a poll interval rather than let one bad moment end the serving loop.
@@ -210,12 +253,78 @@ class SqliteTransport(Transport):
             return False
         return True
 
+    def _reply(self, row: ClaimedRow, checked: _Checked, handler: RequestHandler) -> Reply | None:
+        """Screen, size-check, then load and hand over a claimed request: the reply to store."""
+        head = checked.head
+        refusal = self._screened(head)
+        if refusal is None:
+            refusal = self._oversized(head)
+        if refusal is not None:
+            self._store.drop_body(row)
+            return Reply(head.id, ReplyStatus.REJECTED, detail=refusal)
+        body = self._store.take_body(row, self._instance)
+        if body is None:
+            logger.warning(
+                "%s: not delivering request %s from %s: %s",
+                self.identity,
+                head.id,
+                head.sender,
+                _CHANGED_DETAIL,
+            )
+            return Reply(head.id, ReplyStatus.REJECTED, detail=_CHANGED_DETAIL)
+        request = Request(
+            id=head.id,
+            sender=head.sender,
+            recipient=head.recipient,
+            app=head.app,
+            endpoint=head.endpoint,
+            body=body,
+            created_at=checked.created_at,
+            expires_at=checked.expires_at,
+        )
+        return self._answer(handler, request)
+
+    def _screened(self, head: RequestHead) -> str | None:
+        """The screen's reason to refuse a request, asked before its body is loaded.
+
+        The screen logs its own decisions; one that fails refuses (a broken policy admits
+        nobody) instead of ending the serving loop.
+        """
+        try:
+            return self.screen_request(head)
+        except Exception as exc:
+            logger.exception("%s: the request screen raised on %s", self.identity, head.id)
+            return f"the request screen raised {type(exc).__name__}: {exc}"
+
+    def _oversized(self, head: RequestHead) -> str | None:
+        """Why a request is too large to load, judged by the stored body's length."""
+        limit = self.options.max_body_size
+        if head.size is None or head.size <= limit:
+            return None
+        reason = (
+            f"request body of {head.size} bytes exceeds the sqlite transport's "
+            f"max_body_size of {limit} bytes"
+        )
+        logger.info(
+            "%s: refusing request %s from %s: %s", self.identity, head.id, head.sender, reason
+        )
+        return reason
+
     def _answer(self, handler: RequestHandler, request: Request) -> Reply | None:
         """What ``handler`` makes of ``request``, as the reply to store (``None``: none)."""
         if request.expired():  # claimed in time, but the deadline passed since
             return None
         try:
             body = handler(request)
+        except RequestRefusedError as exc:  # an outcome, not a fault: no traceback
+            logger.info(
+                "%s: refused request %s from %s: %s",
+                self.identity,
+                request.id,
+                request.sender,
+                exc,
+            )
+            return Reply(request.id, ReplyStatus.REJECTED, detail=str(exc))
         except Exception as exc:  # the handler's bug must not end the serving loop
             return self._rejected(request, f"handler raised {type(exc).__name__}: {exc}", exc)
         if body is None:
@@ -269,3 +378,49 @@ class SqliteTransport(Transport):
             return
         if removed:
             logger.debug("%s: removed %d old requests", self.identity, removed)
+
+
+def _check(row: ClaimedRow, recipient: str, served: Collection[tuple[str, str]]) -> _Checked | str:
+    """The row as a request, or why no sender's transport can have written it.
+
+    :param recipient: this datasite (the inbox query asked for it, but the row is re-read).
+    :param served: the ``(app, endpoint)`` pairs the claim asked for.
+    """
+    try:
+        request_id = _request_id(row.id)
+        sender = check_datasite(_text(row.sender, "sender"))
+        app = check_app(_text(row.app, "app"))
+        endpoint = check_endpoint(_text(row.endpoint, "endpoint"))
+    except InvalidAddressError as exc:
+        return str(exc)
+    if row.recipient != recipient or (app, endpoint) not in served:
+        return (
+            f"it is for {row.recipient!r} at {app}/{endpoint}, which this instance does not serve"
+        )
+    if row.body_type != "blob" or not isinstance(row.size, int):
+        return f"its body is {row.body_type!r}, not bytes"
+    created_at, expires_at = _time(row.created_at), _time(row.expires_at)
+    if created_at is None or expires_at is None:
+        return f"its times {row.created_at!r}, {row.expires_at!r} are not both numbers"
+    head = RequestHead(request_id, sender, recipient, app, endpoint, row.size)
+    return _Checked(head, created_at, expires_at)
+
+
+def _text(value: object, column: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidAddressError(f"{column} {value!r} is not text")
+    return value
+
+
+def _request_id(value: object) -> str:
+    if not isinstance(value, str) or not _REQUEST_ID_RE.fullmatch(value):
+        raise InvalidAddressError(f"request id {value!r} is not one a sender's transport writes")
+    return value
+
+
+def _time(value: object) -> float | None:
+    """A time column's value as seconds, ``None`` if it is not a number (SQLite stores NaN as
+    ``NULL``, so a number here is never NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from syft_flwr_gdrive.errors import (
     CredentialsError,
+    DriveContentError,
     DriveError,
     DrivePermissionError,
     DriveQuotaError,
@@ -19,6 +20,7 @@ from syft_flwr_gdrive.transport import GDriveTransport
 
 __all__ = [
     "CredentialsError",
+    "DriveContentError",
     "DriveError",
     "DrivePermissionError",
     "DriveQuotaError",

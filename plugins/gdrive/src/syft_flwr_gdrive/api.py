@@ -170,7 +170,12 @@ class DriveApi:
                 raise
 
     def download(self, file_id: str, size: int, what: str) -> bytes | None:
-        """The content of a file, or ``None`` if it no longer exists."""
+        """The content of a file, or ``None`` if it no longer exists.
+
+        :param size: the size the file was listed with: never more is read (see
+            :func:`~syft_flwr_gdrive.transfers.download`).
+        :raises DriveContentError: the content disagrees with ``size``.
+        """
         uri = self._files.get_media(fileId=file_id, **_COMMON).uri
         try:
             return download(self.service, uri, size, self.download_chunk_size, self.retrier, what)

@@ -9,6 +9,10 @@ clients answer a request they could not process with a JSON ``{"error": ...}`` b
 becomes a rejected reply.
 
 Protobuf bodies go through Flower's own (slow, copy-heavy) serializer: compatibility costs speed.
+
+Bodies are opaque to a transport, with one exception: a reply that *claims* one of syft-flwr's
+framings (the envelope's or the sealed envelope's magic) but is not a well-formed one is a
+foreign object, not an answer (:func:`defect`), so it cannot settle a future as a failure.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
+from syft_flwr.crypto.envelope import is_sealed, parse_envelope
+from syft_flwr.crypto.errors import MalformedEnvelopeError
 from syft_flwr.errors import WireFormatError
 from syft_flwr.wire import MAGIC, decode_message, encode_message
 
-__all__ = ["Incoming", "from_drive", "to_protobuf"]
+__all__ = ["Incoming", "defect", "from_drive", "to_protobuf"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +76,23 @@ def from_drive(raw: bytes) -> Incoming:
             "body of %d bytes is neither an envelope nor Flower protobuf: %s", len(raw), exc
         )
         return Incoming(raw)
+
+
+def defect(raw: bytes) -> str | None:
+    """Why ``raw`` is not the syft-flwr envelope or sealed envelope its magic says, else ``None``.
+
+    A plaintext envelope is decoded in full (a truncated or corrupt one must not pass for a
+    reply); a sealed one is checked for structure only, since only the core holds the keys.
+    Bodies without either magic are opaque and have no defect.
+    """
+    try:
+        if raw.startswith(MAGIC):
+            decode_message(raw)
+        elif is_sealed(raw):
+            parse_envelope(raw)
+    except (WireFormatError, MalformedEnvelopeError) as exc:
+        return str(exc)
+    return None
 
 
 def _syft_flwr_error(raw: bytes) -> str | None:

@@ -10,6 +10,7 @@ from syft_flwr.errors import ConfigError, TransportError
 
 __all__ = [
     "CredentialsError",
+    "DriveContentError",
     "DriveError",
     "DrivePermissionError",
     "DriveQuotaError",
@@ -32,6 +33,14 @@ class DriveError(TransportError):
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+
+class DriveContentError(DriveError):
+    """A file's content disagrees with its listing (more or fewer bytes than its listed size).
+
+    Not back-pressure, so never retried: the file was changed since it was listed, or the
+    server is not telling the truth, and either way its bytes are not taken for a message.
+    """
 
 
 class DrivePermissionError(DriveError):

@@ -17,12 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from syft_flwr_gdrive.api import DriveApi
-from syft_flwr_gdrive.layout import FOLDER_MIME, pair_name, peer_of_inbox, quote
+from syft_flwr_gdrive.layout import FOLDER_MIME, is_file_id, pair_name, peer_of_inbox, quote
 
 __all__ = ["Endpoint", "FolderTree", "owner_of"]
 
@@ -40,10 +40,17 @@ class Endpoint:
     endpoint: str
 
 
-def owner_of(file: dict[str, Any]) -> str:
-    """The (lowercase) email of a listed file's owner, ``""`` if Drive gave none."""
-    owners = file.get("owners") or [{}]
-    return str(owners[0].get("emailAddress", "")).lower()
+def owner_of(file: Mapping[str, Any]) -> str:
+    """The (lowercase) email of a listed file's owner, ``""`` if Drive gave none.
+
+    Drive lists items of a shared drive without ``owners``, and may leave out an owner's
+    ``emailAddress`` the viewer is not allowed to see: then nothing tells who wrote the file,
+    and ``""`` matches no peer. Anything but a list of owner objects also gives ``""``.
+    """
+    owners = file.get("owners")
+    first = owners[0] if isinstance(owners, list) and owners else None
+    email = first.get("emailAddress") if isinstance(first, dict) else None
+    return email.lower() if isinstance(email, str) else ""
 
 
 @dataclass
@@ -52,6 +59,18 @@ class _Folder:
     parent: str | None
     owner: str
     created: str
+
+
+def _folder(file: Mapping[str, Any]) -> _Folder | None:
+    """A listed folder as :class:`FolderTree` keeps it, ``None`` for anything else (a file, or
+    an entry without a usable id or name)."""
+    if file.get("mimeType") != FOLDER_MIME or not is_file_id(file.get("id")):
+        return None
+    name, parents = file.get("name"), file.get("parents")
+    parent = parents[0] if isinstance(parents, list) and parents else None
+    if not isinstance(name, str) or not (parent is None or isinstance(parent, str)):
+        return None
+    return _Folder(name, parent, owner_of(file), str(file.get("createdTime", "")))
 
 
 class FolderTree:
@@ -105,12 +124,9 @@ class FolderTree:
         peers: list[str] = []
         with self._lock:
             for file in files:
-                if file.get("mimeType") != FOLDER_MIME:
+                folder = _folder(file)
+                if folder is None:
                     continue
-                parents = file.get("parents") or [None]
-                folder = _Folder(
-                    file["name"], parents[0], owner_of(file), str(file.get("createdTime", ""))
-                )
                 if file["id"] not in self._folders:
                     self._folders[file["id"]] = folder
                     new += 1
@@ -143,19 +159,25 @@ class FolderTree:
         folder = self._folders[folder_id]
         return (folder.owner != peer.lower(), folder.created, folder_id)
 
-    def _child(self, parent: str, name: str) -> str | None:
+    def _child(self, parent: str, name: str, owners: set[str]) -> str | None:
+        """The oldest known folder ``name`` in ``parent`` owned by one of ``owners``.
+
+        Anyone the peer lets write into its pair folder could add an ``<app>`` folder of its own
+        (older than the peer's, if made first); only the peer's and ours are part of a chain.
+        """
         found = [
             (folder.created, folder_id)
             for folder_id, folder in self._folders.items()
-            if folder.parent == parent and folder.name == name
+            if folder.parent == parent and folder.name == name and folder.owner in owners
         ]
         return min(found)[1] if found else None
 
-    def _chain(self, pair: str, app: str, endpoint: str) -> tuple[str, bool]:
+    def _chain(self, pair: str, peer: str, app: str, endpoint: str) -> tuple[str, bool]:
         """The deepest known folder on ``pair/app/rpc/endpoint`` and whether it is the end."""
+        owners = {peer.lower(), self.me}
         folder = pair
         for name in (app, RPC, endpoint):
-            child = self._child(folder, name)
+            child = self._child(folder, name, owners)
             if child is None:
                 return folder, False
             folder = child
@@ -184,7 +206,7 @@ class FolderTree:
                 if pair is None:
                     missing = True
                     continue
-                folder, complete = self._chain(pair, endpoint.app, endpoint.endpoint)
+                folder, complete = self._chain(pair, endpoint.peer, endpoint.app, endpoint.endpoint)
                 if complete:
                     leaves[folder] = endpoint
                 else:
@@ -210,8 +232,9 @@ class FolderTree:
             if known is not None:
                 return known
             folder, fresh = self._pair_locked(peer)
+            owners = {peer.lower(), self.me}
             for name in (app, RPC, endpoint):
-                folder, fresh = self._subfolder(folder, name, fresh)
+                folder, fresh = self._subfolder(folder, name, fresh, owners)
             with self._lock:
                 self._outboxes[key] = folder
             return folder
@@ -254,7 +277,11 @@ class FolderTree:
         self.api.share(folder, peer, self.share_role, f"sharing {name} with {peer}")
         return folder, fresh
 
-    def _subfolder(self, parent: str, name: str, parent_fresh: bool) -> tuple[str, bool]:
+    def _subfolder(
+        self, parent: str, name: str, parent_fresh: bool, owners: set[str]
+    ) -> tuple[str, bool]:
+        """The folder ``name`` in ``parent`` (ours or the peer's, as in :meth:`_child`),
+        created if there is none."""
         if not parent_fresh:
             what = f"finding the folder {name}"
             found = self.api.search(
@@ -262,8 +289,11 @@ class FolderTree:
                 f"mimeType = '{FOLDER_MIME}' and trashed = false",
                 what,
             ).files
-            if found:
-                return min((f.get("createdTime", ""), f["id"]) for f in found)[1], False
+            usable = [
+                (str(f.get("createdTime", "")), f["id"]) for f in found if owner_of(f) in owners
+            ]
+            if usable:
+                return min(usable)[1], False
         return self.api.create_folder(name, parent, f"creating the folder {name}"), True
 
     def _root_folder(self) -> str:

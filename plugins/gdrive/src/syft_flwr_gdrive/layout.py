@@ -12,15 +12,18 @@
 Our files also carry ``appProperties`` (expiry, status): syft-flwr ignores them, and they let a
 peer skip expired requests and let us find our own leftovers with one indexed query.
 
-Addresses are checked as strictly as a file-system transport checks them, so a run that works
-here works on every transport.
+Addresses are checked with the core's :mod:`syft_flwr.addresses` (as strictly as a file-system
+transport checks them, so a run that works here works on every transport), emails a little more
+strictly. Every name read back from Drive goes through the same checks before it is routed.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, TypeGuard
 
+from syft_flwr import addresses
+from syft_flwr.addresses import check_app, check_endpoint
 from syft_flwr.errors import InvalidAddressError
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "check_app",
     "check_datasite",
     "check_endpoint",
+    "is_file_id",
     "message_name",
     "pair_name",
     "parse_message_name",
@@ -53,62 +57,26 @@ PROP_EXPIRES: Final = "syft_flwr_expires"
 PROP_STATUS: Final = "syft_flwr_status"
 PROP_DETAIL: Final = "syft_flwr_detail"
 
-_MAX_EMAIL = 254
-_MAX_APP = 255
-_SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _MESSAGE_RE = re.compile(r"(?P<id>[A-Za-z0-9_-]{1,128})\.(?P<kind>request|response)")
+_FILE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 def check_datasite(datasite: str) -> str:
-    """Return ``datasite`` if it is an email that is safe inside a folder name.
+    """Return ``datasite`` if :func:`syft_flwr.addresses.check_datasite` accepts it and it has
+    no ``'``, which every Drive query naming its pair folder would have to escape.
 
     :raises InvalidAddressError: otherwise.
     """
-    if not isinstance(datasite, str):
-        raise InvalidAddressError(f"datasite {datasite!r} is not a string")
-    local, at, domain = datasite.partition("@")
-    if (
-        len(datasite) > _MAX_EMAIL
-        or not (at and local and domain)
-        or "@" in domain
-        or any(ch.isspace() or not ch.isprintable() for ch in datasite)
-        or any(bad in datasite for bad in ("/", "\\", "..", "'"))
-    ):
-        raise InvalidAddressError(
-            f"datasite {datasite!r} must be an email (one '@', no whitespace, quotes, "
-            f"path separators or '..', at most {_MAX_EMAIL} characters)"
-        )
+    addresses.check_datasite(datasite)
+    if "'" in datasite:
+        raise InvalidAddressError(f"datasite {datasite!r} must not contain a quote (')")
     return datasite
 
 
-def check_app(app: str) -> str:
-    """Return ``app`` if it is ``/``-separated path-safe segments (``flwr/demo``).
-
-    :raises InvalidAddressError: otherwise.
-    """
-    if (
-        not isinstance(app, str)
-        or not app
-        or len(app) > _MAX_APP
-        or not all(_SEGMENT_RE.fullmatch(segment) for segment in app.split("/"))
-    ):
-        raise InvalidAddressError(
-            f"app {app!r} must be '/'-separated segments of letters, digits, '.', '_' or '-'"
-        )
-    return app
-
-
-def check_endpoint(endpoint: str) -> str:
-    """Return ``endpoint`` if it is one path-safe segment (``messages``).
-
-    :raises InvalidAddressError: otherwise.
-    """
-    if not isinstance(endpoint, str) or not _SEGMENT_RE.fullmatch(endpoint):
-        raise InvalidAddressError(
-            f"endpoint {endpoint!r} must be one segment of letters, digits, '.', '_' or '-'"
-        )
-    return endpoint
+def is_file_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` looks like a Drive file id (safe in a URL path and a log line)."""
+    return isinstance(value, str) and _FILE_ID_RE.fullmatch(value) is not None
 
 
 def pair_name(sender: str, recipient: str) -> str:

@@ -18,7 +18,8 @@ and the chunk protocol are done here:
   (``Content-Range: bytes */total``) and continue from what the server committed; an expired
   session (404/410) starts over.
 - download: ``GET ...?alt=media`` with ``Range: bytes=a-b`` per chunk, 206 answers carrying
-  ``Content-Range: bytes a-b/total``.
+  ``Content-Range: bytes a-b/total``; never past the size the file was listed with, and an
+  answer that disagrees with that size is refused, not trusted.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from googleapiclient.errors import HttpError  # type: ignore[import-untyped]
 
-from syft_flwr_gdrive.errors import DriveError
+from syft_flwr_gdrive.errors import DriveContentError, DriveError
 from syft_flwr_gdrive.retry import Retrier
 from syft_flwr_gdrive.service import DriveService
 
@@ -202,21 +203,28 @@ def _put(
 def download(
     service: DriveService, uri: str, size: int, chunk_size: int, retrier: Retrier, what: str
 ) -> bytes:
-    """Fetch the media at ``uri`` (``...?alt=media``) in ranges of ``chunk_size`` bytes.
+    """Fetch exactly the ``size`` bytes listed for the media at ``uri`` (``...?alt=media``).
+
+    The listed size bounds what is read: every range asked for lies inside it, and an answer
+    with more bytes than asked for, a total other than ``size``, or an end before ``size``
+    bytes raises :class:`DriveContentError` instead of being kept. So a file that grew after it
+    was listed (or was checked against ``max_body_size`` at a false size) is never read whole.
+    ``httplib2`` reads each answer before it can be looked at, so a server that ignores
+    ``Range`` costs the length of one answer once; nothing beyond ``size`` is ever kept.
 
     :param size: the size Drive listed for the file; an empty file needs no request.
     :raises HttpError: 404 when the file is gone (for the caller to handle).
+    :raises DriveContentError: the content disagrees with ``size``.
     :raises DriveError: the download failed for good.
     """
-    if size == 0:
-        return b""
     data = bytearray()
     failures = 0
-    while True:
-        end = len(data) + chunk_size - 1
+    while len(data) < size:
+        start = len(data)
+        end = min(start + chunk_size, size) - 1
         try:
             response, content = service.http().request(
-                uri, method="GET", headers={"Range": f"bytes={len(data)}-{end}"}
+                uri, method="GET", headers={"Range": f"bytes={start}-{end}"}
             )
             _raise_for(response.status, response, content, uri, {200, 206})
         except HttpError as exc:
@@ -230,14 +238,34 @@ def download(
             retrier.backoff(exc, failures, what)
             continue
         failures = 0
-        if response.status == 200:  # the server sent everything at once
-            return bytes(content)
-        match = _CONTENT_RANGE_RE.match(response.get("content-range", ""))
-        if match is None or int(match.group(1)) != len(data):
-            raise DriveError(
-                f"Drive answered a ranged download with {response.get('content-range')!r}"
-            )
-        data += content
-        total = int(match.group(3)) if match.group(3) != "*" else None
-        if total is None or len(data) >= total or not content:
-            return bytes(data)
+        if response.status == 200:  # the server ignored Range and sent everything at once
+            return _whole(content, size)
+        data += _ranged(response, content, start, end, size)
+    return bytes(data)
+
+
+def _whole(content: bytes, size: int) -> bytes:
+    """A ``200`` answer's content, if it is exactly the listed ``size``."""
+    if len(content) != size:
+        raise DriveContentError(
+            f"Drive sent {len(content)} bytes for a file listed with {size} bytes"
+        )
+    return bytes(content)
+
+
+def _ranged(response: Any, content: bytes, start: int, end: int, size: int) -> bytes:
+    """A ``206`` answer's content, if it is a non-empty part of ``start..end`` of a file of
+    ``size`` bytes, beginning at ``start``."""
+    header = response.get("content-range", "")
+    match = _CONTENT_RANGE_RE.match(header)
+    if match is None or int(match.group(1)) != start:
+        raise DriveError(f"Drive answered a ranged download with {header!r}")
+    last, total = int(match.group(2)), match.group(3)
+    if total != "*" and int(total) != size:
+        raise DriveContentError(f"Drive holds {total} bytes of a file listed with {size} bytes")
+    if not content or last > end or len(content) != last - start + 1:
+        raise DriveContentError(
+            f"Drive answered bytes {start}-{end} of a {size}-byte file with {len(content)} "
+            f"bytes as {header!r}"
+        )
+    return content

@@ -15,6 +15,14 @@ or expired. Leftovers of an earlier process are swept at start-up with one index
 
 Nothing is lost under back-pressure: every call retries with bounded backoff (see
 :mod:`~syft_flwr_gdrive.retry`), creates are idempotent, and a poll that fails is repeated.
+
+Everything listed is someone else's: an object named like a message in an inbox is only taken
+for one once :mod:`~syft_flwr_gdrive.listing` checked it (a file with content, owned by the peer,
+with a size and appProperties as we write them); anything else is ignored with one warning
+(:mod:`~syft_flwr_gdrive.ignored`) and never settles a future, so the real reply is still
+collected. A request is screened (:meth:`~syft_flwr.transport.Transport.screen_request`, with the
+owner as sender) and its listed size checked against ``max_body_size`` before it is downloaded;
+a reply larger than that is not a reply; and no download reads past the listed size.
 """
 
 from __future__ import annotations
@@ -27,15 +35,20 @@ import uuid
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar
 
-from syft_flwr.errors import BodyTooLargeError, SyftFlwrError, TransportError
+from syft_flwr.errors import (
+    BodyTooLargeError,
+    RequestRefusedError,
+    SyftFlwrError,
+    TransportError,
+)
 from syft_flwr.transport import (
     Reply,
     ReplyStatus,
     Request,
     RequestHandler,
+    RequestHead,
     Transport,
     TransportCapabilities,
     TransportSettings,
@@ -43,8 +56,9 @@ from syft_flwr.transport import (
 from syft_flwr_gdrive import bodies
 from syft_flwr_gdrive.api import DriveApi
 from syft_flwr_gdrive.auth import load_credentials
-from syft_flwr_gdrive.errors import CredentialsError
-from syft_flwr_gdrive.folders import Endpoint, FolderTree, owner_of
+from syft_flwr_gdrive.errors import CredentialsError, DriveContentError
+from syft_flwr_gdrive.folders import Endpoint, FolderTree
+from syft_flwr_gdrive.ignored import IgnoredFiles
 from syft_flwr_gdrive.layout import (
     FOLDER_MIME,
     KIND_REQUEST,
@@ -58,9 +72,9 @@ from syft_flwr_gdrive.layout import (
     check_datasite,
     check_endpoint,
     message_name,
-    parse_message_name,
     quote,
 )
+from syft_flwr_gdrive.listing import Foreign, MessageFile, classify, expiry
 from syft_flwr_gdrive.options import WIRE_SYFT_FLWR_P2P, GDriveOptions
 from syft_flwr_gdrive.retry import Retrier, RetryPolicy
 from syft_flwr_gdrive.schedule import PollSchedule, PollStats
@@ -74,8 +88,10 @@ _MAX_PARENTS_PER_QUERY = 50
 """Parent clauses per list query; beyond that a poll makes more than one request."""
 _ABSENT_POLLS = 2
 """Listings in a row a request must be missing from before we delete our response to it."""
-_DETAIL_LIMIT = 100
-"""appProperties hold at most 124 bytes of key plus value."""
+_DETAIL_BYTES = 124 - len(PROP_DETAIL)
+"""An appProperties entry holds at most 124 bytes of key plus value (UTF-8)."""
+_MAX_DETAIL = 4096
+"""Longest refusal reason kept from a peer's reply."""
 _CLOSE_TIMEOUT = 10.0
 
 
@@ -113,16 +129,8 @@ class _Cycle:
     """What one poll learnt (filled while holding the lock, acted on without it)."""
 
     present: set[tuple[str, str, str, str]] = field(default_factory=set)
-    replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    replies: list[MessageFile] = field(default_factory=list)
     progress: bool = False
-
-
-def _expiry(file: dict[str, Any]) -> float:
-    raw = (file.get("appProperties") or {}).get(PROP_EXPIRES)
-    try:
-        return float(raw) if raw is not None else math.inf
-    except ValueError:
-        return math.inf
 
 
 class GDriveTransport(Transport):
@@ -166,7 +174,10 @@ class GDriveTransport(Transport):
             discovery_interval=options.discovery_interval,
         )
         self._capabilities = TransportCapabilities(
-            notifies=False, max_body_size=options.max_body_size, persistent=False
+            notifies=False,
+            max_body_size=options.max_body_size,
+            persistent=False,
+            screens_requests=True,
         )
         self.stats = PollStats()
         self._schedule = PollSchedule(options.poll_interval, options.max_poll_interval)
@@ -176,6 +187,7 @@ class GDriveTransport(Transport):
         self._seen: dict[tuple[str, str, str, str], _Seen] = {}
         self._queue: deque[_Delivery] = deque()
         self._doomed: list[tuple[float, str]] = []
+        self._ignored = IgnoredFiles(settings.identity)
         self._running = False
         self._stop_requested = False
         self._closed = False
@@ -185,7 +197,8 @@ class GDriveTransport(Transport):
 
     @property
     def capabilities(self) -> TransportCapabilities:
-        """Polling (Drive cannot notify), not persistent, not encrypted."""
+        """Polling (Drive cannot notify), not persistent, not encrypted by the transport (the
+        core encrypts); requests are screened before their body is downloaded."""
         return self._capabilities
 
     # -- sending side -------------------------------------------------------------------------
@@ -416,8 +429,8 @@ class GDriveTransport(Transport):
             self.stats.folders_listed += len(leaves) + len(partial) + int(discover)
         discovered = self.folders.learn(files)
         cycle = self._sort(files, leaves, served)
-        for future_id, file in cycle.replies:
-            self._fetch_reply(future_id, file)
+        for message in cycle.replies:
+            self._fetch_reply(message)
         if complete:
             self._reconcile(cycle.present)
         with self._cond:
@@ -452,87 +465,102 @@ class GDriveTransport(Transport):
     def _sort(
         self, files: list[dict[str, Any]], leaves: dict[str, Endpoint], served: set[tuple[str, str]]
     ) -> _Cycle:
-        """Match listed message files to futures and handlers."""
+        """Match listed message files to futures and handlers; ignore foreign objects."""
         cycle = _Cycle()
         now = time.time()
         with self._cond:
             for file in sorted(files, key=lambda f: str(f.get("createdTime", ""))):
-                if file.get("mimeType") == FOLDER_MIME:
+                seen = classify(file, leaves)
+                if seen is None or seen.file_id in self._ignored:
                     continue
-                endpoint = leaves.get((file.get("parents") or [""])[0])
-                parsed = parse_message_name(str(file.get("name", "")))
-                if endpoint is None or parsed is None:
-                    continue
-                message_id, kind = parsed
-                if owner_of(file) not in {endpoint.peer.lower(), ""}:
-                    logger.warning(
-                        "%s: ignoring %s in the inbox from %s: it was written by %s",
-                        self.identity,
-                        file.get("name"),
-                        endpoint.peer,
-                        owner_of(file),
-                    )
-                    continue
-                if kind == KIND_RESPONSE:
-                    future = self._futures.get(message_id)
-                    if (
-                        future is not None
-                        and future.reply is None
-                        and future.expires_at > now  # a late answer is ignored: it EXPIRED
-                        and not future.fetching
-                        and (future.peer.lower(), future.app, future.endpoint)
-                        == (endpoint.peer.lower(), endpoint.app, endpoint.endpoint)
-                    ):
-                        future.fetching = True
-                        cycle.replies.append((message_id, file))
-                    continue
-                if (endpoint.app, endpoint.endpoint) not in served:
-                    continue
-                key = (endpoint.peer, endpoint.app, endpoint.endpoint, message_id)
-                cycle.present.add(key)
-                if key in self._seen:
-                    continue
-                expires_at = _expiry(file)
-                self._seen[key] = _Seen(expires_at)
-                if expires_at <= now:
-                    logger.info("%s: skipping expired request %s", self.identity, message_id)
-                    continue
-                created = _created(file)
-                self._queue.append(
-                    _Delivery(key, file["id"], int(file.get("size", 0)), created, expires_at)
-                )
-                cycle.progress = True
+                if isinstance(seen, Foreign):
+                    where = f"{seen.name!r} in the inbox from {seen.endpoint.peer}"
+                    self._ignored.ignore(seen.file_id, where, seen.reason)
+                elif seen.kind == KIND_RESPONSE:
+                    self._match_reply_locked(seen, cycle, now)
+                elif (seen.endpoint.app, seen.endpoint.endpoint) in served:
+                    self._queue_request_locked(seen, cycle, now)
             if cycle.progress:
                 self._cond.notify_all()
         cycle.progress = cycle.progress or bool(cycle.replies)
         return cycle
 
-    def _fetch_reply(self, future_id: str, file: dict[str, Any]) -> None:
+    def _match_reply_locked(self, message: MessageFile, cycle: _Cycle, now: float) -> None:
+        """Fetch ``message`` if it answers a live future of ours, from where it was sent to."""
+        future = self._futures.get(message.message_id)
+        origin = message.endpoint
+        if (
+            future is None
+            or future.reply is not None
+            or future.expires_at <= now  # a late answer is ignored: it EXPIRED
+            or future.fetching
+            or (future.peer.lower(), future.app, future.endpoint)
+            != (origin.peer.lower(), origin.app, origin.endpoint)
+        ):
+            return
+        limit = self._capabilities.max_body_size
+        if limit is not None and message.size > limit:
+            self._ignored.ignore(
+                message.file_id,
+                f"a reply to {message.message_id} from {origin.peer}",
+                f"it is {message.size} bytes, over max_body_size={limit}",
+            )
+            return
+        future.fetching = True
+        cycle.replies.append(message)
+
+    def _queue_request_locked(self, message: MessageFile, cycle: _Cycle, now: float) -> None:
+        """Queue a request not seen before for :meth:`run` (unless it already expired)."""
+        origin = message.endpoint
+        key = (origin.peer, origin.app, origin.endpoint, message.message_id)
+        cycle.present.add(key)
+        if key in self._seen:
+            return
+        self._seen[key] = _Seen(message.expires_at)
+        if message.expires_at <= now:
+            logger.info("%s: skipping expired request %s", self.identity, message.message_id)
+            return
+        self._queue.append(
+            _Delivery(key, message.file_id, message.size, message.created_at, message.expires_at)
+        )
+        cycle.progress = True
+
+    def _fetch_reply(self, message: MessageFile) -> None:
+        future_id = message.message_id
         what = f"fetching the reply to {future_id}"
-        properties = file.get("appProperties") or {}
+        raw = None
         try:
-            raw = self.api.download(file["id"], int(file.get("size", 0)), what)
+            raw = self.api.download(message.file_id, message.size, what)
+        except DriveContentError as exc:
+            self._ignored.ignore(message.file_id, f"a reply to {future_id}", str(exc))
         except SyftFlwrError as exc:
             logger.warning("%s: %s failed, will retry: %s", self.identity, what, exc)
-            raw = None
+        reply = None if raw is None else self._read_reply(message, raw)
         with self._cond:
             future = self._futures.get(future_id)
             if future is None:
                 return
             future.fetching = False
-            if raw is None or time.time() >= future.expires_at:
+            if reply is None or time.time() >= future.expires_at:
                 return
-            if properties.get(PROP_STATUS) == ReplyStatus.REJECTED.value:
-                detail = properties.get(PROP_DETAIL) or raw.decode("utf-8", "replace")
-                future.reply = Reply(future_id, ReplyStatus.REJECTED, detail=detail)
-            else:
-                incoming = bodies.from_drive(raw)
-                if incoming.error is not None:
-                    future.reply = Reply(future_id, ReplyStatus.REJECTED, detail=incoming.error)
-                else:
-                    future.reply = Reply(future_id, ReplyStatus.OK, body=incoming.body)
+            future.reply = reply
             self._cond.notify_all()
         self.reply_arrived(future_id)
+
+    def _read_reply(self, message: MessageFile, raw: bytes) -> Reply | None:
+        """The reply ``raw`` holds, ``None`` if it is a body that is not what it claims."""
+        future_id = message.message_id
+        if message.rejected:
+            detail = raw.decode("utf-8", "replace") if raw else message.detail
+            return Reply(future_id, ReplyStatus.REJECTED, detail=_printable(detail))
+        problem = bodies.defect(raw)
+        if problem is not None:
+            self._ignored.ignore(message.file_id, f"a reply to {future_id}", problem)
+            return None
+        incoming = bodies.from_drive(raw)
+        if incoming.error is not None:
+            return Reply(future_id, ReplyStatus.REJECTED, detail=_printable(incoming.error))
+        return Reply(future_id, ReplyStatus.OK, body=incoming.body)
 
     def _reconcile(self, present: set[tuple[str, str, str, str]]) -> None:
         """Forget requests the sender removed; delete our responses to them."""
@@ -582,7 +610,9 @@ class GDriveTransport(Transport):
             live = {f.file_id for f in self._futures.values()}
             live |= {s.response_id for s in self._seen.values() if s.response_id}
             self._doomed.extend(
-                (0.0, f["id"]) for f in files if _expiry(f) <= now and f["id"] not in live
+                (0.0, f["id"])
+                for f in files
+                if expiry(f.get("appProperties")) <= now and f["id"] not in live
             )
 
     # -- delivering requests --------------------------------------------------------------------
@@ -592,9 +622,18 @@ class GDriveTransport(Transport):
         if time.time() >= delivery.expires_at:  # it waited behind a long handler call
             logger.info("%s: skipping expired request %s", self.identity, request_id)
             return
+        refusal = self._screened(delivery)
+        if refusal is None:
+            refusal = self._oversized(delivery)
+        if refusal is not None:
+            self._respond(delivery, ReplyStatus.REJECTED, b"", refusal)
+            return
         what = f"fetching request {request_id} from {peer}"
         try:
             raw = self.api.download(delivery.file_id, delivery.size, what)
+        except DriveContentError as exc:
+            self._ignored.ignore(delivery.file_id, f"request {request_id} from {peer}", str(exc))
+            return
         except SyftFlwrError as exc:
             logger.error("%s: %s failed: %s", self.identity, what, exc)
             self._unsee(delivery.key)
@@ -623,6 +662,37 @@ class GDriveTransport(Transport):
             answer = bodies.to_protobuf(answer)
         self._respond(delivery, status, answer, detail)
 
+    def _screened(self, delivery: _Delivery) -> str | None:
+        """The screen's reason to refuse a request, asked before its body is downloaded.
+
+        The sender is the peer whose pair folder the file is in, which
+        :func:`~syft_flwr_gdrive.listing.classify` checked is also the file's owner. The
+        screen logs its own decisions; one that fails refuses (a broken policy admits nobody).
+        """
+        peer, app, endpoint, request_id = delivery.key
+        head = RequestHead(request_id, peer, self.identity, app, endpoint, delivery.size)
+        try:
+            reason = self.screen_request(head)
+        except Exception as exc:
+            logger.exception("%s: the request screen raised on %s", self.identity, request_id)
+            return f"the request screen raised {type(exc).__name__}: {exc}"
+        if reason is not None:
+            logger.debug("%s: screened out request %s from %s", self.identity, request_id, peer)
+        return reason
+
+    def _oversized(self, delivery: _Delivery) -> str | None:
+        """Why a request is too large to download, judged by its listed size."""
+        limit = self._capabilities.max_body_size
+        if limit is None or delivery.size <= limit:
+            return None
+        peer, _, _, request_id = delivery.key
+        reason = (
+            f"request body of {delivery.size} bytes exceeds the gdrive transport's "
+            f"max_body_size of {limit} bytes"
+        )
+        logger.info("%s: refusing request %s from %s: %s", self.identity, request_id, peer, reason)
+        return reason
+
     def _unsee(self, key: tuple[str, str, str, str]) -> None:
         with self._cond:
             self._seen.pop(key, None)
@@ -632,6 +702,15 @@ class GDriveTransport(Transport):
     ) -> tuple[ReplyStatus | None, bytes, str]:
         try:
             body = handler(request)
+        except RequestRefusedError as exc:  # an outcome, not a fault: no traceback
+            logger.info(
+                "%s: refused request %s from %s: %s",
+                self.identity,
+                request.id,
+                request.sender,
+                exc,
+            )
+            return ReplyStatus.REJECTED, b"", str(exc)
         except Exception as exc:
             logger.exception(
                 "%s: handler for %s/%s raised on request %s from %s",
@@ -655,7 +734,7 @@ class GDriveTransport(Transport):
         properties = {MARKER[0]: MARKER[1], PROP_EXPIRES: repr(delivery.expires_at)}
         if status is ReplyStatus.REJECTED:
             properties[PROP_STATUS] = status.value
-            properties[PROP_DETAIL] = detail[:_DETAIL_LIMIT]
+            properties[PROP_DETAIL] = _clip_utf8(detail, _DETAIL_BYTES)
             body = detail.encode("utf-8")
         what = f"answering request {request_id} from {peer}"
         try:
@@ -691,9 +770,11 @@ class GDriveTransport(Transport):
             self._verified = True
 
 
-def _created(file: dict[str, Any]) -> float:
-    raw = str(file.get("createdTime", ""))
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return time.time()
+def _clip_utf8(text: str, limit: int) -> str:
+    """The longest start of ``text`` whose UTF-8 form fits in ``limit`` bytes."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def _printable(text: str) -> str:
+    """A peer's reason, safe for a log line: bounded, control characters replaced."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text[:_MAX_DETAIL])

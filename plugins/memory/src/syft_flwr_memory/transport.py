@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from syft_flwr.addresses import check_app, check_datasite, check_endpoint
-from syft_flwr.errors import BodyTooLargeError, ConfigError, TransportError
+from syft_flwr.errors import BodyTooLargeError, ConfigError, RequestRefusedError, TransportError
 from syft_flwr.transport import (
     Reply,
     ReplyStatus,
     Request,
     RequestHandler,
+    RequestHead,
     Transport,
     TransportCapabilities,
     TransportSettings,
@@ -61,6 +62,7 @@ class MemoryTransport(Transport):
             max_body_size=_max_body_size(options),
             persistent=False,
             in_process_only=True,
+            screens_requests=True,
         )
         self._network = network if network is not None else MemoryNetwork.named(_name(options))
         plan = _fault_plan(options)
@@ -205,13 +207,31 @@ class MemoryTransport(Transport):
                 f"at {self.identity}",
             )
         else:
-            reply = self._call(handler, request)
+            refusal = self.screen_request(
+                RequestHead(
+                    request.id,
+                    request.sender,
+                    request.recipient,
+                    request.app,
+                    request.endpoint,
+                    len(request.body),
+                )
+            )
+            if refusal is not None:
+                reply = Reply(request.id, ReplyStatus.REJECTED, detail=refusal)
+            else:
+                reply = self._call(handler, request)
         if reply is not None:
             self._network.settle(request.sender, request.id, reply)
 
     def _call(self, handler: RequestHandler, request: Request) -> Reply | None:
         try:
             body = handler(request)
+        except RequestRefusedError as exc:
+            logger.info(
+                "%s: refused request %s from %s: %s", self.identity, request.id, request.sender, exc
+            )
+            return Reply(request.id, ReplyStatus.REJECTED, detail=str(exc))
         except Exception as exc:
             logger.exception(
                 "%s: handler for %s/%s raised on request %s from %s",

@@ -17,14 +17,18 @@ subfolder from loosening the rules: a sender can never escalate by writing an AC
 its own folder (ACL files need admin rights anyway, but the rule is then explicit).
 
 Only the owner of a datasite may write its ACL files, so a transport writes this file only in
-its own datasite, when it starts serving an app.
+its own datasite, when it starts serving an app. It is read and written through
+:class:`~syft_flwr_syftbox.safe_fs.SafeRoot`, like every file below the datasites folder: a
+symlinked folder on the way is refused, and a symlink or FIFO in the file's place is replaced,
+never followed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from syft_flwr_syftbox.atomic import write_atomic
+from syft_flwr.errors import UnsafeFileError
+from syft_flwr_syftbox.safe_fs import SafeRoot
 
 __all__ = ["ACL_FILE", "RPC_ACL", "ensure_rpc_acl"]
 
@@ -53,18 +57,29 @@ rules:
 """
 
 
-def ensure_rpc_acl(rpc_dir: Path, *, fsync: bool = True) -> bool:
+def ensure_rpc_acl(files: SafeRoot, rpc_dir: Path, *, fsync: bool = True) -> bool:
     """Write :data:`RPC_ACL` into ``rpc_dir`` unless it is already there; True if written.
 
     The file is rewritten only when its content differs, so starting a client does not make
     the SyftBox client upload an unchanged ACL file again.
+
+    :raises UnsafeFileError: a folder on the way to ``rpc_dir`` is a symlink or not a folder.
+    :raises OSError: the folder cannot be created or written.
     """
     path = rpc_dir / ACL_FILE
-    try:
-        if path.read_text(encoding="utf-8") == RPC_ACL:
-            return False
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    rpc_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, [RPC_ACL.encode("utf-8")], replace=True, fsync=fsync)
+    if _current(files, path) == RPC_ACL:
+        return False
+    files.write_atomic(path, [RPC_ACL.encode("utf-8")], replace=True, fsync=fsync, create=True)
     return True
+
+
+def _current(files: SafeRoot, path: Path) -> str | None:
+    """The ACL file's text (read no further than the expected size), or ``None`` if there is
+    no regular file: a symlink or FIFO in its place is replaced by the write, and a symlinked
+    folder on the way makes the write fail."""
+    expected = len(RPC_ACL.encode("utf-8"))
+    try:
+        with files.open_file(path) as (handle, _):
+            return handle.read(expected + 1).decode("utf-8")
+    except (FileNotFoundError, UnsafeFileError, UnicodeDecodeError):
+        return None

@@ -21,6 +21,12 @@ reply, and it would cost a second flush per file.
 
 Bodies are written with ``os.writev`` straight from the caller's buffers, so a 100 MiB model
 is never joined into one more copy.
+
+Every step (create the temp file, link or rename it, remove it) is relative to a descriptor of
+the folder (:func:`write_atomic_at`): a folder that a peer swaps for a symlink after it was
+opened cannot redirect the write. :class:`~syft_flwr_syftbox.safe_fs.SafeRoot` opens that
+descriptor without following symlinks; :func:`write_atomic` takes a path as given, for folders
+no peer writes.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["TEMP_MARKER", "is_temp_name", "temp_name", "write_atomic"]
+__all__ = ["TEMP_MARKER", "Frame", "is_temp_name", "temp_name", "write_atomic", "write_atomic_at"]
 
 TEMP_MARKER = ".syft.tmp."
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
@@ -55,16 +61,33 @@ def is_temp_name(name: str) -> bool:
 def write_atomic(
     path: Path, frames: Iterable[Frame], *, replace: bool = False, fsync: bool = True
 ) -> None:
-    """Write the concatenation of ``frames`` to ``path`` atomically.
+    """Write the concatenation of ``frames`` to ``path`` atomically (see :func:`write_atomic_at`).
 
-    :param replace: overwrite an existing file (``rename``); otherwise the call fails with
-        ``FileExistsError`` when ``path`` exists and leaves it untouched.
-    :param fsync: flush the data to disk before the final name appears.
     :raises FileExistsError: ``path`` exists and ``replace`` is false.
     :raises OSError: the folder is missing or not writable, the disk is full, ...
     """
-    tmp = path.with_name(temp_name(path.name))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        write_atomic_at(dir_fd, path.name, frames, replace=replace, fsync=fsync)
+    finally:
+        os.close(dir_fd)
+
+
+def write_atomic_at(
+    dir_fd: int, name: str, frames: Iterable[Frame], *, replace: bool = False, fsync: bool = True
+) -> None:
+    """Write the concatenation of ``frames`` atomically as ``name`` in the folder ``dir_fd``.
+
+    :param replace: overwrite an existing name (``rename``; a symlink there is replaced, not
+        followed); otherwise the call fails with ``FileExistsError`` when anything is at
+        ``name`` and leaves it untouched.
+    :param fsync: flush the data to disk before the final name appears.
+    :raises FileExistsError: ``name`` exists and ``replace`` is false.
+    :raises OSError: the folder is not writable, the disk is full, ...
+    """
+    tmp = temp_name(name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
     try:
         try:
             _write_all(fd, [memoryview(frame).cast("B") for frame in frames])
@@ -73,22 +96,30 @@ def write_atomic(
         finally:
             os.close(fd)
         if replace:
-            os.replace(tmp, path)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         else:
-            _publish_new(tmp, path)
+            _publish_new(dir_fd, tmp, name)
     finally:
-        _unlink_quietly(tmp)
+        _unlink_quietly(dir_fd, tmp)
 
 
-def _publish_new(tmp: Path, path: Path) -> None:
+def _publish_new(dir_fd: int, tmp: str, name: str) -> None:
     try:
-        os.link(tmp, path)
+        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
     except OSError as exc:
         if exc.errno not in _NO_LINK:
             raise
-        if path.exists():
-            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from exc
-        os.rename(tmp, path)
+        if _exists(dir_fd, name):
+            raise FileExistsError(errno.EEXIST, "file exists", name) from exc
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _write_all(fd: int, views: Sequence[memoryview]) -> None:
@@ -106,6 +137,6 @@ def _write_all(fd: int, views: Sequence[memoryview]) -> None:
                 written = 0
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(dir_fd: int, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)

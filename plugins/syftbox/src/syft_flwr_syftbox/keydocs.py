@@ -7,20 +7,23 @@ server lets other datasites download it. A ``did.json`` that syft-crypto wrote f
 identity key is never replaced: that identity is adopted instead (``syft-flwr keys init
 --import-syft-crypto``, :mod:`syft_flwr.crypto.syft_crypto_keys`). Fetching returns the bytes
 as found: trust comes from the signatures the core checks, and from the fact that only the
-owner can write its datasite.
+owner can write its datasite. Like every file below the datasites folder, key documents are read
+and written through :class:`~syft_flwr_syftbox.safe_fs.SafeRoot`: a ``did.json`` that is a
+symlink, a FIFO or a folder, or sits in a symlinked folder, is no key document.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 from syft_flwr.crypto.syft_crypto_keys import check_replaceable
+from syft_flwr.errors import UnsafeFileError
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.transport import Transport
 from syft_flwr_syftbox.acl import ACL_FILE
 from syft_flwr_syftbox.addresses import check_datasite
-from syft_flwr_syftbox.atomic import write_atomic
 from syft_flwr_syftbox.transport import SyftBoxTransport
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "syft_flwr_fetch_key_document",
     "syft_flwr_publish_key_document",
 ]
+
+logger = logging.getLogger(__name__)
 
 PUBLIC_ACL = """\
 # Written by syft-flwr-syftbox: the public folder (key documents) is readable by everyone.
@@ -43,7 +48,7 @@ rules:
 
 def did_path(transport: SyftBoxTransport, datasite: str) -> Path:
     """Where ``datasite`` publishes its key document, as syft-crypto's ``did_path``."""
-    return transport.options.datasites / check_datasite(datasite) / "public" / "did.json"
+    return transport.layout.datasites / check_datasite(datasite) / "public" / "did.json"
 
 
 @hookimpl
@@ -53,22 +58,21 @@ def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> boo
     :raises SyftCryptoIdentityError: the file is another identity's syft-crypto document
         (a syft-flwr 0.5.x datasite's): adopt it with ``syft-flwr keys init
         --import-syft-crypto`` rather than replace it.
+    :raises UnsafeFileError: ``did.json`` or a folder on the way is a symlink (or the file
+        is a FIFO or a folder).
     """
     if not isinstance(transport, SyftBoxTransport):
         return None
     path = did_path(transport, transport.identity)
-    try:
-        existing: bytes | None = path.read_bytes()
-    except FileNotFoundError:
-        existing = None
-    check_replaceable(existing, document, transport.identity, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_replaceable(_read(transport, path), document, transport.identity, str(path))
+    fsync = transport.options.fsync
+    transport.fs.makedirs(path.parent)
     acl = path.parent / ACL_FILE
-    if not acl.exists():
+    if not transport.fs.exists(acl):
         # written concurrently by another process: keep theirs
         with contextlib.suppress(FileExistsError):
-            write_atomic(acl, [PUBLIC_ACL.encode()], fsync=transport.options.fsync)
-    write_atomic(path, [document], replace=True, fsync=transport.options.fsync)
+            transport.fs.write_atomic(acl, [PUBLIC_ACL.encode()], fsync=fsync)
+    transport.fs.write_atomic(path, [document], replace=True, fsync=fsync)
     return True
 
 
@@ -77,7 +81,21 @@ def syft_flwr_fetch_key_document(transport: Transport, datasite: str) -> bytes |
     """The bytes of ``datasite``'s ``public/did.json``, or ``None`` if it has none yet."""
     if not isinstance(transport, SyftBoxTransport):
         return None
+    path = did_path(transport, datasite)
     try:
-        return did_path(transport, datasite).read_bytes()
+        return _read(transport, path)
+    except UnsafeFileError as exc:
+        logger.warning("%s has no usable key document: %s", datasite, exc)
+        return None
+
+
+def _read(transport: SyftBoxTransport, path: Path) -> bytes | None:
+    """The bytes of a regular file below the datasites folder, or ``None`` if there is none.
+
+    :raises UnsafeFileError: the path is a symlink, FIFO or folder, or below a symlink.
+    """
+    try:
+        with transport.fs.open_file(path) as (handle, _):
+            return handle.read()
     except FileNotFoundError:
         return None

@@ -25,7 +25,7 @@ from syft_flwr.transport import ReplyStatus
 from syft_flwr_syftbox.layout import FileKind
 from syft_flwr_syftbox.rpcfile import IncompleteFileError, RpcFile, WireFormat
 
-__all__ = ["MAGIC", "VERSION", "decode", "encode"]
+__all__ = ["MAGIC", "VERSION", "decode", "decode_head", "encode", "max_file_size"]
 
 MAGIC: Final = b"SFRF"
 VERSION: Final = 1
@@ -59,13 +59,38 @@ def encode(rpc: RpcFile) -> list[bytes | memoryview]:
     return [prefix + packed, body]
 
 
+def max_file_size(max_body_size: int) -> int:
+    """The largest native file that can carry a body of ``max_body_size`` bytes."""
+    return _PREFIX.size + _MAX_HEADER + max_body_size
+
+
 def decode(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int) -> RpcFile:
     """Decode a native file of ``size`` bytes from ``handle`` (positioned at its start).
+
+    The body is read only once its declared length has been checked against
+    ``max_body_size`` and against ``size`` (a file's real size, from ``fstat``).
 
     :raises IncompleteFileError: fewer bytes than the prefix declares.
     :raises BodyTooLargeError: the declared body exceeds ``max_body_size``.
     :raises WireFormatError: anything else malformed, or a file of the other kind.
     """
+    header, body_length = _head(handle, size, kind, max_body_size)
+    body = handle.read(body_length)
+    if len(body) != body_length:
+        raise IncompleteFileError("native file was truncated while being read")
+    return _rpc(header, kind, body)
+
+
+def decode_head(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int) -> RpcFile:
+    """Like :func:`decode`, with every check, but without reading the body (left empty)."""
+    header, _ = _head(handle, size, kind, max_body_size)
+    return _rpc(header, kind, b"")
+
+
+def _head(
+    handle: BinaryIO, size: int, kind: FileKind, max_body_size: int
+) -> tuple[dict[str, Any], int]:
+    """The header and the declared body length, checked against the limit and ``size``."""
     if size < _PREFIX.size:
         raise IncompleteFileError(f"native file of {size} bytes is shorter than its prefix")
     magic, version, kind_code, header_length, body_length = _PREFIX.unpack(
@@ -88,10 +113,10 @@ def decode(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int) -> R
         raise IncompleteFileError(f"native file has {size} of its {expected} bytes")
     if size > expected:
         raise WireFormatError(f"native file has {size - expected} bytes after its body")
-    header = _unpack(handle.read(header_length), kind)
-    body = handle.read(body_length)
-    if len(body) != body_length:
-        raise IncompleteFileError("native file was truncated while being read")
+    return _unpack(handle.read(header_length), kind), body_length
+
+
+def _rpc(header: dict[str, Any], kind: FileKind, body: bytes) -> RpcFile:
     status = ReplyStatus.OK
     if kind is FileKind.RESPONSE:
         status = _STATUSES[header["status"]]

@@ -17,36 +17,59 @@ answered beside it in the format it came in. Expired requests get an expiry repl
 Every wait is event-driven; the only timer is the watcher's sweep (``poll_interval``), which
 catches missed events and drives cleanup of stale files and futures every
 ``cleanup_interval``.
+
+Nothing a peer can place in the folder crashes, blocks or redirects the transport: every path
+below the datasites folder is reached through :mod:`~syft_flwr_syftbox.safe_fs` (no symlink
+followed, no folder written through a symlink, only regular files opened, FIFOs never waited
+on), and each hostile object is skipped and reported once. Before a byte of a request is read,
+its head (the sender folder and the file's size) goes through :meth:`Transport.screen_request`
+and the size limit, so a refused or oversized file is answered without being read. An object
+at a reply slot that is not the expected reply (a folder, a symlink, a replayed reply to
+another request) is ignored by the sender, which keeps waiting, and replaced by the real reply
+when the recipient answers.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import stat
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
-from syft_flwr.errors import BodyTooLargeError, TransportError, WireFormatError
+from syft_flwr.errors import (
+    BodyTooLargeError,
+    RequestRefusedError,
+    TransportError,
+    UnsafeFileError,
+    WireFormatError,
+)
 from syft_flwr.node_ids import normalise_email
 from syft_flwr.transport import (
     Reply,
     ReplyStatus,
     Request,
     RequestHandler,
+    RequestHead,
     Transport,
     TransportCapabilities,
     TransportSettings,
 )
 from syft_flwr_syftbox.acl import ensure_rpc_acl
 from syft_flwr_syftbox.addresses import check_app, check_datasite, check_endpoint
-from syft_flwr_syftbox.atomic import is_temp_name, write_atomic
-from syft_flwr_syftbox.files import encode_rpc_file, read_rpc_file
+from syft_flwr_syftbox.atomic import Frame, is_temp_name
+from syft_flwr_syftbox.files import (
+    decode_rpc_file,
+    decode_rpc_head,
+    encode_rpc_file,
+    sniff_format,
+)
 from syft_flwr_syftbox.flower_bridge import envelope_to_protobuf, is_envelope, to_envelope
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.options import SyftBoxOptions
@@ -56,6 +79,7 @@ from syft_flwr_syftbox.rpcfile import (
     WireFormat,
     default_status_code,
 )
+from syft_flwr_syftbox.safe_fs import Entry, FirstTime, SafeRoot, describe
 from syft_flwr_syftbox.store import FutureRecord, StateStore
 from syft_flwr_syftbox.watcher import FolderWatcher
 
@@ -65,6 +89,8 @@ logger = logging.getLogger(__name__)
 
 _Body = bytes | bytearray | memoryview
 _CLOSE_WAIT = 30.0
+_SLOT_ATTEMPTS = 5
+"""How often a reply slot taken by a folder is cleared before the reply is given up."""
 
 
 class SyftBoxTransport(Transport):
@@ -89,13 +115,17 @@ class SyftBoxTransport(Transport):
         super().__init__(settings)
         check_datasite(settings.identity)
         self.options = SyftBoxOptions.resolve(settings, environ)
-        self.layout = Layout(self.options.datasites)
+        datasites = _resolved(self.options.datasites)
+        self.layout = Layout(datasites)
+        self.fs = SafeRoot(datasites)
+        """Every file operation below the datasites folder (never following a symlink)."""
         self._me = normalise_email(settings.identity)
         self._capabilities = TransportCapabilities(
             notifies=True,
             max_body_size=self.options.max_body_size,
             persistent=True,
             encrypted=False,
+            screens_requests=True,
         )
         self._store = StateStore(self.options.state_dir(settings.identity) / "state.sqlite3")
         self._cond = threading.Condition()
@@ -110,16 +140,18 @@ class SyftBoxTransport(Transport):
         self._queued: set[Path] = set()
         self._handled: dict[tuple[str, str], float] = {}
         self._unreadable: dict[Path, tuple[int, int]] = {}  # (size, mtime_ns) when it failed
+        self._reported = FirstTime()  # hostile objects and foreign replies already warned of
         self._running = False
         self._run_thread: threading.Thread | None = None
         self._stop_requested = False
         self._closed = False
         self._next_cleanup = 0.0
-        self._watcher = FolderWatcher.attach(self.options.datasites, self)
+        self._watcher = FolderWatcher.attach(datasites, self)
 
     @property
     def capabilities(self) -> TransportCapabilities:
-        """Notifying, persistent, not (yet) encrypted; ``max_body_size`` from the options."""
+        """Notifying, persistent, screening, not (yet) encrypted; ``max_body_size`` from the
+        options."""
         return self._capabilities
 
     @property
@@ -176,9 +208,8 @@ class SyftBoxTransport(Transport):
                 self._pending.pop(future_id, None)
             raise
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, encode_rpc_file(rpc), fsync=self.options.fsync)
-        except OSError as exc:
+            self.fs.write_atomic(path, encode_rpc_file(rpc), fsync=self.options.fsync, create=True)
+        except (OSError, UnsafeFileError) as exc:
             with self._cond:
                 self._pending.pop(future_id, None)
             self._store.delete_future(future_id)
@@ -210,21 +241,48 @@ class SyftBoxTransport(Transport):
         return reply
 
     def _poll_files(self, record: FutureRecord, expired: Reply, now: float) -> Reply | None:
-        future_id = record.id
+        """The reply file's answer; anything that is not the reply to ``record`` is waited past.
+
+        A folder, symlink, FIFO or unreadable object at the reply slot, or a reply naming
+        another request or sender (a replayed or forged file), is reported once per future
+        and then treated as no reply yet: the real reply replaces it, or the future expires.
+        """
         path = self._path(record, FileKind.RESPONSE)
+        waiting = expired if now >= record.expires else None
         try:
-            if path.stat().st_mtime > record.expires:
-                return expired  # the answer arrived too late: it is ignored
-            rpc = read_rpc_file(path, FileKind.RESPONSE, self.options.max_body_size)
+            with self.fs.open_file(path) as (handle, info):
+                if info.st_mtime > record.expires:
+                    return expired  # the answer arrived too late: it is ignored
+                rpc = decode_rpc_file(
+                    handle, info.st_size, path.name, FileKind.RESPONSE, self.options.max_body_size
+                )
         except FileNotFoundError:
-            return expired if now >= record.expires else None
+            return waiting
         except BodyTooLargeError as exc:
-            return Reply(future_id, ReplyStatus.REJECTED, detail=f"reply refused: {exc}")
+            return Reply(record.id, ReplyStatus.REJECTED, detail=f"reply refused: {exc}")
+        except IncompleteFileError as exc:
+            logger.debug("reply to %s is not complete yet: %s", record.id, exc)
+            return waiting
         except WireFormatError as exc:
-            level = logging.DEBUG if isinstance(exc, IncompleteFileError) else logging.INFO
-            logger.log(level, "reply to %s is not readable yet: %s", future_id, exc)
-            return expired if now >= record.expires else None
+            logger.info("reply to %s is not readable yet: %s", record.id, exc)
+            return waiting
+        except (UnsafeFileError, OSError) as exc:
+            self._report_foreign_reply(record, path, str(exc))
+            return waiting
+        problem = _foreign_reply(rpc, record)
+        if problem is not None:
+            self._report_foreign_reply(record, path, problem)
+            return waiting
         return self._reply(record, rpc)
+
+    def _report_foreign_reply(self, record: FutureRecord, path: Path, problem: str) -> None:
+        self._warn_once(
+            ("reply", record.id),
+            "%s is not the reply to request %s (%s); ignored, still waiting",
+            path,
+            record.id,
+            problem,
+        )
 
     def forget(self, future_id: str) -> None:
         """Drop a future: its files go now if answered or expired, else once that happens.
@@ -239,7 +297,7 @@ class SyftBoxTransport(Transport):
         with self._cond:
             self._pending.pop(future_id, None)
             self._settled_expired.discard(future_id)
-        if self._path(record, FileKind.RESPONSE).exists() or time.time() >= record.expires:
+        if self._settled(record, time.time()):
             self._discard(record)
             return
         self._store.forget_future(future_id)
@@ -262,11 +320,10 @@ class SyftBoxTransport(Transport):
         if not callable(handler):
             raise TypeError(f"handler {handler!r} is not callable")
         try:
-            ensure_rpc_acl(self.layout.rpc_dir(self.identity, app), fsync=self.options.fsync)
-            self.layout.endpoint_dir(self.identity, app, endpoint).mkdir(
-                parents=True, exist_ok=True
-            )
-        except OSError as exc:
+            rpc_dir = self.layout.rpc_dir(self.identity, app)
+            ensure_rpc_acl(self.fs, rpc_dir, fsync=self.options.fsync)
+            self.fs.makedirs(self.layout.endpoint_dir(self.identity, app, endpoint))
+        except (OSError, UnsafeFileError) as exc:
             raise TransportError(f"cannot prepare {app}/{endpoint} for serving: {exc}") from exc
         with self._cond:
             if self._closed:
@@ -297,7 +354,7 @@ class SyftBoxTransport(Transport):
                         return
                     path = self._inbox.popleft()
                     self._queued.discard(path)
-                self._serve_file(path)
+                self._serve_guarded(path)
         finally:
             with self._cond:
                 self._running = False
@@ -341,7 +398,7 @@ class SyftBoxTransport(Transport):
             forgotten = self._forgotten.get(location.id)
         if wanted:
             self.reply_arrived(location.id)
-        elif forgotten is not None:
+        elif forgotten is not None and self._settled(forgotten, time.time()):
             self._discard(forgotten)
 
     def sweep(self) -> None:
@@ -354,10 +411,10 @@ class SyftBoxTransport(Transport):
             serving = bool(self._handlers)
         now = time.time()
         for record in pending:
-            if now >= record.expires or self._path(record, FileKind.RESPONSE).exists():
+            if now >= record.expires or self.fs.exists(self._path(record, FileKind.RESPONSE)):
                 self.reply_arrived(record.id)
         for record in forgotten:
-            if now >= record.expires or self._path(record, FileKind.RESPONSE).exists():
+            if self._settled(record, now):
                 self._discard(record)
         if serving:
             self._scan_requests()
@@ -390,18 +447,6 @@ class SyftBoxTransport(Transport):
         return self.layout.file(location)
 
     def _reply(self, record: FutureRecord, rpc: RpcFile) -> Reply:
-        if rpc.id != record.id or normalise_email(rpc.sender) != normalise_email(record.recipient):
-            logger.warning(
-                "reply file for %s claims id %s from %s; expected %s from %s",
-                record.id,
-                rpc.id,
-                rpc.sender,
-                record.id,
-                record.recipient,
-            )
-            return Reply(
-                record.id, ReplyStatus.REJECTED, detail="the reply file names another request"
-            )
         if rpc.status is not ReplyStatus.OK:
             return Reply(record.id, rpc.status, detail=rpc.detail)
         body = rpc.body
@@ -418,10 +463,33 @@ class SyftBoxTransport(Transport):
                 return Reply(record.id, ReplyStatus.REJECTED, detail=f"unusable reply: {exc}")
         return Reply(record.id, ReplyStatus.OK, body=body)
 
+    def _settled(self, record: FutureRecord, now: float) -> bool:
+        """Whether a future is done with: expired, or answered by its recipient.
+
+        Only the recipient's own reply counts (its head is read, never a native body): an
+        empty file, a folder or a replayed reply at the slot must not make a forgotten
+        request (the stop signal) be removed before its recipient has read it.
+        """
+        if now >= record.expires:
+            return True
+        path = self._path(record, FileKind.RESPONSE)
+        try:
+            with self.fs.open_file(path) as (handle, info):
+                rpc = decode_rpc_head(
+                    handle, info.st_size, path.name, FileKind.RESPONSE, self.options.max_body_size
+                )
+        except (OSError, UnsafeFileError, WireFormatError, BodyTooLargeError):
+            return False
+        return _foreign_reply(rpc, record) is None
+
     def _discard(self, record: FutureRecord) -> None:
-        """Remove a future's files and row (answered, expired, or forgotten and done)."""
-        for kind in FileKind:
-            _unlink(self._path(record, kind))
+        """Remove a future's files and row (answered, expired, or forgotten and done).
+
+        The reply goes first: a request that is gone always means a finished exchange.
+        """
+        for kind in (FileKind.RESPONSE, FileKind.REQUEST):
+            self._unlink(self._path(record, kind))
+        self._reported.forget(("reply", record.id))
         with self._cond:
             self._pending.pop(record.id, None)
             self._forgotten.pop(record.id, None)
@@ -445,13 +513,52 @@ class SyftBoxTransport(Transport):
         with self._cond:
             endpoints = list(self._handlers)
         for app, endpoint in endpoints:
-            folder = self.layout.endpoint_dir(self.identity, app, endpoint)
-            for path in _files(folder):
+            for path in self._files(self.layout.endpoint_dir(self.identity, app, endpoint)):
                 if not path.name.endswith(FileKind.REQUEST.value) or not self._changed(path):
                     continue
                 location = self.layout.parse(path)
                 if location is not None:
                     self._enqueue(path, location)
+
+    def _files(self, folder: Path) -> list[Path]:
+        """Regular files one level below each sender folder of an endpoint folder.
+
+        Nothing is followed: a symlinked sender folder is not descended into, and a symlink,
+        FIFO or folder named like a request is not listed; both are reported once. (What sits
+        at a reply slot is dealt with when the request is answered.)
+        """
+        files: list[Path] = []
+        for sender in self._entries(folder):
+            if sender.is_symlink:
+                self._report_unsafe(sender.refusal(folder=True))
+            if not sender.is_folder:
+                continue
+            for entry in self._entries(sender.path):
+                if entry.is_file:
+                    files.append(entry.path)
+                elif entry.path.name.endswith(FileKind.REQUEST.value):
+                    self._report_unsafe(entry.refusal(folder=False))
+        return files
+
+    def _entries(self, folder: Path) -> list[Entry]:
+        try:
+            return self.fs.entries(folder)
+        except FileNotFoundError:
+            pass
+        except UnsafeFileError as exc:
+            self._report_unsafe(exc)
+        except OSError as exc:  # e.g. a folder synced without read permission
+            self._warn_once(("list", folder), "cannot list %s: %s", folder, exc)
+        return []
+
+    def _report_unsafe(self, exc: UnsafeFileError) -> None:
+        self._warn_once(str(exc), "skipped: %s", exc)
+
+    def _warn_once(self, key: Hashable, message: str, *args: object) -> None:
+        """Warn the first time ``key`` is met: the sweep meets the same hostile objects every
+        poll interval, and one warning per object is enough."""
+        if self._reported(key):
+            logger.warning("%s: " + message, self.identity, *args)
 
     def _changed(self, path: Path) -> bool:
         """False for a file that failed to parse and has not changed since."""
@@ -460,12 +567,21 @@ class SyftBoxTransport(Transport):
         if seen is None:
             return True
         try:
-            stat = path.stat()
-        except FileNotFoundError:
+            info = self.fs.lstat(path)
+        except (OSError, UnsafeFileError):
             with self._cond:
                 self._unreadable.pop(path, None)
             return False
-        return (stat.st_size, stat.st_mtime_ns) != seen
+        return (info.st_size, info.st_mtime_ns) != seen
+
+    def _serve_guarded(self, path: Path) -> None:
+        """:meth:`_serve_file`, but a failure (a bug, an unforeseen filesystem error) is
+        logged once per path instead of ending :meth:`run` for every other request."""
+        try:
+            self._serve_file(path)
+        except Exception:
+            if self._reported(("serve", path)):
+                logger.exception("%s: serving %s failed; serving goes on", self.identity, path)
 
     def _serve_file(self, path: Path) -> None:
         location = self.layout.parse(path)
@@ -477,20 +593,13 @@ class SyftBoxTransport(Transport):
             handled = key in self._handled
         if handler is None or handled:
             return
-        if path.with_suffix(FileKind.RESPONSE.value).exists():
+        if self._answered(path, location):
             with self._cond:
                 # answered by an earlier instance; remembered until cleanup
                 self._handled[key] = time.time() + self.options.stale_after
             return
-        try:
-            rpc = read_rpc_file(path, FileKind.REQUEST, self.options.max_body_size)
-        except FileNotFoundError:
-            return
-        except BodyTooLargeError as exc:
-            self._refuse(path, location, None, f"request refused: {exc}", code=413)
-            return
-        except WireFormatError as exc:
-            self._note_unreadable(path, location, exc)
+        rpc = self._read_request(path, location)
+        if rpc is None:
             return
         with self._cond:
             self._unreadable.pop(path, None)
@@ -514,6 +623,74 @@ class SyftBoxTransport(Transport):
             self._answer(path, location, rpc, ReplyStatus.EXPIRED, detail="Request expired")
             return
         self._deliver(path, location, rpc, handler)
+
+    def _read_request(self, path: Path, location: RpcLocation) -> RpcFile | None:
+        """The request at ``path``, or ``None`` when it is refused (and answered so), unsafe
+        (reported) or unreadable (noted, retried when it changes).
+
+        The screen and the size limit see the size ``fstat`` gives before a byte is read; a
+        refusal reads only the first byte, to answer in the request's format.
+        """
+        try:
+            with self.fs.open_file(path) as (handle, info):
+                reason = self._screened(location, info.st_size)
+                if reason is not None:
+                    refusal = (reason, 403)
+                else:
+                    try:
+                        return decode_rpc_file(
+                            handle,
+                            info.st_size,
+                            path.name,
+                            FileKind.REQUEST,
+                            self.options.max_body_size,
+                        )
+                    except BodyTooLargeError as exc:
+                        refusal = (f"request refused: {exc}", 413)
+                wire = sniff_format(handle)
+        except FileNotFoundError:
+            return None
+        except UnsafeFileError as exc:
+            self._report_unsafe(exc)
+            return None
+        except WireFormatError as exc:
+            self._note_unreadable(path, location, exc)
+            return None
+        detail, code = refusal
+        self._refuse(path, location, None, detail, code=code, wire=wire)
+        return None
+
+    def _screened(self, location: RpcLocation, size: int) -> str | None:
+        """The screen's reason to refuse a request seen by its folder and size, or ``None``."""
+        head = RequestHead(
+            id=location.id,
+            sender=location.sender,
+            recipient=self.identity,
+            app=location.app,
+            endpoint=location.endpoint,
+            size=size,
+        )
+        reason = self.screen_request(head)
+        if reason is not None:
+            logger.info(
+                "%s: refused request %s from %s unread: %s",
+                self.identity,
+                location.id,
+                location.sender,
+                reason,
+            )
+        return reason
+
+    def _answered(self, path: Path, location: RpcLocation) -> bool:
+        """Whether this transport's own reply to the request is beside it already (an
+        earlier instance answered); any other object there is replaced when answering."""
+        response = path.with_suffix(FileKind.RESPONSE.value)
+        if not self.fs.exists(response):
+            return False
+        try:
+            return self._not_my_reply(response, location) is None
+        except FileNotFoundError:
+            return False
 
     def _deliver(
         self, path: Path, location: RpcLocation, rpc: RpcFile, handler: RequestHandler
@@ -539,6 +716,18 @@ class SyftBoxTransport(Transport):
         )
         try:
             reply = handler(request)
+        except RequestRefusedError as exc:
+            logger.info(
+                "%s: handler for %s/%s refused request %s from %s: %s",
+                self.identity,
+                location.app,
+                location.endpoint,
+                location.id,
+                location.sender,
+                exc,
+            )
+            self._refuse(path, location, rpc, str(exc), code=403)
+            return
         except Exception as exc:
             logger.exception(
                 "%s: handler for %s/%s raised on request %s from %s",
@@ -573,13 +762,21 @@ class SyftBoxTransport(Transport):
         self._answer(path, location, rpc, ReplyStatus.OK, body=payload)
 
     def _refuse(
-        self, path: Path, location: RpcLocation, rpc: RpcFile | None, detail: str, *, code: int
+        self,
+        path: Path,
+        location: RpcLocation,
+        rpc: RpcFile | None,
+        detail: str,
+        *,
+        code: int,
+        wire: WireFormat = WireFormat.NATIVE,
     ) -> None:
+        """Answer ``REJECTED`` and remember the request as handled (refused at most once)."""
         with self._cond:
             self._handled[(normalise_email(location.sender), location.id)] = (
                 rpc.expires if rpc else time.time() + self.options.stale_after
             )
-        self._answer(path, location, rpc, ReplyStatus.REJECTED, detail=detail, code=code)
+        self._answer(path, location, rpc, ReplyStatus.REJECTED, detail=detail, code=code, wire=wire)
 
     def _answer(
         self,
@@ -591,12 +788,14 @@ class SyftBoxTransport(Transport):
         body: bytes = b"",
         detail: str = "",
         code: int | None = None,
+        wire: WireFormat = WireFormat.NATIVE,
     ) -> None:
-        """Write the response beside the request, in the request's format."""
+        """Write the response beside the request, in the request's format (``wire`` for a
+        request refused unread)."""
         now = time.time()
         response = RpcFile(
             kind=FileKind.RESPONSE,
-            format=rpc.format if rpc else _format_of(path),
+            format=rpc.format if rpc else wire,
             id=location.id,
             sender=self.identity,
             recipient=location.recipient,
@@ -611,20 +810,90 @@ class SyftBoxTransport(Transport):
         )
         target = path.with_suffix(FileKind.RESPONSE.value)
         try:
-            write_atomic(target, encode_rpc_file(response), fsync=self.options.fsync)
-        except FileExistsError:
-            logger.debug("%s was answered meanwhile", target)
-        except OSError as exc:
+            self._publish_reply(target, location, encode_rpc_file(response))
+        except (OSError, UnsafeFileError) as exc:
             logger.error("%s: cannot write the reply %s: %s", self.identity, target, exc)
+
+    def _publish_reply(self, target: Path, location: RpcLocation, frames: Sequence[Frame]) -> None:
+        """Publish a reply atomically; what occupies its slot, unless it is this transport's
+        own reply, is replaced (a folder, symlink, FIFO, or a replayed or forged file).
+
+        Anything but a folder is replaced by one ``rename`` over it, so there is no moment at
+        which the slot is free for a sync client (or anyone) to fill again; a folder is removed
+        first and the reply then published as a new file, as often as it keeps coming back
+        (bounded).
+        """
+        for _ in range(_SLOT_ATTEMPTS):
+            if self._publish(target, frames):
+                return
+            try:
+                what = self._not_my_reply(target, location)
+            except FileNotFoundError:
+                continue  # it went away meanwhile: publish as a new file
+            if what is None:
+                logger.debug("%s was answered meanwhile", target)
+                return
+            logger.warning(
+                "%s: %s holds %s, not this datasite's reply to request %s; replacing it with "
+                "the real reply",
+                self.identity,
+                target,
+                what,
+                location.id,
+            )
+            if not self._is_folder(target):
+                self.fs.write_atomic(target, frames, replace=True, fsync=self.options.fsync)
+                return
+            self.fs.remove(target)
+        logger.error(
+            "%s: %s kept being taken; the reply to request %s could not be published",
+            self.identity,
+            target,
+            location.id,
+        )
+
+    def _publish(self, target: Path, frames: Sequence[Frame]) -> bool:
+        """Write ``target`` unless something is there; whether it was written."""
+        try:
+            self.fs.write_atomic(target, frames, fsync=self.options.fsync)
+        except FileExistsError:
+            return False
+        return True
+
+    def _is_folder(self, target: Path) -> bool:
+        try:
+            return stat.S_ISDIR(self.fs.lstat(target).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def _not_my_reply(self, target: Path, location: RpcLocation) -> str | None:
+        """What is at a reply slot, unless it is this transport's own reply to the request
+        there (``None``). Only the reply's head is read, never a native reply's body.
+
+        :raises FileNotFoundError: the slot is empty.
+        """
+        try:
+            mode = self.fs.lstat(target).st_mode
+            if not stat.S_ISREG(mode):
+                return describe(mode)
+            with self.fs.open_file(target) as (handle, info):
+                rpc = decode_rpc_head(
+                    handle, info.st_size, target.name, FileKind.RESPONSE, self.options.max_body_size
+                )
+        except (UnsafeFileError, WireFormatError, BodyTooLargeError, PermissionError) as exc:
+            return f"an unusable file ({exc})"
+        if rpc.id != location.id or normalise_email(rpc.sender) != self._me:
+            return f"a reply to request {rpc.id!r} from {rpc.sender!r}"
+        return None
 
     def _note_unreadable(self, path: Path, location: RpcLocation, exc: WireFormatError) -> None:
         """Remember an unreadable file; it is retried when it changes (a writer finishing)."""
         try:
-            stat = path.stat()
-        except FileNotFoundError:
+            info = self.fs.lstat(path)
+        except (OSError, UnsafeFileError):
             return
         with self._cond:
-            self._unreadable[path] = (stat.st_size, stat.st_mtime_ns)
+            self._unreadable[path] = (info.st_size, info.st_mtime_ns)
         if isinstance(exc, IncompleteFileError):
             logger.debug("request %s is incomplete (still being written?): %s", path, exc)
         else:
@@ -649,20 +918,22 @@ class SyftBoxTransport(Transport):
             for key in [k for k, expires in self._handled.items() if expires < horizon]:
                 del self._handled[key]
             endpoints = list(self._handlers)
-            for path in [p for p in self._unreadable if not p.exists()]:
-                del self._unreadable[path]
+            unreadable = list(self._unreadable)
+        for path in [p for p in unreadable if not self.fs.exists(p)]:
+            with self._cond:
+                self._unreadable.pop(path, None)
         for app, endpoint in endpoints:
-            for path in _files(self.layout.endpoint_dir(self.identity, app, endpoint)):
+            for path in self._files(self.layout.endpoint_dir(self.identity, app, endpoint)):
                 self._clean_file(path, stale, horizon)
 
     def _clean_file(self, path: Path, stale: set[tuple[str, str]], horizon: float) -> None:
         try:
-            modified = path.stat().st_mtime
-        except FileNotFoundError:
+            modified = self.fs.lstat(path).st_mtime
+        except (OSError, UnsafeFileError):
             return
         if is_temp_name(path.name):
             if modified < horizon:
-                _unlink(path)  # left behind by a writer that crashed
+                self._unlink(path)  # left behind by a writer that crashed
             return
         location = self.layout.parse(path)
         if location is None or location.kind is not FileKind.REQUEST:
@@ -671,8 +942,14 @@ class SyftBoxTransport(Transport):
         with self._cond:
             unreadable = path in self._unreadable
         if key in stale or (unreadable and modified < horizon):
-            _unlink(path)
-            _unlink(path.with_suffix(FileKind.RESPONSE.value))
+            self._unlink(path)
+            self._unlink(path.with_suffix(FileKind.RESPONSE.value))
+
+    def _unlink(self, path: Path) -> None:
+        try:
+            self.fs.unlink(path)
+        except (OSError, UnsafeFileError) as exc:
+            logger.warning("%s: cannot remove %s: %s", self.identity, path, exc)
 
     def _check_size(self, size: int, what: str) -> None:
         limit = self.options.max_body_size
@@ -696,29 +973,20 @@ def _claims_problem(rpc: RpcFile, location: RpcLocation) -> str | None:
     return None
 
 
-def _format_of(path: Path) -> WireFormat:
-    """The format a request file is written in, from its first byte (for refusing it unread)."""
-    try:
-        with open(path, "rb") as handle:
-            first = handle.read(1)
-    except OSError:
-        first = b""
-    return WireFormat.SYFT_RPC if first == b"{" else WireFormat.NATIVE
+def _foreign_reply(rpc: RpcFile, record: FutureRecord) -> str | None:
+    """Why a reply file is not the answer to ``record`` (replayed or forged), or ``None``."""
+    if rpc.id != record.id:
+        return f"its content answers request {rpc.id!r}"
+    if normalise_email(rpc.sender) != normalise_email(record.recipient):
+        return f"it claims to be from {rpc.sender!r}, not {record.recipient!r}"
+    return None
 
 
-def _files(folder: Path) -> list[Path]:
-    """Files one level below each sender folder of an endpoint folder."""
-    try:
-        senders = [entry for entry in folder.iterdir() if entry.is_dir()]
-    except FileNotFoundError:
-        return []
-    files: list[Path] = []
-    for sender in senders:
-        try:
-            files.extend(entry for entry in sender.iterdir() if entry.is_file())
-        except FileNotFoundError:
-            continue
-    return files
+def _resolved(datasites: Path) -> Path:
+    """The datasites folder with any symlink the user made resolved, once, at start-up:
+    below it, nothing may be a symlink."""
+    datasites.mkdir(parents=True, exist_ok=True)
+    return datasites.resolve()
 
 
 def _as_bytes(body: _Body) -> bytes:
@@ -727,12 +995,3 @@ def _as_bytes(body: _Body) -> bytes:
     if isinstance(body, bytearray | memoryview):
         return bytes(body)
     raise TypeError(f"body must be bytes, bytearray or memoryview, not {type(body).__name__}")
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        logger.warning("cannot remove %s: %s", path, exc)

@@ -24,6 +24,7 @@ from syft_flwr_gdrive.testing.query import FileView, compile_query
 __all__ = ["Account", "DriveFault", "DriveStore", "StoredFile", "Upload"]
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
+_MAX_PROPERTY_BYTES = 124
 
 
 class DriveFault(Exception):
@@ -62,6 +63,9 @@ class StoredFile:
     created: float = field(default_factory=time.time)
     readers: dict[str, str] = field(default_factory=dict)
     """Email -> role (``reader``/``writer``) granted by permissions on this file."""
+    owner_listed: bool = True
+    """``False``: listed without ``owners``, as Drive lists items of a shared drive (and a user
+    whose email is not visible to the viewer); tests set it to show such a file to clients."""
 
 
 @dataclass
@@ -252,11 +256,7 @@ class DriveStore:
                 raise DriveFault(
                     403, "storageQuotaExceeded", "The user's Drive storage quota has been exceeded."
                 )
-            properties = metadata.get("appProperties") or {}
-            if not isinstance(properties, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in properties.items()
-            ):
-                raise DriveFault(400, "invalid", "appProperties must map strings to strings")
+            properties = _app_properties(metadata.get("appProperties") or {})
             stored = StoredFile(
                 id=file_id,
                 name=str(metadata.get("name") or "Untitled"),
@@ -264,7 +264,7 @@ class DriveStore:
                 parents=parents,
                 owner=email,
                 content=bytes(content),
-                app_properties=dict(properties),
+                app_properties=properties,
             )
             self._files[file_id] = stored
             self._issued.get(email, set()).discard(file_id)
@@ -377,7 +377,7 @@ class DriveStore:
 
     def resource(self, stored: StoredFile, viewer: str) -> dict[str, Any]:
         """The ``drive#file`` JSON of ``stored`` as ``viewer`` sees it (all fields)."""
-        return {
+        resource: dict[str, Any] = {
             "kind": "drive#file",
             "id": stored.id,
             "name": stored.name,
@@ -387,8 +387,33 @@ class DriveStore:
             "createdTime": _rfc3339(stored.created),
             "modifiedTime": _rfc3339(stored.created),
             "trashed": False,
-            "owners": [
-                {"kind": "drive#user", "emailAddress": stored.owner, "me": stored.owner == viewer}
-            ],
             "appProperties": dict(stored.app_properties),
         }
+        if stored.owner_listed:
+            owner = {
+                "kind": "drive#user",
+                "emailAddress": stored.owner,
+                "me": stored.owner == viewer,
+            }
+            resource["owners"] = [owner]
+        return resource
+
+
+def _app_properties(properties: Any) -> dict[str, str]:
+    """``appProperties`` as Drive accepts them: strings, at most 124 UTF-8 bytes per entry.
+
+    :raises DriveFault: 400 otherwise (Drive's limit counts key plus value).
+    """
+    if not isinstance(properties, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in properties.items()
+    ):
+        raise DriveFault(400, "invalid", "appProperties must map strings to strings")
+    for key, value in properties.items():
+        if len(key.encode()) + len(value.encode()) > _MAX_PROPERTY_BYTES:
+            raise DriveFault(
+                400,
+                "invalid",
+                f"The property {key!r} exceeds the maximum size of {_MAX_PROPERTY_BYTES} bytes "
+                "(key plus value, UTF-8)",
+            )
+    return dict(properties)
