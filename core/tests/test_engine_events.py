@@ -129,6 +129,7 @@ def test_engine_event_names() -> None:
         "run_started",
         "run_resumed",
         "run_finished",
+        "run_interrupted",
         "round_started",
         "round_finished",
         "message_sent",

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syft_flwr.errors import WorkspaceError
+from syft_flwr.errors import WorkspaceError, WorkspaceIOError
 from syft_flwr.files import (
     append_json_line,
     read_json,
@@ -108,7 +108,7 @@ def test_failure_after_the_write_keeps_the_old_content(
         raise OSError("disk on fire")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(WorkspaceIOError, match=f"cannot write {target}: disk on fire"):
         write_atomic(target, b"new content")
     assert target.read_bytes() == b"old content"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
@@ -124,7 +124,7 @@ def test_failure_of_the_rename_keeps_the_old_content(
         raise OSError("rename refused")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="rename refused"):
+    with pytest.raises(WorkspaceIOError, match="rename refused"):
         write_atomic(target, b"new content")
     assert target.read_bytes() == b"old content"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

@@ -60,7 +60,6 @@ HISTORY = {"train": {"1": {"loss": 0.5}}, "blob": {"$bytes": "00ff"}}
 def test_nothing_committed_loads_none(tmp_path: Path) -> None:
     store = SnapshotStore(make_run(tmp_path))
     assert store.load() is None
-    assert store.mark_complete() is None
     assert not store.run.final_model_file.exists()
 
 
@@ -73,6 +72,7 @@ def test_save_load_model_round_trip(tmp_path: Path) -> None:
     assert saved.style == "message" and saved.history == HISTORY
     assert saved.model_file == "model-3.sfwm"
     assert saved.complete is False and saved.created_at > 0
+    assert saved.metrics == ({"round": 3},)
     assert (run.state_dir / "model-3.sfwm").is_file()
 
     loaded = store.load()
@@ -106,15 +106,34 @@ def test_snapshot_json_has_the_documented_fields(tmp_path: Path) -> None:
     assert value["history"] == {"a": [1, 2]} and value["complete"] is False
 
 
-def test_a_later_save_removes_the_older_model_file(tmp_path: Path) -> None:
+def test_pruning_keeps_only_the_committed_model(tmp_path: Path) -> None:
+    """Older model files go after the commit (derived): a kill before that leaves them."""
     run = make_run(tmp_path)
     store = SnapshotStore(run)
     store.save(1, 3, "message", make_model(1), {})
     store.save(2, 3, "message", make_model(2), {})
-    assert sorted(p.name for p in run.state_dir.glob("model-*.sfwm")) == ["model-2.sfwm"]
+    assert sorted(p.name for p in run.state_dir.glob("model-*.sfwm")) == [
+        "model-1.sfwm",
+        "model-2.sfwm",
+    ]
     loaded = store.load()
     assert loaded is not None and loaded.round == 2
+    store.prune_models(loaded)
+    store.prune_models(loaded)  # idempotent
+    assert sorted(p.name for p in run.state_dir.glob("model-*.sfwm")) == ["model-2.sfwm"]
     assert_same_model(store.model(loaded), make_model(2))
+
+
+def test_the_snapshot_carries_one_metrics_line_per_committed_round(tmp_path: Path) -> None:
+    store = SnapshotStore(make_run(tmp_path))
+    store.save(0, 3, "message", make_model(), {}, {"server": {"loss": 1.0}})
+    store.save(1, 3, "message", make_model(), {}, {"train": {"loss": 0.9}})
+    store.save(2, 3, "message", make_model(), {}, {"train": {"loss": 0.8}})
+    again = store.save(2, 3, "message", make_model(), {}, {"train": {"loss": 0.7}})
+    assert [m["round"] for m in again.metrics] == [0, 1, 2], "a recommitted round is added"
+    assert again.metrics[-1]["train"] == {"loss": 0.7}
+    loaded = store.load()
+    assert loaded is not None and loaded.metrics == again.metrics
 
 
 def test_saving_the_same_round_again_replaces_it(tmp_path: Path) -> None:
@@ -280,32 +299,27 @@ def test_a_valid_message_without_a_model_is_refused() -> None:
         decode_model(encode_message(message))
 
 
-# --- mark_complete --------------------------------------------------------------------------
+# --- the final model ------------------------------------------------------------------------
 
 
-def test_mark_complete_keeps_the_final_model(tmp_path: Path) -> None:
+def test_the_final_model_is_the_committed_one(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     store = SnapshotStore(run)
     model = make_model(4)
     saved = store.save(3, 3, "message", model, HISTORY)
-    done = store.mark_complete()
-    assert done is not None and done.complete is True
-    assert done.round == saved.round and done.history == saved.history
-    assert done.model_file == saved.model_file
-    loaded = store.load()
-    assert loaded == done
-    assert run.final_model_file.is_file()
+    store.write_final_model(saved)
+    store.write_final_model(saved)  # idempotent: a restart while finishing writes it again
     assert run.final_model_file.read_bytes() == (run.state_dir / saved.model_file).read_bytes()
     assert_same_model(decode_model(run.final_model_file.read_bytes()), model)
 
 
-def test_mark_complete_without_the_model_file_still_marks_complete(tmp_path: Path) -> None:
+def test_the_final_model_of_a_missing_model_file_is_a_workspace_error(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     store = SnapshotStore(run)
     snapshot = store.save(1, 1, "message", make_model(), {})
     (run.state_dir / snapshot.model_file).unlink()
-    done = store.mark_complete()
-    assert done is not None and done.complete
+    with pytest.raises(WorkspaceError, match="unusable"):
+        store.write_final_model(snapshot)
     assert not run.final_model_file.exists()
 
 

@@ -53,19 +53,25 @@ def make_info(run_id: int, **changes: Any) -> RunInfo:
     return RunInfo(**fields)
 
 
+def commit(run: RunWorkspace, round_: int, metrics: dict[str, Any], num_rounds: int = 5) -> None:
+    """Commit ``round_`` the way the engine does: the snapshot carries its metrics line."""
+    SnapshotStore(run).save(round_, num_rounds, "message", ArrayRecord(), {}, metrics)
+
+
 def make_running_run(workspace: Workspace, run_id: int = 11) -> RunWorkspace:
     """A run killed after round 2 of 5: metrics for rounds 0-2, two datasites known."""
     run = workspace.create_run(make_info(run_id, resumed=1))
-    run.append_metrics({"round": 0, "time": 1.0})
-    run.append_metrics({"round": 1, "time": 2.0, "train": {"loss": 0.5, "num-examples": 30}})
-    run.append_metrics(
+    commit(run, 0, {"time": 1.0})
+    commit(run, 1, {"time": 2.0, "train": {"loss": 0.5, "num-examples": 30}})
+    commit(
+        run,
+        2,
         {
-            "round": 2,
             "time": 3.0,
             "train": {"loss": 0.123456},
             "evaluate": {"accuracy": 0.875},
             "server": {"val_loss": 0.3},
-        }
+        },
     )
     run.write_clients(
         {
@@ -82,9 +88,7 @@ def make_finished_run(workspace: Workspace, run_id: int = 12) -> RunWorkspace:
     run = workspace.create_run(make_info(run_id))
     model = ArrayRecord({"w": Array(np.ones((2, 2), dtype=np.float32))})
     store = SnapshotStore(run)
-    store.save(3, 3, "legacy", model, {})
-    store.mark_complete()
-    run.append_metrics({"round": 3, "train": {"loss": 0.1}})
+    store.write_final_model(store.save(3, 3, "legacy", model, {}, {"train": {"loss": 0.1}}))
     run.update(status="finished", round=3, num_rounds=3, style="legacy", finished_at=5.0)
     return run
 
@@ -249,7 +253,7 @@ def test_text_before_any_round(project: Path, workspace: Workspace) -> None:
 def test_text_shows_only_the_last_five_rounds(project: Path, workspace: Workspace) -> None:
     run = workspace.create_run(make_info(3))
     for round_ in range(1, 9):
-        run.append_metrics({"round": round_, "train": {"step": round_}})
+        commit(run, round_, {"train": {"step": round_}}, num_rounds=8)
     lines = status_text(run_status(load_project_config(project), project)).splitlines()
     shown = [line for line in lines if "train step=" in line]
     assert [int(line.split()[0]) for line in shown] == [4, 5, 6, 7, 8]

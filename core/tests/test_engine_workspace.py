@@ -301,7 +301,7 @@ def test_no_interrupted_run_once_every_run_ended(tmp_path: Path) -> None:
 def test_remove_deletes_a_run(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path)
     run = workspace.create_run(make_info(1))
-    run.append_metrics({"round": 1})
+    run.write_metrics([{"round": 1}])
     workspace.remove(run)
     assert not run.path.exists()
     assert workspace.runs() == []
@@ -359,11 +359,13 @@ def test_events_are_appended_and_read_back(tmp_path: Path) -> None:
     ]
 
 
-def test_metrics_are_appended_and_read_back(tmp_path: Path) -> None:
+def test_metrics_are_rewritten_whole_and_read_back(tmp_path: Path) -> None:
     run = Workspace(tmp_path).create_run(make_info(1))
     assert run.metrics() == []
-    run.append_metrics({"round": 1, "train": {"loss": 0.5}})
-    run.append_metrics({"round": 2, "train": {"loss": 0.25}})
+    run.write_metrics([{"round": 1, "train": {"loss": 0.5}}])
+    lines = [{"round": 1, "train": {"loss": 0.5}}, {"round": 2, "train": {"loss": 0.25}}]
+    run.write_metrics(lines)
+    run.write_metrics(lines)  # derived from the snapshot: writing it again changes nothing
     assert [entry["round"] for entry in run.metrics()] == [1, 2]
     assert run.metrics()[1]["train"] == {"loss": 0.25}
 

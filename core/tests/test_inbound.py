@@ -223,3 +223,50 @@ def test_a_stranger_is_warned_about_once_per_run(caplog: pytest.LogCaptureFixtur
             gate.admit(request(body, rid="again", sender=MALLORY))
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and all(MALLORY in r.getMessage() for r in warnings)
+
+
+def test_a_second_delivery_of_a_message_gets_the_reply_already_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = RequestGate(ME, policy=TRUST_SERVER)
+    body = encode_message(flower_message())
+    first = gate.admit(request(body))
+    assert first is not None and first.answered is None
+    reply = Message(RecordDict({"r": ConfigRecord({"n": 1})}), reply_to=first.message)
+    assert gate.seal_reply(first, reply) is not None
+    again = gate.admit(request(body, rid="r2"))  # a server sending it again after a crash
+    assert again is not None and again.answered is reply
+    assert decode_message(gate.answer_again(again) or b"").metadata.reply_to_message_id == "m1"
+    # from another sender it is no second delivery of *this* message: nothing to reuse
+    other = RequestGate(ME, policy=SenderPolicy([SERVER, MALLORY]))
+    assert other.admit(request(body, rid="r3", sender=MALLORY)) is not None
+    # once its request expired, the reply is not given again (nor is the message fresh)
+    monkeypatch.setattr("syft_flwr.inbound.time.time", lambda: time.time_ns() / 1e9 + 3600)
+    late = gate.admit(request(body, rid="r4", ttl=7200))
+    assert late is not None and late.answered is None and not late.still_fresh()
+
+
+def test_replies_kept_for_second_deliveries_stay_within_their_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+    from flwr.app import Array, ArrayRecord
+
+    monkeypatch.setattr("syft_flwr.inbound.REPLY_CACHE_BYTES", 3500)  # 3 replies of ~1.1 kB
+    gate = RequestGate(ME, policy=TRUST_SERVER)
+    admitted = []
+    for index in range(3):
+        item = gate.admit(request(encode_message(flower_message(f"m{index}")), rid=f"r{index}"))
+        assert item is not None
+        arrays = ArrayRecord({"w": Array(np.zeros(250, dtype=np.float32))})  # 1000 bytes
+        gate.seal_reply(item, Message(RecordDict({"a": arrays}), reply_to=item.message))
+        admitted.append(item)
+    big = gate.admit(request(encode_message(flower_message("m9")), rid="r9"))
+    assert big is not None
+    huge = ArrayRecord({"w": Array(np.zeros(1000, dtype=np.float32))})  # over the budget alone
+    gate.seal_reply(big, Message(RecordDict({"a": huge}), reply_to=big.message))
+    assert gate.admit(request(encode_message(flower_message("m9")), rid="x9")) is None
+    kept = [
+        gate.admit(request(encode_message(flower_message(f"m{i}")), rid=f"x{i}")) for i in range(3)
+    ]
+    assert all(item is not None and item.answered is not None for item in kept)

@@ -19,14 +19,30 @@ from flwr.serverapp import ServerApp
 from flwr.supercore.object_ref import load_app
 
 from syft_flwr import __version__
+from syft_flwr.addresses import check_datasite
 from syft_flwr.config import ProjectConfig, RuntimeSettings, load_project_config
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.crypto.keystore import KeyStore
 from syft_flwr.datasite_workspace import DatasiteWorkspace
-from syft_flwr.errors import ConfigError, SyftFlwrError
+from syft_flwr.engine.workspace import FAILED, FINISHED, RunInfo, Workspace, workspace_root
+from syft_flwr.errors import (
+    ConfigError,
+    InvalidAddressError,
+    JobStartError,
+    RunInterruptedError,
+    SyftFlwrError,
+)
 from syft_flwr.node_ids import normalise_email
 
-__all__ = ["main"]
+__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_INTERRUPTED", "main"]
+
+EXIT_FAILED = 1
+"""The run failed (its ServerApp raised, or its job did not start)."""
+EXIT_ERROR = 2
+"""The command could not do its work: a configuration error (named key and file), a missing
+key, an unusable workspace... (a :class:`~syft_flwr.errors.SyftFlwrError`, never a traceback)."""
+EXIT_INTERRUPTED = 3
+"""The run stopped on a fault (medium, disk) and is resumable: run the same command again."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,9 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         return int(args.handler(args))
+    except RunInterruptedError as exc:
+        print(f"syft-flwr: interrupted: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except JobStartError as exc:
+        print(f"syft-flwr: the run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except SyftFlwrError as exc:
         print(f"syft-flwr: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -206,17 +228,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not config.datasites:
             raise ConfigError(f"set datasites in [tool.syft_flwr] of {config.source}")
         server_app = _load_component(config.flower_components, "serverapp", ServerApp, project_dir)
+        done = None if args.fresh else _done_run(config, project_dir, app_name)
+        if done is not None:
+            return _report_done(done)
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
         syftbox_flwr_server(
             server_app, context, list(config.datasites), app_name, project_dir, fresh=args.fresh
         )
-        return 0
+        outcome = _done_run(config, project_dir, app_name)
+        return EXIT_FAILED if outcome is not None and outcome.status == "failed" else 0
     identity = resolve_identity(config, runtime, args.email, server=False)
     client_app = _load_component(config.flower_components, "clientapp", ClientApp, project_dir)
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
     reason = syftbox_flwr_client(client_app, context, app_name, project_dir, email=identity)
     print(f"{identity}: stopped ({reason})")
     return 0
+
+
+def _done_run(config: ProjectConfig, project_dir: Path, app_name: str) -> RunInfo | None:
+    """The app's last run when it is over (finished, failed), else ``None``."""
+    root = workspace_root(config, project_dir)
+    latest = Workspace(root).latest_of(app_name) if root is not None else None
+    if latest is None:
+        return None
+    info = latest.info()
+    return info if info.status in (FINISHED, FAILED) else None
+
+
+def _report_done(info: RunInfo) -> int:
+    """Say that the run a restart would repeat is over; starting another needs ``--fresh``."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.finished_at or info.updated_at))
+    rounds = f"{info.round} of {info.num_rounds} rounds" if info.round is not None else "no round"
+    print(f"run {info.run_id} of {info.app_name} {info.status} at {when} ({rounds})")
+    if info.error:
+        print(f"  error: {info.error}")
+    print("  nothing to do; start a new run with: syft-flwr run --fresh PROJECT_DIR")
+    return 0 if info.status == FINISHED else EXIT_FAILED
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -383,6 +430,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _keys_target(args: argparse.Namespace) -> tuple[KeyStore, str]:
+    """The key store and identity ``keys`` acts on, both checked before anything is written.
+
+    :raises ConfigError: no identity, an unsafe ``--email``, or a key root that is no folder.
+    """
     email = args.email or RuntimeSettings.from_env().email
     if args.project_dir is not None and not email:
         from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
@@ -391,7 +442,13 @@ def _keys_target(args: argparse.Namespace) -> tuple[KeyStore, str]:
         email = resolve_identity(config, RuntimeSettings.from_env(), None, server=True)
     if not email:
         raise ConfigError("no identity: pass --email or set SYFTBOX_EMAIL")
-    return KeyStore(args.key_dir), email
+    try:
+        check_datasite(email)
+    except InvalidAddressError as exc:
+        flag = "--email" if args.email else "SYFTBOX_EMAIL"
+        raise ConfigError(f"{flag}: {exc}") from None
+    store = KeyStore(args.key_dir, source="--key-dir") if args.key_dir else KeyStore()
+    return store, email
 
 
 def _publish_if_asked(args: argparse.Namespace, keys: IdentityKeys) -> None:

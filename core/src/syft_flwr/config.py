@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syft_flwr.addresses import check_datasite
+from syft_flwr.addresses import check_app, check_datasite
 from syft_flwr.errors import ConfigError, InvalidAddressError
+from syft_flwr.node_ids import normalise_email
 
 __all__ = [
     "DEFAULT_MSG_TIMEOUT",
@@ -95,6 +96,8 @@ def load_project_config(project_dir: Path | str | None) -> ProjectConfig:
             document = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"no pyproject.toml in project dir {Path(project_dir)}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (TOML must be): {exc}") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     tool = document.get("tool", {})
@@ -124,6 +127,19 @@ def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) 
     aggregator = _optional_str(table, "aggregator", path)
     if aggregator is not None:
         _check_email(aggregator, "aggregator", path)
+    if aggregator is not None and normalise_email(aggregator) in {
+        normalise_email(d) for d in datasites
+    }:
+        raise ConfigError(
+            f"aggregator {aggregator!r} is also listed in datasites in [tool.syft_flwr] of {path}; "
+            "the aggregator is no datasite of its own run: remove it from datasites"
+        )
+    app_name = _optional_str(table, "app_name", path)
+    if app_name is not None:
+        try:
+            check_app(f"flwr/{app_name}")
+        except InvalidAddressError as exc:
+            raise ConfigError(f"app_name in [tool.syft_flwr] of {path}: {exc}") from None
     approve = table.get("approve", "auto")
     if approve not in ("auto", "manual"):
         raise ConfigError(f'approve in [tool.syft_flwr] of {path} must be "auto" or "manual"')
@@ -136,7 +152,7 @@ def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) 
     ):
         raise ConfigError(f"lost_after in [tool.syft_flwr] of {path} must be a positive number")
     return ProjectConfig(
-        app_name=_optional_str(table, "app_name", path),
+        app_name=app_name,
         datasites=datasites,
         aggregator=aggregator,
         transport=transport,

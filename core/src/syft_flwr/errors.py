@@ -31,6 +31,12 @@ class BodyTooLargeError(TransportError):
     """A body exceeds the transport's declared maximum size."""
 
 
+class MediumError(TransportError):
+    """The medium failed under an operation: an I/O error, a full or read-only disk, a folder
+    that vanished, a service that keeps failing. A fault, not a verdict on the request: a run
+    that meets one is interrupted (resumable), never failed."""
+
+
 class InvalidAddressError(TransportError):
     """An email, app name, endpoint or id would be unsafe to route or store."""
 
@@ -61,6 +67,16 @@ class JobStartError(EngineError):
 
 class WorkspaceError(EngineError):
     """A run's workspace (config snapshot, metrics, state snapshots) is unreadable or unusable."""
+
+
+class WorkspaceIOError(WorkspaceError):
+    """Writing to a workspace failed (disk full, read-only, gone): a fault that interrupts the
+    run, which resumes once it is fixed."""
+
+
+class RunInterruptedError(EngineError):
+    """A run stopped on a fault (the medium or the workspace failed) and stays resumable: fix
+    the cause and start the same command again."""
 
 
 class RequestRefusedError(SyftFlwrError):

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from syft_flwr.errors import WorkspaceError  # the JSON readers serve the workspace
+from syft_flwr.errors import WorkspaceError, WorkspaceIOError
 
 __all__ = ["append_json_line", "read_json", "read_json_lines", "write_atomic", "write_json"]
 
@@ -19,19 +19,28 @@ def write_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
     The bytes go to a temporary file in the same directory, are fsynced, renamed over
     ``path``, and the directory is fsynced, so a crash at any point leaves either the old
     file or the new one: the property resume relies on.
+
+    :raises WorkspaceIOError: the write failed (disk full, read-only, not a folder); the old
+        file, if any, is untouched.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise WorkspaceIOError(f"cannot write {path}: {exc}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise WorkspaceIOError(f"cannot write {path}: {exc}") from exc
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -53,18 +62,24 @@ def read_json(path: Path) -> Any:
 
 
 def append_json_line(path: Path, value: Any) -> None:
-    """Append one JSON document as a line; a torn last line is skipped by readers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Append one JSON document as a line; a torn last line is skipped by readers.
+
+    :raises WorkspaceIOError: the write failed (disk full, read-only, not a folder).
+    """
     line = (json.dumps(value, sort_keys=True, default=str) + "\n").encode()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "a+b") as handle:
-        # A line torn by a crash has no newline: end it, or this line would be glued to it.
-        if handle.seek(0, os.SEEK_END) > 0:
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                line = b"\n" + line
-        handle.write(line)
-        handle.flush()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a+b") as handle:
+            # A line torn by a crash has no newline: end it, or this line would be glued to it.
+            if handle.seek(0, os.SEEK_END) > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = b"\n" + line
+            handle.write(line)
+            handle.flush()
+    except OSError as exc:
+        raise WorkspaceIOError(f"cannot append to {path}: {exc}") from exc
 
 
 def read_json_lines(path: Path) -> list[Any]:

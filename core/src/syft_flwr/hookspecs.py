@@ -141,7 +141,7 @@ def syft_flwr_event(event: EngineEvent) -> None:
     """The server engine fired ``event`` (every engine event goes through this one hook).
 
     The engine's own names are listed in :mod:`syft_flwr.engine.events`: ``run_started``,
-    ``run_resumed``, ``run_finished``, ``round_started``, ``round_finished``,
+    ``run_resumed``, ``run_finished``, ``run_interrupted``, ``round_started``, ``round_finished``,
     ``message_sent``, ``message_received``, ``message_failed``, ``client_joined``,
     ``client_lost``, ``stop_signal_sent``; applications may fire their own names. A raising
     implementation is logged and does not break the run.

@@ -6,7 +6,9 @@ and each must be protected the same way, in this order:
 1. **who is asking**: the sender the transport established must be one the
    :class:`~syft_flwr.authorization.SenderPolicy` trusts; a stranger is refused before a byte of
    its body is opened (transports that can look first call :meth:`RequestGate.screen`);
-2. a request delivered twice or replayed under a new request id is answered once;
+2. a request delivered twice is answered once; the same message arriving again under a new
+   request id (a server that sent it again after a crash) is answered with the reply already
+   given, without running the ``ClientApp`` again;
 3. an expired request is dropped;
 4. a sealed request must open (authentic, sealed by that same sender, addressed here, fresh)
    before anything is decoded, and a plaintext one is refused when encryption is on;
@@ -29,7 +31,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flwr.app import Message
 
@@ -49,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 SEEN_CAPACITY = 4096
 """How many request and message ids are remembered for duplicate detection (oldest go first)."""
+REPLY_CACHE_BYTES = 256 * 1024 * 1024
+"""How many bytes of array data the replies kept for a message's second delivery may hold;
+the oldest go first, and each is kept only until its request expires."""
 WARNED_CAPACITY = 1024
 """How many (sender, run) pairs are remembered as warned about (a flood of new senders is
 logged at DEBUG past it)."""
@@ -66,12 +71,15 @@ class Admitted:
     :param envelope_id: id of the sealed envelope it came in (``b""``: plaintext or compat),
         which the reply must answer.
     :param sealed: it was sealed, so its sender is also cryptographically authenticated.
+    :param answered: the reply this datasite already gave to this very message (it came
+        again under a new request id): answer with it, do not run the app again.
     """
 
     request: Request
     message: Message
     envelope_id: bytes
     sealed: bool = False
+    answered: Message | None = None
 
     def still_fresh(self) -> bool:
         """Whether neither the request nor the message has expired since it was admitted.
@@ -110,6 +118,7 @@ class RequestGate:
         self.serving_run: int | None = None
         """The run being served, set by the runner; refusals are logged once per it."""
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._given: OrderedDict[tuple[str, str], tuple[float, int, Message]] = OrderedDict()
         self._warned: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -186,9 +195,16 @@ class RequestGate:
         sealed = self.channel is not None
         admitted = Admitted(request, message, envelope_id, sealed)
         if self._remember(f"message:{message.metadata.message_id}", request.expires_at):
-            logger.info("ignoring a second delivery of message %s", message.metadata.message_id)
-            self.record(admitted, DROPPED, "a second delivery of this message")
-            return None
+            given = self._given_reply(request.sender, message.metadata.message_id)
+            if given is None:
+                logger.info("ignoring a second delivery of message %s", message.metadata.message_id)
+                self.record(admitted, DROPPED, "a second delivery of this message")
+                return None
+            logger.info(
+                "answering a second delivery of message %s with the reply already given",
+                message.metadata.message_id,
+            )
+            return replace(admitted, answered=given)
         if message.metadata.dst_node_id != self.node_id:
             logger.warning(
                 "refusing request %s: addressed to node %s, this is node %s (%s)",
@@ -204,6 +220,17 @@ class RequestGate:
             self.record(admitted, REFUSED, reason)
             raise RequestRefusedError(reason)
         return admitted
+
+    def answer_again(self, admitted: Admitted) -> bytes | None:
+        """Answer a message's second delivery with the reply it already got (recorded)."""
+        assert admitted.answered is not None
+        self.record(
+            admitted,
+            ACCEPTED,
+            "a second delivery of this message: answered with the reply already given, "
+            "the app did not run again",
+        )
+        return self.seal_reply(admitted, admitted.answered)
 
     def accept(self, admitted: Admitted) -> None:
         """Record that ``admitted`` is handed on (to the app, a handler, or obeyed as a stop)."""
@@ -265,12 +292,41 @@ class RequestGate:
             )
         )
 
+    def _given_reply(self, sender: str, message_id: str) -> Message | None:
+        key = (normalise_email(sender), message_id)
+        with self._lock:
+            kept = self._given.get(key)
+        return None if kept is None or kept[0] <= time.time() else kept[2]
+
+    def _keep_reply(self, admitted: Admitted, reply: Message) -> None:
+        """Keep ``reply`` for a second delivery of the message, within :data:`REPLY_CACHE_BYTES`."""
+        message_id = admitted.message.metadata.message_id
+        size = _array_bytes(reply)
+        if not message_id or size > REPLY_CACHE_BYTES:
+            return
+        key = (normalise_email(admitted.request.sender), message_id)
+        now = time.time()
+        with self._lock:
+            self._given[key] = (admitted.request.expires_at, size, reply)
+            held = sum(entry[1] for entry in self._given.values())
+            for old, (expires, old_size, _) in list(self._given.items()):
+                if expires > now and held <= REPLY_CACHE_BYTES:
+                    break
+                del self._given[old]
+                held -= old_size
+
     def seal_reply(self, admitted: Admitted, reply: Message) -> bytes | None:
         """The reply's body, sealed to the request's sender as the answer to its envelope.
 
         ``None`` (logged) when it cannot be sealed: a reply is never sent in plaintext
-        instead.
+        instead. A reply that is sent is kept for a second delivery of the same message.
         """
+        body = self._seal(admitted, reply)
+        if body is not None:
+            self._keep_reply(admitted, reply)
+        return body
+
+    def _seal(self, admitted: Admitted, reply: Message) -> bytes | None:
         request = admitted.request
         if self.channel is None:
             return encode_message(reply)
@@ -332,3 +388,14 @@ class RequestGate:
                 return True
             self._seen[key] = expires_at
             return False
+
+
+def _array_bytes(message: Message) -> int:
+    """The bytes of array data a message holds (what keeping it costs)."""
+    if not message.has_content():
+        return 0
+    return sum(
+        len(array.data)
+        for record in message.content.array_records.values()
+        for array in record.values()
+    )

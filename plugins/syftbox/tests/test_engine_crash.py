@@ -20,7 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from plugins.syftbox.tests.flower_project import WAIT, Cluster, wait_for, write_project
+from plugins.syftbox.tests.flower_project import (
+    WAIT,
+    Cluster,
+    events,
+    handled,
+    recording_project,
+    run_dir,
+    wait_for,
+)
 from syft_flwr.demo.runner import run_local
 
 pytestmark = pytest.mark.slow
@@ -29,92 +37,11 @@ DATASITES = ["ds1@crash.test", "ds2@crash.test", "ds3@crash.test"]
 AGGREGATOR = "aggregator@crash.test"
 ROUNDS = 4
 
-APPS = """\
-    import json
-    import os
-    import time
-    from pathlib import Path
-
-    from flwr.clientapp import ClientApp
-
-    from syft_flwr.demo.apps import make_client_app, make_server_app
-    from syft_flwr.node_ids import node_id_for
-
-    DATASITES = {datasites!r}
-    _demo = make_client_app()
-    client_app = ClientApp()
-
-
-    def _handle(kind, message, context):
-        email = os.environ["SYFTBOX_EMAIL"]
-        context.node_config["partition-id"] = DATASITES.index(email)
-        context.node_config["num-partitions"] = len(DATASITES)
-        server_round = int(message.content.config_records["config"]["server-round"])
-        log = Path(os.environ["HANDLED_DIR"]) / f"{{email}}.log"
-        with log.open("a") as handle:
-            handle.write(f"{{os.getpid()}} start {{kind}} {{server_round}}\\n")
-        if os.environ.get("SLOW_ROUND") == str(server_round) and kind == "train":
-            time.sleep(float(os.environ["SLOW_SECONDS"]))
-        reply = _demo(message, context)
-        with log.open("a") as handle:
-            handle.write(f"{{os.getpid()}} done {{kind}} {{server_round}}\\n")
-        return reply
-
-
-    @client_app.train()
-    def train(message, context):
-        return _handle("train", message, context)
-
-
-    @client_app.evaluate()
-    def evaluate(message, context):
-        return _handle("evaluate", message, context)
-
-
-    def _record(report):
-        with open(os.environ["ROUNDS_FILE"], "a") as handle:
-            handle.write(json.dumps(report.__dict__) + "\\n")
-        if os.environ.get("GATE_ROUND") == str(report.server_round):
-            gate = Path(os.environ["GATE_FILE"])
-            deadline = time.monotonic() + 120
-            while not gate.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-
-
-    server_app = make_server_app(
-        len(DATASITES), {rounds}, _record, round_timeout=float(os.environ["ROUND_TIMEOUT"])
-    )
-"""
-
 
 def crash_project(root: Path, data_dir: Path) -> Path:
-    return write_project(
-        root,
-        data_dir,
-        module="crashapps",
-        source=APPS.format(datasites=DATASITES, rounds=ROUNDS),
-        app_name="crash",
-        datasites=DATASITES,
-        aggregator=AGGREGATOR,
+    return recording_project(
+        root, data_dir, app_name="crash", datasites=DATASITES, aggregator=AGGREGATOR, rounds=ROUNDS
     )
-
-
-def run_dir(workspace: Path) -> Path | None:
-    runs = sorted((workspace / "runs").glob("*/run.json")) if workspace.exists() else []
-    return runs[0].parent if runs else None
-
-
-def events(workspace: Path) -> list[dict[str, object]]:
-    folder = run_dir(workspace)
-    if folder is None or not (folder / "events.jsonl").exists():
-        return []
-    lines = (folder / "events.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.endswith("}")]
-
-
-def handled(handled_dir: Path, email: str) -> list[str]:
-    path = handled_dir / f"{email}.log"
-    return path.read_text().splitlines() if path.exists() else []
 
 
 @pytest.fixture

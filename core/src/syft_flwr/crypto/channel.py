@@ -51,7 +51,7 @@ from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.crypto.pins import PinStore
 from syft_flwr.crypto.replay import ReplayStore
 
-__all__ = ["DEFAULT_MAX_SKEW", "DocumentFetcher", "Opened", "SecureChannel"]
+__all__ = ["DEFAULT_MAX_SKEW", "DocumentFetcher", "Opened", "ReplayMark", "SecureChannel"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,20 @@ class Opened:
 
     header: Header
     body: bytes
+
+
+@dataclass(frozen=True)
+class ReplayMark:
+    """An accepted message's replay-store entry, to record later (:meth:`SecureChannel.record`).
+
+    A server records a reply only once it is journaled: a kill in between must leave the
+    reply openable by the restarted server, not refused as a replay of itself.
+    """
+
+    sender: str
+    message_id: bytes
+    expires: float
+    at: float
 
 
 class SecureChannel:
@@ -198,10 +212,13 @@ class SecureChannel:
         endpoint: str,
         reply_to: bytes | None = None,
         now: float | None = None,
+        defer: list[ReplayMark] | None = None,
     ) -> Opened:
         """Check and decrypt an envelope that the transport says ``sender`` sent.
 
         :param reply_to: the message id this must answer (for replies); ``None`` for requests.
+        :param defer: append the replay-store entry here instead of recording it now; the
+            caller records it with :meth:`record` once the message is safely kept.
         :raises MalformedEnvelopeError: not a well-formed envelope.
         :raises SenderMismatchError: the header names another sender.
         :raises WrongRecipientError: meant for another datasite, app, endpoint or request.
@@ -225,8 +242,21 @@ class SecureChannel:
         own_key = self.keys.find(header.recipient_kid, moment)
         sender_key = self._sender_key(sender, header.sender_kid, moment)
         body = open_envelope(envelope, own_key.private, sender_key)
-        self.replay.check_and_record(sender, header.message_id, header.expires, moment)
+        self._accept(ReplayMark(sender, header.message_id, header.expires, moment), defer)
         return Opened(header, body)
+
+    def record(self, mark: ReplayMark) -> None:
+        """Record a deferred replay-store entry (see ``defer`` of :meth:`open`).
+
+        :raises ReplayError: it was recorded before.
+        """
+        self.replay.check_and_record(mark.sender, mark.message_id, mark.expires, mark.at)
+
+    def _accept(self, mark: ReplayMark, defer: list[ReplayMark] | None) -> None:
+        if defer is None:
+            self.record(mark)
+        else:
+            defer.append(mark)
 
     def _check_routing(
         self, header: Header, sender: str, app: str, endpoint: str, reply_to: bytes | None
@@ -271,7 +301,13 @@ class SecureChannel:
         return seal_x3dh(envelope_to_compat_text(envelope), self.keys, document)
 
     def open_compat(
-        self, data: bytes, *, sender: str, expires_at: float, now: float | None = None
+        self,
+        data: bytes,
+        *,
+        sender: str,
+        expires_at: float,
+        now: float | None = None,
+        defer: list[ReplayMark] | None = None,
     ) -> bytes:
         """Open a syft-crypto payload from ``sender``; return the core envelope inside.
 
@@ -288,8 +324,9 @@ class SecureChannel:
         opened = open_x3dh(data, self.keys, document)
         payload_id = hashlib.sha256(opened.ephemeral).digest()[:MESSAGE_ID_SIZE]
         moment = time.time() if now is None else now
-        self.replay.check_and_record(sender, payload_id, expires_at, moment)
-        return compat_text_to_envelope(opened.body)
+        envelope = compat_text_to_envelope(opened.body)
+        self._accept(ReplayMark(sender, payload_id, expires_at, moment), defer)
+        return envelope
 
     def close(self) -> None:
         """Release the replay store."""

@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
+from syft_flwr.addresses import check_datasite
 from syft_flwr.crypto.errors import KeyStoreError
 from syft_flwr.crypto.keys import DEFAULT_GRACE, AgreementKey, IdentityKeys
+from syft_flwr.errors import ConfigError, InvalidAddressError
 from syft_flwr.files import write_atomic
 
 __all__ = ["KEY_DIR_ENV", "KeyStore", "check_private_file", "default_key_root"]
@@ -69,13 +71,30 @@ class KeyStore:
     """The keys of every identity under one root directory.
 
     :param root: the key root; :func:`default_key_root` when ``None``.
+    :param source: what set ``root`` (a flag or an option), named when it is unusable.
+    :raises ConfigError: the root exists but is not a folder.
     """
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = root if root is not None else default_key_root()
+    def __init__(self, root: Path | None = None, *, source: str | None = None) -> None:
+        if root is None:
+            root = default_key_root()
+            source = KEY_DIR_ENV if os.environ.get(KEY_DIR_ENV, "").strip() else "the key root"
+        if root.exists() and not root.is_dir():
+            raise ConfigError(
+                f"{source or 'the key root'}={root} is not a folder: point it at the folder "
+                "that holds (or will hold) the private keys"
+            )
+        self.root = root
 
     def path(self, email: str) -> Path:
-        """The key file of ``email``."""
+        """The key file of ``email``.
+
+        :raises ConfigError: ``email`` is not a safe email (it names a folder here).
+        """
+        try:
+            check_datasite(email)
+        except InvalidAddressError as exc:
+            raise ConfigError(f"no key file can be named for {email!r}: {exc}") from None
         return self.root / quote(email, safe="@.+-_") / _FILE
 
     def exists(self, email: str) -> bool:

@@ -62,7 +62,9 @@ def key_store_for(transport: Transport) -> KeyStore:
     option: Any = transport.settings.options.get(KEY_DIR_OPTION)
     if option is not None and not isinstance(option, str | Path):
         raise KeyStoreError(f"transport option {KEY_DIR_OPTION}={option!r} must be a path")
-    return KeyStore(Path(option).expanduser() if option is not None else None)
+    if option is None:
+        return KeyStore()
+    return KeyStore(Path(option).expanduser(), source=f"the transport option {KEY_DIR_OPTION}")
 
 
 def publish_keys(

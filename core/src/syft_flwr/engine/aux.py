@@ -338,6 +338,8 @@ class AuxService:
         admitted = self.gate.admit(request)
         if admitted is None:
             return None
+        if admitted.answered is not None:
+            return self.gate.answer_again(admitted)
         if not admitted.still_fresh():
             logger.warning("dropping aux request %s: it expired before dispatch", request.id)
             self.gate.record(admitted, DROPPED, "expired before it was served")

@@ -11,6 +11,10 @@
 A request is always answered with content, also when it is refused (not enough resources, a
 bad token, already bound to another run): a refusal is an answer, not a handler failure.
 Only a malformed request makes the handler raise (an ``HANDLER_FAILED`` reply).
+
+A server that resumes a run checks resources and starts the job again: the datasite already
+serving that run's job (for that same server) answers the check with the resources its job
+holds and accepts the start, instead of refusing for lack of what its own job occupies.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from syft_flwr.engine.resources import (
     reported_offer,
 )
 from syft_flwr.errors import ResourceError
-from syft_flwr.node_ids import node_id_for
+from syft_flwr.node_ids import node_id_for, normalise_email
 
 __all__ = ["PING_TOPIC", "ClientServices", "PingInfo", "parse_ping_reply"]
 
@@ -48,6 +52,8 @@ PING_TOPIC = "syft_flwr.ping"
 """Aux topic: answer the datasite's email, node id, clock, job run id and offer."""
 
 _PING = "ping"
+_RESUMED_TOKEN = "held-by-the-running-job"
+"""The token a check answers for a run whose job runs here already (its start is accepted)."""
 NO_JOB = -1
 """``job_run_id`` in a ping answer of a datasite that is bound to no run."""
 
@@ -115,6 +121,7 @@ class ClientServices:
         self._on_job_started = on_job_started
         self._clock = clock
         self._job_run_id: int | None = None
+        self._job_holder: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -152,12 +159,22 @@ class ClientServices:
         :raises ResourceError: the request is malformed.
         """
         requirement, ttl = parse_check_request(request.content)
+        if self._serves_job_of(request):
+            logger.info("run %s of %s holds its job here already", request.run_id, request.sender)
+            return build_check_reply((True, _RESUMED_TOKEN), self.book.offer)
         result = self.book.reserve(requirement, request.sender, ttl=ttl)
         if result[0]:
             logger.info("reserved %s for %s", requirement, request.sender)
         else:
             logger.info("cannot reserve for %s: %s", request.sender, result[1])
         return build_check_reply(result, self.book.offer)
+
+    def _serves_job_of(self, request: AuxRequest) -> bool:
+        """Whether this datasite already serves the job of the request's run, for its sender."""
+        with self._lock:
+            return self._job_run_id == request.run_id and self._job_holder == normalise_email(
+                request.sender
+            )
 
     def cancel(self, request: AuxRequest) -> RecordDict:
         """Release the sender's reservation (``cancelled`` is false if it had none).
@@ -177,6 +194,9 @@ class ClientServices:
         """
         run_id, token = parse_start_request(request.content)
         with self._lock:
+            if self._job_run_id == run_id and self._job_holder == normalise_email(request.sender):
+                logger.info("%s serves the job of run %s already", self.identity, run_id)
+                return build_start_reply(True)
             if self._job_run_id is not None and self._job_run_id != run_id:
                 reason = f"{self.identity} already serves the job of run {self._job_run_id}"
                 return build_start_reply(False, reason)
@@ -186,6 +206,7 @@ class ClientServices:
                 logger.warning("refusing to start run %s for %s: %s", run_id, request.sender, exc)
                 return build_start_reply(False, str(exc))
             self._job_run_id = run_id
+            self._job_holder = normalise_email(request.sender)
         logger.info("%s starts serving the job of run %s", self.identity, run_id)
         if self._on_job_started is not None:
             self._on_job_started(run_id, request.sender)

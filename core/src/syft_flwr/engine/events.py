@@ -28,6 +28,7 @@ __all__ = [
     "ROUND_FINISHED",
     "ROUND_STARTED",
     "RUN_FINISHED",
+    "RUN_INTERRUPTED",
     "RUN_RESUMED",
     "RUN_STARTED",
     "STOP_SIGNAL_SENT",
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 RUN_STARTED = "run_started"
 RUN_RESUMED = "run_resumed"
 RUN_FINISHED = "run_finished"
+RUN_INTERRUPTED = "run_interrupted"
 ROUND_STARTED = "round_started"
 ROUND_FINISHED = "round_finished"
 MESSAGE_SENT = "message_sent"
@@ -54,6 +56,7 @@ ENGINE_EVENTS = frozenset(
         RUN_STARTED,
         RUN_RESUMED,
         RUN_FINISHED,
+        RUN_INTERRUPTED,
         ROUND_STARTED,
         ROUND_FINISHED,
         MESSAGE_SENT,

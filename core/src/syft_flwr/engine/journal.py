@@ -15,15 +15,17 @@ round; it lives in the server's private workspace with mode 0600.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flwr.app import Message
 
-from syft_flwr.errors import WireFormatError, WorkspaceError
+from syft_flwr.errors import WireFormatError, WorkspaceError, WorkspaceIOError
 from syft_flwr.files import write_atomic
 from syft_flwr.wire import decode_message, encode_message
 
@@ -73,23 +75,26 @@ class FutureJournal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._replies = directory / "replies"
-        self._replies.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
+            self._replies.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._db = sqlite3.connect(
                 directory / "journal.sqlite", check_same_thread=False, isolation_level=None
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise WorkspaceError(f"cannot open the future journal in {directory}: {exc}") from exc
+        except (OSError, sqlite3.Error) as exc:
+            raise WorkspaceIOError(f"cannot open the future journal in {directory}: {exc}") from exc
         self._lock = threading.Lock()
         self._claimed: set[str] = set()
         self._seq = self._next_seq()
 
     def record(self, entry: JournalEntry) -> None:
-        """Remember a message just handed to the transport."""
-        with self._lock:
+        """Remember a message just handed to the transport.
+
+        :raises WorkspaceIOError: the journal cannot be written (disk full, read-only).
+        """
+        with self._lock, self._writing():
             self._seq += 1
             self._db.execute(
                 "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -113,7 +118,7 @@ class FutureJournal:
     def collected(self, message_id: str, reply: Message) -> None:
         """Store the reply the strategy got for ``message_id`` (before it is used)."""
         write_atomic(self._reply_path(message_id), encode_message(reply))
-        with self._lock:
+        with self._lock, self._writing():
             self._db.execute("UPDATE entries SET collected = 1 WHERE message_id = ?", (message_id,))
 
     def claim(
@@ -151,7 +156,7 @@ class FutureJournal:
 
     def drop_through(self, epoch: int) -> list[JournalEntry]:
         """Remove the entries of rounds up to ``epoch`` (committed); return the removed ones."""
-        with self._lock:
+        with self._lock, self._writing():
             rows = self._db.execute(
                 "SELECT * FROM entries WHERE epoch <= ? ORDER BY seq", (epoch,)
             ).fetchall()
@@ -160,6 +165,15 @@ class FutureJournal:
         for entry in dropped:
             self._reply_path(entry.message_id).unlink(missing_ok=True)
         return dropped
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise WorkspaceIOError(
+                f"cannot write the future journal in {self.directory}: {exc}"
+            ) from exc
 
     def close(self) -> None:
         """Close the database. Idempotent."""

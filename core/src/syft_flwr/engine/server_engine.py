@@ -50,20 +50,32 @@ from syft_flwr.engine.liveness import DEFAULT_LOST_AFTER, LivenessTracker
 from syft_flwr.engine.resources import ResourceOffer, ResourceRequirement, check_resources
 from syft_flwr.engine.resources import cancel_client_resources as _cancel_resources
 from syft_flwr.engine.rounds import ResumePoint
-from syft_flwr.engine.snapshot import SnapshotStore
+from syft_flwr.engine.snapshot import RunSnapshot, SnapshotStore
 from syft_flwr.engine.workspace import (
     ABANDONED,
     FAILED,
     FINISHED,
+    FINISHING,
+    INTERRUPTED,
+    RESUMABLE,
     RUNNING,
     RunInfo,
     RunWorkspace,
     Workspace,
     workspace_root,
 )
-from syft_flwr.errors import EngineError, JobStartError, WorkspaceError
+from syft_flwr.errors import (
+    EngineError,
+    JobStartError,
+    MediumError,
+    RunInterruptedError,
+    SyftFlwrError,
+    WorkspaceError,
+    WorkspaceIOError,
+)
 from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
 from syft_flwr.fl_orchestrator.transport_setup import create_transport, resolve_identity
+from syft_flwr.kill_points import kill_point
 from syft_flwr.transport import Transport
 
 __all__ = ["APP_PREFIX", "ClientInfo", "ServerEngine", "new_run_id"]
@@ -177,6 +189,9 @@ class ServerEngine:
         self._serving: threading.Thread | None = None
         self._lock = threading.Lock()
         self._resume_from: int | None = None
+        self._outcome: str | None = None
+        self._stop_reason: str | None = None
+        self._stop_pending: list[str] = []
         self.resumed = False
         """Whether :meth:`open_run` resumed an interrupted run."""
         self._owned: list[Callable[[], None]] = []
@@ -235,10 +250,12 @@ class ServerEngine:
     # -- the run ----------------------------------------------------------------------
 
     def open_run(self, *, fresh: bool = False) -> int:
-        """Start a new run, or resume this app's interrupted one; return the run id.
+        """Start a new run, or go on with this app's last one; return the run id.
 
-        An interrupted run (its ``run.json`` still says ``running``) is resumed unless
-        ``fresh``, in which case it is marked ``abandoned`` and a new run starts.
+        The app's last run decides: ``running`` or ``interrupted`` is resumed, ``finishing``
+        is taken up to be completed (:attr:`finishing` is then true: call
+        :meth:`complete_finishing`, not the app), and a run that is over leaves room for a new
+        one. With ``fresh`` an unfinished run is marked ``abandoned`` and a new run starts.
 
         :raises WorkspaceError: the interrupted run had other datasites (pass ``fresh``), or
             its workspace is unusable.
@@ -246,16 +263,25 @@ class ServerEngine:
         """
         if self.run_id is not None:
             raise EngineError(f"run {self.run_id} is already open on this engine")
-        interrupted = self.workspace.interrupted(self.app_name) if self.workspace else None
-        if interrupted is not None and not fresh:
-            run_id = self._resume(interrupted)
+        latest = self.workspace.latest_of(self.app_name) if self.workspace else None
+        status = latest.info().status if latest is not None else None
+        if latest is not None and status == FINISHING and not fresh:
+            run_id = self._take_up_finishing(latest)
+        elif latest is not None and status in RESUMABLE and not fresh:
+            run_id = self._resume(latest)
         else:
-            if interrupted is not None:
-                self._abandon(interrupted)
+            if latest is not None and (status in RESUMABLE or status == FINISHING):
+                self._abandon(latest)
             run_id = self._create()
         self.grid.set_run(run_id)
         self._aux_grid.set_run(run_id)
         return run_id
+
+    @property
+    def finishing(self) -> bool:
+        """Whether the open run only has its stop signals left to send (a restart while it was
+        finishing): :meth:`complete_finishing` ends it."""
+        return self._outcome is not None
 
     def _create(self) -> int:
         run_id = new_run_id()
@@ -266,30 +292,22 @@ class ServerEngine:
             )
             self.run = self.workspace.create_run(info, self.config.source)
             self._attach_state(self.run)
+            kill_point("run.created")
         self.fire_event(ev.RUN_STARTED, app_name=self.app_name, datasites=self.grid.datasites)
         return run_id
 
     def _resume(self, run: RunWorkspace) -> int:
-        info = run.info()
-        if sorted(info.datasites) != sorted(self.grid.datasites):
-            raise WorkspaceError(
-                f"run {info.run_id} of {self.app_name} was interrupted with datasites "
-                f"{', '.join(info.datasites)}; this run lists {', '.join(self.grid.datasites)}. "
-                f"Start with the same datasites to resume it, or pass fresh=True "
-                f"(`syft-flwr run --fresh`) to start a new run"
-            )
+        info = self._same_datasites(run)
         self.run_id = info.run_id
         self.run = run
         self.resumed = True
         self._attach_state(run)
         assert self._snapshots is not None
         snapshot = self._snapshots.load()
-        if snapshot is not None and snapshot.complete:
-            raise WorkspaceError(f"run {info.run_id} is complete but marked running in {run.path}")
         self._resume_from = None if snapshot is None else snapshot.round
         if snapshot is not None:
-            self._drop_committed(snapshot.round)
-        run.update(status=RUNNING, resumed=info.resumed + 1)
+            self._derive(snapshot)  # repair what a kill after the commit point left behind
+        run.update(status=RUNNING, resumed=info.resumed + 1, error=None)
         self.fire_event(
             ev.RUN_RESUMED,
             app_name=self.app_name,
@@ -301,6 +319,32 @@ class ServerEngine:
         )
         return info.run_id
 
+    def _take_up_finishing(self, run: RunWorkspace) -> int:
+        info = self._same_datasites(run)
+        self.run_id = info.run_id
+        self.run = run
+        self._snapshots = SnapshotStore(run)
+        self.events.subscribe(lambda event: _record_event(run, event))
+        self._outcome = info.outcome or FINISHED
+        logger.info(
+            "run %s of %s was ending: sending the stop signals still due to %s",
+            info.run_id,
+            self.app_name,
+            ", ".join(info.stop_pending) or "nobody",
+        )
+        return info.run_id
+
+    def _same_datasites(self, run: RunWorkspace) -> RunInfo:
+        info = run.info()
+        if sorted(info.datasites) != sorted(self.grid.datasites):
+            raise WorkspaceError(
+                f"run {info.run_id} of {self.app_name} was interrupted with datasites "
+                f"{', '.join(info.datasites)}; this run lists {', '.join(self.grid.datasites)}. "
+                f"Start with the same datasites to resume it, or pass fresh=True "
+                f"(`syft-flwr run --fresh`) to start a new run"
+            )
+        return info
+
     def _abandon(self, run: RunWorkspace) -> None:
         info = run.update(status=ABANDONED, finished_at=time.time())
         if self.transport.capabilities.persistent:
@@ -308,7 +352,7 @@ class ServerEngine:
             for entry in journal.drop_through(2**62):
                 self.transport.forget(entry.future_id)
             journal.close()
-        logger.warning("abandoned interrupted run %s (fresh start requested)", info.run_id)
+        logger.warning("abandoned unfinished run %s (fresh start requested)", info.run_id)
 
     def _attach_state(self, run: RunWorkspace) -> None:
         self._snapshots = SnapshotStore(run)
@@ -324,19 +368,108 @@ class ServerEngine:
                 self._transport_name(),
             )
 
-    def finish_run(self, error: BaseException | None) -> None:
-        """Record the outcome: ``finished`` (snapshot marked complete) or ``failed``."""
-        if self.run_id is None:
-            return
+    # -- ending a run (a resumable phase of its own) ----------------------------------------
+
+    def begin_finishing(self, error: BaseException | None) -> None:
+        """The run's outcome is known: record it, with every datasite's stop signal due.
+
+        From here a restart does not run the app again: it completes the finishing.
+        """
+        self._require_run()
+        self._outcome = FINISHED if error is None else FAILED
         if self.run is not None:
-            if error is None:
-                assert self._snapshots is not None
-                self._snapshots.mark_complete()
-                self.run.update(status=FINISHED, finished_at=time.time())
-            else:
-                self.run.update(status=FAILED, finished_at=time.time(), error=str(error))
-            self._write_clients()
+            self.run.update(
+                status=FINISHING,
+                outcome=self._outcome,
+                error=None if error is None else str(error),
+                stop_pending=tuple(self.grid.datasites),
+            )
+            kill_point("run.finishing")
+        else:
+            self._stop_pending = list(self.grid.datasites)
+        self._stop_reason = _stop_reason(error)
         self.fire_event(ev.RUN_FINISHED, error=None if error is None else str(error))
+
+    def complete_finishing(self) -> None:
+        """Send the stop signals still due, one datasite at a time, then end the run.
+
+        Each datasite is struck off once its signal is handed to the transport, so a restart
+        sends only the missing ones. A datasite that cannot be reached for good (no usable
+        keys) is logged and struck off too.
+
+        :raises RunInterruptedError: the medium or the workspace failed; the run stays
+            ``finishing`` and the next start goes on from here.
+        """
+        self._require_run()
+        if self._outcome is None:
+            raise EngineError("complete_finishing() before begin_finishing()")
+        try:
+            self._finish_model()
+            for datasite in self._pending_stops():
+                self._send_stop(datasite)
+            if self.run is not None:
+                self.run.update(status=self._outcome, finished_at=time.time(), stop_pending=())
+                kill_point("run.finished")
+                self._write_clients()
+        except (MediumError, WorkspaceIOError) as exc:
+            raise RunInterruptedError(
+                f"run {self.run_id} could not send all its stop signals: {exc}; start it "
+                "again to send the rest"
+            ) from exc
+
+    def _pending_stops(self) -> list[str]:
+        if self.run is None:
+            return list(self._stop_pending)
+        return list(self.run.info().stop_pending)
+
+    def _send_stop(self, datasite: str) -> None:
+        reason = self._stop_reason or self._reason_from_workspace()
+        try:
+            self.grid.send_stop(datasite, reason=reason)
+        except (MediumError, WorkspaceIOError):
+            raise
+        except SyftFlwrError as exc:
+            logger.error("cannot send the stop signal to %s, giving up on it: %s", datasite, exc)
+        kill_point("stop.sent")
+        if self.run is not None:
+            remaining = tuple(d for d in self.run.info().stop_pending if d != datasite)
+            self.run.update(stop_pending=remaining)
+            kill_point("stop.recorded")
+        else:
+            self._stop_pending.remove(datasite)
+
+    def _reason_from_workspace(self) -> str:
+        error = self.run.info().error if self.run is not None else None
+        return _stop_reason(None if error is None else RuntimeError(error))
+
+    def _finish_model(self) -> None:
+        if self._outcome != FINISHED or self._snapshots is None:
+            return
+        snapshot = self._snapshots.load()
+        if snapshot is not None:
+            self._snapshots.write_final_model(snapshot)
+
+    def finish_run(self, error: BaseException | None) -> None:
+        """Record the outcome and send every stop signal (:meth:`begin_finishing`, then
+        :meth:`complete_finishing`).
+
+        :raises RunInterruptedError: a fault left the run ``finishing``.
+        """
+        self.begin_finishing(error)
+        self.complete_finishing()
+
+    def interrupt(self, fault: BaseException) -> None:
+        """Mark the run ``interrupted`` by ``fault`` (best effort: the workspace may be the
+        fault); either way it stays resumable."""
+        if self.run is None:
+            return
+        try:
+            self.run.update(status=INTERRUPTED, error=str(fault))
+        except (WorkspaceError, OSError) as exc:
+            logger.error(
+                "cannot mark run %s interrupted (%s); it stays resumable", self.run_id, exc
+            )
+        self.fire_event(ev.RUN_INTERRUPTED, error=str(fault))
 
     def close(self) -> None:
         """Stop serving aux requests and release the journal. Idempotent."""
@@ -397,14 +530,38 @@ class ServerEngine:
         history: dict[str, Any],
         round_metrics: dict[str, Any],
     ) -> None:
-        """Persist round ``round_``: model and history, then forget its futures."""
+        """Commit round ``round_`` (one step: the snapshot), then derive the rest from it.
+
+        :raises RunInterruptedError: the medium failed during the round: its results are
+            incomplete for a reason that is not the datasites', so it is not committed.
+        """
+        fault = self.grid.fault
+        if fault is not None:
+            raise RunInterruptedError(
+                f"round {round_} of run {self.run_id} is not committed: the transport failed "
+                f"during it ({fault}); fix it and start the same command again to resume"
+            ) from fault
         if self.run is not None and self._snapshots is not None:
-            self._snapshots.save(round_, num_rounds, style, model, history)
-            self.run.append_metrics({"round": round_, "time": time.time(), **round_metrics})
-            self.run.update(round=round_, num_rounds=num_rounds, style=style)
-            self._drop_committed(round_)
+            snapshot = self._snapshots.save(
+                round_,
+                num_rounds,
+                style,
+                model,
+                history,
+                {"time": time.time(), **round_metrics},
+            )
+            self._derive(snapshot)
         if round_ > 0:
             self.fire_event(ev.ROUND_FINISHED, round=round_, num_rounds=num_rounds)
+
+    def _derive(self, snapshot: RunSnapshot) -> None:
+        """Rewrite what the committed snapshot implies; repeating it changes nothing."""
+        assert self.run is not None and self._snapshots is not None
+        self.run.write_metrics(snapshot.metrics)
+        self.run.update(round=snapshot.round, num_rounds=snapshot.num_rounds, style=snapshot.style)
+        kill_point("round.derived")
+        self._drop_committed(snapshot.round)
+        self._snapshots.prune_models(snapshot)
 
     def _drop_committed(self, round_: int) -> None:
         if self._journal is None:
@@ -673,10 +830,14 @@ class ServerEngine:
         return self.config.transport if self.config.source else type(self.transport).__name__
 
 
+def _stop_reason(error: BaseException | None) -> str:
+    return "Server stopped" if error is None else f"Server stopped after an error: {error}"
+
+
 def _record_event(run: RunWorkspace, event: ev.EngineEvent) -> None:
     try:
         run.append_event(event.to_json())
-    except OSError as exc:
+    except WorkspaceIOError as exc:
         logger.warning("cannot record event %s in %s: %s", event.name, run.events_file, exc)
 
 

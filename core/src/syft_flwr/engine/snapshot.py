@@ -1,10 +1,14 @@
 """State snapshots: what a run needs to go on after its server process dies.
 
-After every committed round the engine writes the model (an ``ArrayRecord`` in the wire
-codec's format, ``state/model-<round>.sfwm``) and then ``state/snapshot.json`` naming it, each
-atomically; the older model file is removed only after that. A crash at any point leaves a
-snapshot that names a complete model file. The metrics history is JSON; ``bytes`` metric
-values (possible in legacy Flower metrics) are tagged so they survive the round trip.
+A round becomes committed in one step: ``state/snapshot.json`` is renamed into place naming
+the round, the model file, the strategy's history and the metrics line of every committed
+round. Before that the model (an ``ArrayRecord`` in the wire codec's format,
+``state/model-<round>.sfwm``) is written under its own name; after it, everything else is
+derived from the snapshot and rewritten idempotently (``metrics.jsonl``, the ``round`` of
+``run.json``, older model files removed, the round's journal dropped). A kill at any instant
+therefore leaves either the previous round committed (and an unreferenced model file, removed
+later) or this one, never a half. The metrics history is JSON; ``bytes`` metric values
+(possible in legacy Flower metrics) are tagged so they survive the round trip.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from flwr.app import ArrayRecord, Metadata, RecordDict
 from syft_flwr.engine.workspace import RunWorkspace
 from syft_flwr.errors import WireFormatError, WorkspaceError
 from syft_flwr.files import read_json, write_atomic, write_json
+from syft_flwr.kill_points import kill_point
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.wire import decode_message, encode_message
 
@@ -35,7 +40,9 @@ class RunSnapshot:
     :param round: the last committed round; 0 is the initial model.
     :param style: ``"message"`` or ``"legacy"``: which resume loop wrote it.
     :param history: the metrics history so far, in the style's JSON form.
-    :param complete: the run finished; a complete snapshot is never resumed.
+    :param metrics: the metrics line of every committed round, oldest first (what
+        ``metrics.jsonl`` is derived from).
+    :param complete: written by versions that marked a finished run here (read only).
     """
 
     run_id: int
@@ -44,6 +51,7 @@ class RunSnapshot:
     style: str
     history: dict[str, Any]
     model_file: str
+    metrics: tuple[dict[str, Any], ...] = ()
     complete: bool = False
     created_at: float = 0.0
 
@@ -57,6 +65,7 @@ class RunSnapshot:
             "style": self.style,
             "history": self.history,
             "model_file": self.model_file,
+            "metrics": list(self.metrics),
             "complete": self.complete,
             "created_at": self.created_at,
         }
@@ -75,18 +84,37 @@ class SnapshotStore:
         style: str,
         model: ArrayRecord,
         history: dict[str, Any],
+        metrics_line: dict[str, Any] | None = None,
     ) -> RunSnapshot:
-        """Commit round ``round_``: the model file first, then the snapshot naming it."""
+        """Commit round ``round_``: the model file, then the snapshot naming it (the commit
+        point), carrying the metrics of every committed round with ``metrics_line`` last.
+
+        Committing a round again (a resumed run) replaces its metrics line, never adds one.
+        """
+        previous = self.load()
+        kept = tuple(m for m in (previous.metrics if previous else ()) if m["round"] < round_)
         name = f"model-{round_}.sfwm"
         write_atomic(self.run.state_dir / name, encode_model(model, self.run.run_id))
+        kill_point("round.model_written")
         snapshot = RunSnapshot(
-            self.run.run_id, round_, num_rounds, style, history, name, created_at=time.time()
+            self.run.run_id,
+            round_,
+            num_rounds,
+            style,
+            history,
+            name,
+            metrics=(*kept, {"round": round_, **(metrics_line or {})}),
+            created_at=time.time(),
         )
         write_json(self.run.snapshot_file, snapshot.to_json())
-        for old in self.run.state_dir.glob("model-*.sfwm"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        kill_point("round.committed")
         return snapshot
+
+    def prune_models(self, snapshot: RunSnapshot) -> None:
+        """Remove model files the committed snapshot does not name (derived, idempotent)."""
+        for old in self.run.state_dir.glob("model-*.sfwm"):
+            if old.name != snapshot.model_file:
+                old.unlink(missing_ok=True)
 
     def load(self) -> RunSnapshot | None:
         """The last committed snapshot, ``None`` if the run committed none.
@@ -107,7 +135,8 @@ class SnapshotStore:
                 style=str(value["style"]),
                 history=dict(value["history"]),
                 model_file=str(value["model_file"]),
-                complete=bool(value["complete"]),
+                metrics=tuple(dict(m) for m in value.get("metrics", ())),
+                complete=bool(value.get("complete", False)),
                 created_at=float(value["created_at"]),
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -129,17 +158,17 @@ class SnapshotStore:
         except (OSError, WireFormatError) as exc:
             raise WorkspaceError(f"the snapshot model {path} is unusable: {exc}") from exc
 
-    def mark_complete(self) -> RunSnapshot | None:
-        """Mark the last snapshot complete and keep its model as ``final_model.sfwm``."""
-        snapshot = self.load()
-        if snapshot is None:
-            return None
-        model_path = self.run.state_dir / snapshot.model_file
-        if model_path.exists():
-            write_atomic(self.run.final_model_file, model_path.read_bytes())
-        done = RunSnapshot(**{**snapshot.__dict__, "complete": True})
-        write_json(self.run.snapshot_file, done.to_json())
-        return done
+    def write_final_model(self, snapshot: RunSnapshot) -> None:
+        """Keep the committed model as ``final_model.sfwm`` (derived, idempotent).
+
+        :raises WorkspaceError: the snapshot's model file is missing.
+        """
+        path = self.run.state_dir / snapshot.model_file
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise WorkspaceError(f"the snapshot model {path} is unusable: {exc}") from exc
+        write_atomic(self.run.final_model_file, data)
 
 
 def encode_model(model: ArrayRecord, run_id: int) -> bytes:

@@ -1,7 +1,9 @@
 """What ``syft-flwr status`` shows: a run's state, read from its workspace only.
 
 Reading the workspace (not asking the transport) keeps ``status`` instant and usable while the
-server is down, which is when one most wants to know where an interrupted run stands.
+server is down, which is when one most wants to know where an interrupted run stands. Rounds
+and the last round come from the committed snapshot (the one commit point of a round), never
+from files a kill could have left one round behind or ahead.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from syft_flwr.config import ProjectConfig
-from syft_flwr.engine.workspace import Workspace, workspace_root
+from syft_flwr.engine.snapshot import SnapshotStore
+from syft_flwr.engine.workspace import FINISHING, RESUMABLE, Workspace, workspace_root
 from syft_flwr.errors import WorkspaceError
 from syft_flwr.node_ids import node_id_for
 
@@ -42,6 +45,7 @@ def run_status(
         )
     run = runs[-1]
     info = run.info()
+    snapshot = SnapshotStore(run).load()
     clients = run.clients()
     datasites = {
         datasite: clients.get(
@@ -51,10 +55,12 @@ def run_status(
     }
     return {
         **info.to_json(),
+        "round": None if snapshot is None else snapshot.round,
+        "num_rounds": info.num_rounds if snapshot is None else snapshot.num_rounds,
         "workspace": str(run.path),
-        "resumable": info.status == "running",
+        "resumable": info.status in RESUMABLE or info.status == FINISHING,
         "datasite_states": datasites,
-        "rounds": run.metrics(),
+        "rounds": [] if snapshot is None else [dict(m) for m in snapshot.metrics],
         "final_model": str(run.final_model_file) if run.final_model_file.exists() else None,
     }
 
@@ -73,7 +79,11 @@ def status_text(report: dict[str, Any]) -> str:
         f"  started {_when(report['started_at'])}, updated {_when(report['updated_at'])}",
         f"  workspace {report['workspace']}",
     ]
-    if report["status"] == "running":
+    if report["status"] == FINISHING:
+        pending = ", ".join(report["stop_pending"]) or "nobody"
+        lines.append(f"  ended ({report['outcome']}); stop signals still due to: {pending}")
+        lines.append("  send them with: syft-flwr run PROJECT_DIR")
+    elif report["resumable"]:
         lines.append("  resume it with: syft-flwr run PROJECT_DIR   (or --fresh to start over)")
     if report.get("error"):
         lines.append(f"  error: {report['error']}")

@@ -15,24 +15,35 @@ the project, else ``<project>/.syft_flwr``)::
         state/replies/         replies collected in the round in progress
         final_model.sfwm       the final model, once the run finished
 
-``status`` in ``run.json`` is ``running`` while the server works on the run (and stays so if
-the process is killed: that is what makes it resumable), then ``finished`` or ``failed``, or
-``abandoned`` when a fresh run replaced an interrupted one. Files are written atomically and
-readable only by their owner.
+``status`` in ``run.json`` is the run's phase:
+
+- ``running`` while the server works on it (and stays so if the process is killed: that is
+  what makes it resumable), ``interrupted`` when it stopped on a fault (the medium or the
+  workspace failed): both are resumed by the next start;
+- ``finishing`` once its outcome is known and stop signals are being sent: ``outcome`` says
+  ``finished`` or ``failed`` and ``stop_pending`` lists the datasites not told yet; the next
+  start only sends those and ends the run;
+- ``finished`` or ``failed`` at the end, or ``abandoned`` when a fresh run replaced an
+  interrupted one. A run in one of these is never resumed.
+
+Files are written atomically and readable only by their owner. ``metrics.jsonl`` and the
+``round`` of ``run.json`` are derived from the committed snapshot (``state/snapshot.json``, the
+one commit point of a round) and rewritten from it, so they never show an uncommitted round.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from syft_flwr.config import ProjectConfig
-from syft_flwr.errors import WorkspaceError
+from syft_flwr.errors import WorkspaceError, WorkspaceIOError
 from syft_flwr.files import (
     append_json_line,
     read_json,
@@ -41,13 +52,32 @@ from syft_flwr.files import (
     write_json,
 )
 
-__all__ = ["RUNNING", "RunInfo", "RunWorkspace", "Workspace", "workspace_root"]
+__all__ = [
+    "ABANDONED",
+    "DONE",
+    "FAILED",
+    "FINISHED",
+    "FINISHING",
+    "INTERRUPTED",
+    "RESUMABLE",
+    "RUNNING",
+    "RunInfo",
+    "RunWorkspace",
+    "Workspace",
+    "workspace_root",
+]
 
 RUNNING = "running"
+INTERRUPTED = "interrupted"
+FINISHING = "finishing"
 FINISHED = "finished"
 FAILED = "failed"
 ABANDONED = "abandoned"
-_STATUSES = {RUNNING, FINISHED, FAILED, ABANDONED}
+RESUMABLE = frozenset({RUNNING, INTERRUPTED})
+"""Statuses of a run the next start resumes (``finishing`` is completed instead)."""
+DONE = frozenset({FINISHED, FAILED, ABANDONED})
+"""Statuses of a run that is over."""
+_STATUSES = RESUMABLE | DONE | {FINISHING}
 DEFAULT_DIRNAME = ".syft_flwr"
 ENV_VAR = "SYFT_FLWR_WORKSPACE"
 
@@ -89,11 +119,16 @@ class RunInfo:
     """``"message"`` (``Strategy.start``) or ``"legacy"`` (``server_fn``), once known."""
     resumed: int = 0
     """How many times the run was resumed after an interruption."""
+    outcome: str | None = None
+    """``finished`` or ``failed``, once known (from ``finishing`` on)."""
+    stop_pending: tuple[str, ...] = ()
+    """While ``finishing``: the datasites that have not been sent the stop signal yet."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form."""
         value = asdict(self)
         value["datasites"] = list(self.datasites)
+        value["stop_pending"] = list(self.stop_pending)
         return value
 
     @classmethod
@@ -105,7 +140,13 @@ class RunInfo:
         try:
             if not isinstance(value, dict):
                 raise TypeError("not an object")
-            info = cls(**{**value, "datasites": tuple(value["datasites"])})
+            info = cls(
+                **{
+                    **value,
+                    "datasites": tuple(value["datasites"]),
+                    "stop_pending": tuple(value.get("stop_pending", ())),
+                }
+            )
             if not isinstance(info.run_id, int) or info.status not in _STATUSES:
                 raise ValueError(f"bad run_id or status {info.status!r}")
         except (TypeError, KeyError, ValueError) as exc:
@@ -158,9 +199,10 @@ class RunWorkspace:
         """Every recorded event."""
         return read_json_lines(self.events_file)
 
-    def append_metrics(self, round_metrics: Mapping[str, Any]) -> None:
-        """Add one round's metrics to ``metrics.jsonl``."""
-        append_json_line(self.metrics_file, dict(round_metrics))
+    def write_metrics(self, metrics: Sequence[Mapping[str, Any]]) -> None:
+        """Replace ``metrics.jsonl`` with one line per committed round (derived, idempotent)."""
+        lines = "".join(json.dumps(dict(m), sort_keys=True, default=str) + "\n" for m in metrics)
+        write_atomic(self.metrics_file, lines.encode())
 
     def metrics(self) -> list[dict[str, Any]]:
         """The metrics history, one entry per committed round."""
@@ -189,15 +231,16 @@ class Workspace:
         """Make the folder of a new run and write its ``run.json``.
 
         :raises WorkspaceError: a run with that id exists already.
+        :raises WorkspaceIOError: the folder cannot be made (disk full, read-only).
         """
         run = RunWorkspace(self.runs_dir / str(info.run_id))
         try:
             run.path.mkdir(parents=True, mode=0o700)
+            run.state_dir.mkdir(mode=0o700)
         except FileExistsError:
             raise WorkspaceError(f"a run {info.run_id} exists already in {self.runs_dir}") from None
         except OSError as exc:
-            raise WorkspaceError(f"cannot create a run folder in {self.runs_dir}: {exc}") from exc
-        run.state_dir.mkdir(mode=0o700)
+            raise WorkspaceIOError(f"cannot create a run folder in {self.runs_dir}: {exc}") from exc
         run.write_info(info)
         run.snapshot_config(config_source)
         return run
@@ -221,11 +264,18 @@ class Workspace:
         runs = self.runs()
         return runs[-1] if runs else None
 
+    def latest_of(self, app_name: str) -> RunWorkspace | None:
+        """The most recently started run of ``app_name``."""
+        for run in reversed(self.runs()):
+            if run.info().app_name == app_name:
+                return run
+        return None
+
     def interrupted(self, app_name: str) -> RunWorkspace | None:
-        """The latest run of ``app_name`` still marked ``running``: one to resume."""
+        """The latest run of ``app_name`` that is ``running`` or ``interrupted``: one to resume."""
         for run in reversed(self.runs()):
             info = run.info()
-            if info.app_name == app_name and info.status == RUNNING:
+            if info.app_name == app_name and info.status in RESUMABLE:
                 return run
         return None
 

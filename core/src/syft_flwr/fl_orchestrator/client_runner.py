@@ -179,6 +179,8 @@ class ClientRunner:
         admitted = self.gate.admit(request)
         if admitted is None:
             return None
+        if admitted.answered is not None:
+            return self.gate.answer_again(admitted)
         message = admitted.message
         reason = self._manager().hook.syft_flwr_stop_reason(message=message)
         if reason is not None:
@@ -203,6 +205,8 @@ class ClientRunner:
         :raises RequestRefusedError: the request is refused (the transport answers so).
         """
         admitted = self.gate.admit(request)
+        if admitted is not None and admitted.answered is not None:
+            return self.gate.answer_again(admitted)
         if admitted is None or not self._may_serve(admitted):
             return None
         self.gate.accept(admitted)

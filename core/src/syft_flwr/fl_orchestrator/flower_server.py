@@ -16,9 +16,10 @@ from flwr.supercore.task_identity import TaskIdentity
 from syft_flwr.crypto.errors import MissingKeyError
 from syft_flwr.engine.resume import engine_server_fn, resumable_strategy_start
 from syft_flwr.engine.server_engine import APP_PREFIX, ServerEngine, new_run_id
+from syft_flwr.errors import JobStartError, MediumError, RunInterruptedError, WorkspaceIOError
 from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
+from syft_flwr.kill_points import kill_point
 from syft_flwr.plugins import notify
-from syft_flwr.stop_signal import STOP_GROUP_ID
 from syft_flwr.transport import Transport
 
 __all__ = ["APP_PREFIX", "new_run_id", "syftbox_flwr_server"]
@@ -49,19 +50,26 @@ def syftbox_flwr_server(
     used as given). When encryption is on (``SYFT_FLWR_ENCRYPTION_ENABLED``, else the
     transport's default), every datasite's key document is checked before anything is sent.
     If the project configures a job (``[tool.syft_flwr.job]``), datasites are asked for
-    resources and told to start; those that do not start are dropped from the run. The run's
-    rounds are persisted in the project's workspace, and an interrupted run of the same app
-    is resumed from its last completed round unless ``fresh``. The stop signal is always
-    sent to every datasite afterwards, on success and on failure, but not when the process is
-    interrupted (Ctrl-C): the run stays resumable and its clients keep waiting.
+    resources and told to start, also when a run is resumed; those that do not start are
+    dropped from the run, and a run whose job does not start fails (stop signals are sent).
+
+    The run's rounds are persisted in the project's workspace. The app's last run decides
+    what this call does: an interrupted one is resumed from its last committed round (unless
+    ``fresh``), one that was sending its stop signals sends the missing ones and returns
+    without running the app again, and otherwise a new run starts. The stop signal is sent to
+    every datasite after the run, on success and on failure, but not when the process is
+    interrupted (Ctrl-C) or the medium fails: the run then stays resumable and its clients keep
+    waiting.
 
     :raises MissingKeyError: encryption is on and some datasites have no usable keys (all of
         them are listed); raised before anything is sent.
     :raises WorkspaceError: an interrupted run cannot be resumed as configured.
-    :raises JobStartError: too few datasites started the job.
+    :raises JobStartError: too few datasites started the job (the run is marked failed).
+    :raises RunInterruptedError: the medium or the workspace failed; the run is
+        ``interrupted`` (or still ``finishing``) and the same call resumes it.
 
-    :return: the updated context; on an error the traceback is logged and the original
-        context is returned, as the reference API specifies.
+    :return: the updated context; on an error of the app the traceback is logged and the
+        original context is returned, as the reference API specifies.
     """
     owns_engine = engine is None
     if engine is None:
@@ -72,12 +80,36 @@ def syftbox_flwr_server(
         _require_keys(engine.grid, wait=min(engine.grid.msg_timeout, KEY_WAIT))
         if engine.run_id is None:
             engine.open_run(fresh=fresh)
-        if owns_engine and not engine.resumed:
-            engine.start_configured_job()
-    except BaseException:
+        if engine.finishing:
+            engine.complete_finishing()
+            return context
+        if owns_engine:
+            _start_job(engine)
+        return _serve(server_app, context, app_name, engine, plugin_manager)
+    finally:
         if owns_engine:
             engine.close()
+
+
+def _start_job(engine: ServerEngine) -> None:
+    """The project's job, started for new and resumed runs; a run whose job does not start
+    is failed (its datasites are told to stop) and never resumed as if it had started."""
+    try:
+        engine.start_configured_job()
+    except JobStartError as exc:
+        logger.error("the run's job did not start: %s", exc)
+        engine.finish_run(exc)
         raise
+    kill_point("job.started")
+
+
+def _serve(
+    server_app: ServerApp,
+    context: Context,
+    app_name: str,
+    engine: ServerEngine,
+    plugin_manager: pluggy.PluginManager | None,
+) -> Context:
     run_id = engine.grid.run.run_id
     _set_task_identity(run_id)
     context.run_id = run_id
@@ -89,32 +121,30 @@ def syftbox_flwr_server(
         datasites=engine.grid.datasites,
     )
     error: BaseException | None = None
-    interrupted = True
-    try:
+    fault: BaseException | None = None
+    try:  # a KeyboardInterrupt goes through: the run stays resumable, no stop signal is sent
         with resumable_strategy_start(), engine_server_fn(server_app, engine.grid.round_keeper):
             updated_context = run_server(
                 engine.grid, context=context, loaded_server_app=server_app, server_app_dir=""
             )
-        interrupted = False
         logger.info("Server completed with context: %s", updated_context)
+    except (MediumError, WorkspaceIOError, RunInterruptedError) as exc:
+        fault = exc
+        updated_context = context
     except Exception as exc:
-        interrupted = False
         error = exc
         logger.error("Server encountered an error: %s", exc)
         logger.error("Traceback: %s", traceback.format_exc())
         updated_context = context
     finally:
-        notify("syft_flwr_server_finished", plugin_manager, run_id=run_id, error=error)
-        try:
-            if interrupted:
-                logger.warning("run %s interrupted: it can be resumed", run_id)
-            else:
-                engine.finish_run(error)
-                logger.info("Sending stop signals to the clients")
-                engine.grid.send_stop_signal(group_id=STOP_GROUP_ID, reason=_stop_reason(error))
-        finally:
-            if owns_engine:
-                engine.close()
+        notify("syft_flwr_server_finished", plugin_manager, run_id=run_id, error=error or fault)
+    if fault is not None:
+        engine.interrupt(fault)
+        raise RunInterruptedError(
+            f"run {run_id} is interrupted: {fault}; fix the cause and start it again to resume"
+        ) from fault
+    logger.info("Sending stop signals to the clients")
+    engine.finish_run(error)
     return updated_context
 
 
@@ -138,10 +168,6 @@ def _require_keys(grid: SyftGrid, wait: float) -> None:
             f"{len(unreachable)} datasite(s) cannot be reached securely; they must run "
             f"`syft-flwr keys init` (or start their client once) before the run:\n{lines}"
         )
-
-
-def _stop_reason(error: BaseException | None) -> str:
-    return "Server stopped" if error is None else f"Server stopped after an error: {error}"
 
 
 def _set_task_identity(run_id: int) -> None:

@@ -30,15 +30,26 @@ the round in progress survive a server crash; a resumed round claims them instea
 again) and a :class:`LivenessTracker` (a datasite already lost when a message goes out is
 waited for only the tracker's grace period, so a dead client does not stall every round, and
 one that comes back within it rejoins).
+
+With a journal, crash safety shapes three details. Message ids are derived from the run, the
+round, the datasite, the message's kind and its place among its kind, so a message sent again
+after a crash that came before it was journaled carries the same id, and the datasite answers
+it with the reply it already gave instead of running the ``ClientApp`` twice. A collected reply
+is journaled before it is recorded as seen in the replay store, so a restart in between opens
+it again instead of refusing it as a replay. And a fault of the medium or the journal is
+remembered (:attr:`SyftGrid.fault`): the round it happened in is not committed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +60,18 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from syft_flwr.config import DEFAULT_MSG_TIMEOUT
-from syft_flwr.crypto.channel import SecureChannel
-from syft_flwr.crypto.errors import CryptoError
+from syft_flwr.crypto.channel import ReplayMark, SecureChannel
+from syft_flwr.crypto.errors import CryptoError, ReplayError
 from syft_flwr.engine.journal import FutureJournal, JournalEntry
 from syft_flwr.engine.liveness import LivenessTracker
-from syft_flwr.errors import GridError, SyftFlwrError, WireFormatError
+from syft_flwr.errors import (
+    GridError,
+    MediumError,
+    SyftFlwrError,
+    WireFormatError,
+    WorkspaceIOError,
+)
+from syft_flwr.kill_points import kill_point
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_table
 from syft_flwr.plugins import notify
@@ -139,6 +157,10 @@ class SyftGrid(Grid):
         self._by_future: dict[str, str] = {}
         self._ignored: dict[str, str] = {}
         """Message id -> why the reply now at its future was ignored (foreign)."""
+        self._kinds: Counter[tuple[int, str, str, str]] = Counter()
+        self.fault: SyftFlwrError | None = None
+        """The first fault of the medium or the journal; the engine does not commit a round
+        in which one happened (legacy strategies swallow exceptions of single messages)."""
         self._lock = threading.Lock()
         self._plugins = plugin_manager
         self.channel = channel
@@ -251,7 +273,7 @@ class SyftGrid(Grid):
         datasite = self.datasite_of(metadata.dst_node_id)
         if metadata.ttl <= 0:
             raise GridError(f"message to {datasite} has a non-positive ttl {metadata.ttl}")
-        message_id = uuid.uuid4().hex
+        message_id = self._new_message_id(run_id, datasite, metadata)
         metadata.__dict__["_message_id"] = message_id  # Metadata has no public setter
         if metadata.run_id != run_id:
             metadata.__dict__["_run_id"] = run_id
@@ -280,26 +302,53 @@ class SyftGrid(Grid):
         )
         return message_id
 
+    def _new_message_id(self, run_id: int, datasite: str, metadata: Metadata) -> str:
+        """A fresh random id; with a journal, the same id for the same message after a restart."""
+        if self.journal is None:
+            return uuid.uuid4().hex
+        kind = (self.epoch, datasite, metadata.message_type, metadata.group_id)
+        with self._lock:
+            self._kinds[kind] += 1
+            place = self._kinds[kind]
+        seed = f"{run_id}|{self.app_name}|{self.endpoint}|{'|'.join(map(str, kind))}|{place}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
     def _send(self, datasite: str, message: Message, metadata: Metadata) -> _Pending:
         expires_at = metadata.created_at + metadata.ttl
         body, envelope_id = self._seal(datasite, message, expires_at)
-        future_id = self.transport.send(datasite, self.app_name, self.endpoint, body, expires_at)
-        if self.journal is not None:
-            self.journal.record(
-                JournalEntry(
-                    metadata.message_id,
-                    self.epoch,
-                    datasite,
-                    metadata.message_type,
-                    metadata.group_id,
-                    future_id,
-                    metadata.created_at,
-                    metadata.ttl,
-                    expires_at,
-                    envelope_id,
-                )
+        with self._faults():
+            future_id = self.transport.send(
+                datasite, self.app_name, self.endpoint, body, expires_at
             )
+            kill_point("message.sent")
+            if self.journal is not None:
+                self.journal.record(
+                    JournalEntry(
+                        metadata.message_id,
+                        self.epoch,
+                        datasite,
+                        metadata.message_type,
+                        metadata.group_id,
+                        future_id,
+                        metadata.created_at,
+                        metadata.ttl,
+                        expires_at,
+                        envelope_id,
+                    )
+                )
+                kill_point("message.journaled")
         return _Pending(future_id, datasite, metadata, expires_at, envelope_id)
+
+    @contextlib.contextmanager
+    def _faults(self) -> Iterator[None]:
+        """Remember the first fault of the medium or the journal, and let it through."""
+        try:
+            yield
+        except (MediumError, WorkspaceIOError) as exc:
+            with self._lock:
+                if self.fault is None:
+                    self.fault = exc
+            raise
 
     def _claim(self, datasite: str, metadata: Metadata) -> JournalEntry | None:
         if self.journal is None:
@@ -340,13 +389,14 @@ class SyftGrid(Grid):
         frames = encode_message_frames(message)
         return self.channel.seal(datasite, self.app_name, self.endpoint, frames, expires_at)
 
-    def _open(self, pending: _Pending, body: bytes) -> bytes:
-        """The envelope inside a sealed reply, in the scheme the request went out in."""
+    def _open(self, pending: _Pending, body: bytes, marks: list[ReplayMark]) -> bytes:
+        """The envelope inside a sealed reply, in the scheme the request went out in; its
+        replay-store entry goes to ``marks``, recorded once the reply is kept."""
         if self.channel is None:
             return body
         if not pending.envelope_id:
             return self.channel.open_compat(
-                body, sender=pending.datasite, expires_at=pending.expires_at
+                body, sender=pending.datasite, expires_at=pending.expires_at, defer=marks
             )
         return self.channel.open(
             body,
@@ -354,6 +404,7 @@ class SyftGrid(Grid):
             app=self.app_name,
             endpoint=self.endpoint,
             reply_to=pending.envelope_id,
+            defer=marks,
         ).body
 
     def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
@@ -373,9 +424,13 @@ class SyftGrid(Grid):
                 replies.append(self._finish(message_id, pending.stored))
                 continue
             reply = self.transport.poll(pending.future_id)
-            message = None if reply is None else self._reply_message(message_id, pending, reply)
+            marks: list[ReplayMark] = []
+            message = (
+                None if reply is None else self._reply_message(message_id, pending, reply, marks)
+            )
             if message is not None:
-                replies.append(self._finish(message_id, message))
+                kill_point("reply.opened")
+                replies.append(self._finish(message_id, message, marks))
             elif now >= pending.expires_at:
                 replies.append(self._finish(message_id, self._expired(pending)))
         return replies
@@ -481,7 +536,12 @@ class SyftGrid(Grid):
 
     # -- reply construction -------------------------------------------------------------
 
-    def _finish(self, message_id: str, reply: Message) -> Message:
+    def _finish(self, message_id: str, reply: Message, marks: Sequence[ReplayMark] = ()) -> Message:
+        """Hand ``reply`` over: journal it, then record it as seen, then forget its future.
+
+        That order is the one commit point of a collected reply: killed before the journal
+        write, the restarted server opens the reply again; after it, it uses the stored one.
+        """
         with self._lock:
             pending = self._pending.pop(message_id, None)
             self._ignored.pop(message_id, None)
@@ -489,7 +549,10 @@ class SyftGrid(Grid):
                 self._by_future.pop(pending.future_id, None)
         if pending is not None:
             if self.journal is not None and pending.stored is None:
-                self.journal.collected(message_id, reply)
+                with self._faults():
+                    self.journal.collected(message_id, reply)
+                kill_point("reply.journaled")
+            self._record_seen(marks)
             self.transport.forget(pending.future_id)
             self._notify(
                 "syft_flwr_reply_pulled",
@@ -500,7 +563,21 @@ class SyftGrid(Grid):
             )
         return reply
 
-    def _reply_message(self, message_id: str, pending: _Pending, reply: Reply) -> Message | None:
+    def _record_seen(self, marks: Sequence[ReplayMark]) -> None:
+        if self.channel is None or not marks:
+            return
+        for mark in marks:
+            try:
+                self.channel.record(mark)
+            except ReplayError:
+                # recorded by the process that collected it before a crash: the journal,
+                # which holds the reply, is what counts
+                logger.debug("reply %s was recorded as seen already", mark.message_id.hex())
+        kill_point("reply.accepted")
+
+    def _reply_message(
+        self, message_id: str, pending: _Pending, reply: Reply, marks: list[ReplayMark]
+    ) -> Message | None:
         """The strategy's reply for a transport reply; ``None`` for a foreign one (ignored)."""
         if reply.status is ReplyStatus.EXPIRED:
             return self._expired(pending)
@@ -513,7 +590,7 @@ class SyftGrid(Grid):
                 f"{pending.datasite} rejected the message: {reply.detail}",
             )
         try:
-            message = decode_message(self._open(pending, reply.body))
+            message = decode_message(self._open(pending, reply.body, marks))
         except (CryptoError, WireFormatError) as exc:
             self._ignore(message_id, pending, f"{type(exc).__name__}: {exc}")
             return None
@@ -608,35 +685,48 @@ class SyftGrid(Grid):
 
         Sending to one datasite failing does not keep the others from being told.
         """
-        run_id = self.run.run_id
         delivered: list[str] = []
-        for node_id, datasite in self._nodes.items():
-            metadata = Metadata(
-                run_id=run_id,
-                message_id=uuid.uuid4().hex,
-                src_node_id=SERVER_NODE_ID,
-                dst_node_id=node_id,
-                reply_to_message_id="",
-                group_id=group_id,
-                created_at=time.time(),
-                ttl=ttl,
-                message_type=SYSTEM_MESSAGE_TYPE,
-            )
-            message = message_with_metadata(metadata, content=build_stop_content(reason))
+        for datasite in self.datasites:
             try:
-                body, _ = self._seal(datasite, message, metadata.created_at + ttl)
-                future_id = self.transport.send(
-                    datasite, self.app_name, self.endpoint, body, metadata.created_at + ttl
-                )
+                self.send_stop(datasite, group_id=group_id, reason=reason, ttl=ttl)
             except SyftFlwrError as exc:
                 logger.error("could not send the stop signal to %s: %s", datasite, exc)
                 continue
-            self.transport.forget(future_id)
             delivered.append(datasite)
-            self._notify(
-                "syft_flwr_stop_signal_sent", run_id=run_id, datasite=datasite, reason=reason
-            )
         return delivered
+
+    def send_stop(
+        self,
+        datasite: str,
+        *,
+        group_id: str = STOP_GROUP_ID,
+        reason: str = "Server stopped",
+        ttl: float = DEFAULT_STOP_TTL,
+    ) -> None:
+        """Send the stop signal to ``datasite`` (its answer, if any, is not awaited).
+
+        :raises GridError: ``datasite`` is not a datasite of this grid.
+        :raises SyftFlwrError: it could not be sealed or handed to the transport.
+        """
+        run_id = self.run.run_id
+        metadata = Metadata(
+            run_id=run_id,
+            message_id=uuid.uuid4().hex,
+            src_node_id=SERVER_NODE_ID,
+            dst_node_id=self.node_id_of(datasite),
+            reply_to_message_id="",
+            group_id=group_id,
+            created_at=time.time(),
+            ttl=ttl,
+            message_type=SYSTEM_MESSAGE_TYPE,
+        )
+        message = message_with_metadata(metadata, content=build_stop_content(reason))
+        body, _ = self._seal(datasite, message, metadata.created_at + ttl)
+        future_id = self.transport.send(
+            datasite, self.app_name, self.endpoint, body, metadata.created_at + ttl
+        )
+        self.transport.forget(future_id)
+        self._notify("syft_flwr_stop_signal_sent", run_id=run_id, datasite=datasite, reason=reason)
 
     # -- hooks --------------------------------------------------------------------------
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pluggy
 
+from syft_flwr.addresses import check_datasite
 from syft_flwr.config import ProjectConfig, RuntimeSettings
-from syft_flwr.errors import ConfigError
+from syft_flwr.errors import ConfigError, InvalidAddressError
+from syft_flwr.node_ids import normalise_email
 from syft_flwr.plugins import get_transport_registry
 from syft_flwr.transport import Transport, TransportSettings
 
@@ -18,18 +20,32 @@ def resolve_identity(
     """Who this process is: explicit argument, transport option ``email``, ``SYFTBOX_EMAIL``,
     and for the server finally ``[tool.syft_flwr] aggregator``.
 
-    :raises ConfigError: none of them is set.
+    :raises ConfigError: none of them is set, the one that is is no safe email, or
+        ``SYFTBOX_EMAIL`` and the transport option name different datasites.
     """
     option = config.transport_options.get("email")
-    if option is not None and not isinstance(option, str):
-        raise ConfigError(f"[tool.syft_flwr.{config.transport}] email must be a string")
-    candidates = [explicit, option, runtime.email]
-    if server:
-        candidates.append(config.aggregator)
-    for candidate in candidates:
-        if candidate and candidate.strip():
-            return candidate.strip()
     where = f"[tool.syft_flwr.{config.transport}] email"
+    if option is not None and not isinstance(option, str):
+        raise ConfigError(f"{where} in {config.source} must be a string")
+    if (
+        not explicit
+        and option
+        and runtime.email
+        and normalise_email(option) != normalise_email(runtime.email)
+    ):
+        raise ConfigError(
+            f"SYFTBOX_EMAIL={runtime.email} but {where} = {option!r} in {config.source}: which "
+            "datasite is this process? Remove one of them (or pass --email)"
+        )
+    candidates = [("--email", explicit), (where, option), ("SYFTBOX_EMAIL", runtime.email)]
+    if server:
+        candidates.append(("[tool.syft_flwr] aggregator", config.aggregator))
+    for name, candidate in candidates:
+        if candidate and candidate.strip():
+            try:
+                return check_datasite(candidate.strip())
+            except InvalidAddressError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
     also = " or [tool.syft_flwr] aggregator" if server else ""
     raise ConfigError(f"no identity for this process: set SYFTBOX_EMAIL, {where}{also}")
 

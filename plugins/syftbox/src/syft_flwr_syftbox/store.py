@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syft_flwr.errors import TransportError
+from syft_flwr.errors import MediumError, TransportError
 
 __all__ = ["FutureRecord", "StateStore"]
 
@@ -118,7 +118,7 @@ class StateStore:
                     "INSERT OR IGNORE INTO served VALUES (?, ?, ?)", (sender, request_id, expires)
                 )
             except sqlite3.Error as exc:
-                raise TransportError(f"futures database {self.path}: {exc}") from exc
+                raise MediumError(f"futures database {self.path}: {exc}") from exc
             return cursor.rowcount == 1
 
     def prune_served(self, expired_before: float) -> list[tuple[str, str]]:
@@ -137,14 +137,14 @@ class StateStore:
             try:
                 self._db.execute(sql, params)
             except sqlite3.Error as exc:
-                raise TransportError(f"futures database {self.path}: {exc}") from exc
+                raise MediumError(f"futures database {self.path}: {exc}") from exc
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise TransportError(f"futures database {self.path}: {exc}") from exc
+                raise MediumError(f"futures database {self.path}: {exc}") from exc
 
 
 def _record(row: tuple[Any, ...]) -> FutureRecord:

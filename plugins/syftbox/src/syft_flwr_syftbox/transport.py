@@ -45,6 +45,7 @@ from typing import ClassVar
 
 from syft_flwr.errors import (
     BodyTooLargeError,
+    MediumError,
     RequestRefusedError,
     TransportError,
     UnsafeFileError,
@@ -213,7 +214,7 @@ class SyftBoxTransport(Transport):
             with self._cond:
                 self._pending.pop(future_id, None)
             self._store.delete_future(future_id)
-            raise TransportError(f"cannot write request {path}: {exc}") from exc
+            raise _medium_error(f"cannot write request {path}", exc) from exc
         return future_id
 
     def poll(self, future_id: str) -> Reply | None:
@@ -324,7 +325,7 @@ class SyftBoxTransport(Transport):
             ensure_rpc_acl(self.fs, rpc_dir, fsync=self.options.fsync)
             self.fs.makedirs(self.layout.endpoint_dir(self.identity, app, endpoint))
         except (OSError, UnsafeFileError) as exc:
-            raise TransportError(f"cannot prepare {app}/{endpoint} for serving: {exc}") from exc
+            raise _medium_error(f"cannot prepare {app}/{endpoint} for serving", exc) from exc
         with self._cond:
             if self._closed:
                 raise TransportError(f"syftbox transport of {self.identity} is closed")
@@ -995,3 +996,11 @@ def _as_bytes(body: _Body) -> bytes:
     if isinstance(body, bytearray | memoryview):
         return bytes(body)
     raise TypeError(f"body must be bytes, bytearray or memoryview, not {type(body).__name__}")
+
+
+def _medium_error(what: str, exc: OSError | UnsafeFileError) -> TransportError:
+    """A failed file operation: the medium's fault (disk full, read-only, folder gone), or a
+    hostile folder (a symlink), which no retry fixes."""
+    if isinstance(exc, UnsafeFileError):
+        return TransportError(f"{what}: {exc}")
+    return MediumError(f"{what}: {exc}")
