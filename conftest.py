@@ -1,7 +1,10 @@
-"""Repository-wide test isolation (applies to every distribution's tests).
+"""Repository-wide test settings (apply to every distribution's tests).
 
 Server runs keep a workspace per project and resume interrupted runs from it; tests must never
 share one, nor leave one inside the repository, so each test gets its own.
+
+Property tests have no deadline: CI machines are shared and a loaded one must not turn a slow
+example into a failure (hypothesis' default fails any example slower than 200 ms).
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("repository", deadline=None, print_blob=True)
+settings.load_profile("repository")
 
 
 @pytest.fixture(autouse=True)

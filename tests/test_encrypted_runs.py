@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
@@ -231,3 +232,54 @@ def test_server_runs_with_a_syft_crypto_only_client(
     thread.join(30)
     assert len(losses) == 2 and losses[-1] < losses[0]
     assert seen.count("train") == 2 and seen.count("evaluate") == 2 and seen[-1] == "system"
+
+
+def test_a_datasite_whose_keys_changed_is_reached_after_its_refusal(
+    federation: LocalFederation, encrypted: Path
+) -> None:
+    """The server sealed to a key document it had read before the datasite re-created its
+    keys (a did.json one sync cycle late): the datasite refuses, the server reads its current
+    document and sends the message again, within the message's TTL."""
+    from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+    from syft_flwr.testing.protocol import instruction
+
+    email = federation.datasites[0]
+    runtime = RuntimeSettings.from_env()
+    server = federation.transport(federation.server_identity)
+    server_channel = open_channel(server, runtime, federation.manager)
+    old_transport = federation.transport(email)
+    assert open_channel(old_transport, runtime, federation.manager) is not None
+    assert server_channel is not None
+    server_channel.peer(email)  # cached: the document of the keys about to be replaced
+    (encrypted / email / "keys.json").unlink()  # the datasite re-creates its keys
+    calls: list[object] = []
+    client_transport = federation.transport(email)
+    client_channel = open_channel(client_transport, runtime, federation.manager)
+    runner = ClientRunner(
+        lambda message, context: (
+            calls.append(message)  # type: ignore[arg-type,return-value]
+            or Message(RecordDict(), reply_to=message)
+        ),
+        empty_context(),
+        client_transport,
+        "flwr/test",
+        plugin_manager=federation.manager,
+        channel=client_channel,
+        trusted_aggregators=[federation.server_identity],
+    )
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        grid = SyftGrid("flwr/test", [email], server, channel=server_channel, msg_timeout=30)
+        grid.set_run(5)
+        (reply,) = grid.send_and_receive(
+            [instruction(grid, grid.node_id_of(email), "query", ttl=30)], timeout=30
+        )
+    finally:
+        client_transport.stop()
+        thread.join(10)
+    assert not reply.has_error(), reply.error
+    assert len(calls) == 1
+    server_channel.close()
+    assert client_channel is not None
+    client_channel.close()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from syft_flwr.crypto import (
     BadSignatureError,
+    CryptoError,
     DecryptionError,
     ExpiredError,
     IdentityKeys,
@@ -395,16 +396,22 @@ def test_frames_and_streamed_opening(frames: list[bytes], flip: bool) -> None:
         envelope._ONE_SHOT, envelope._CHUNK = original
 
 
-def test_peer_identity_is_pinned_on_first_use(directory: Directory, tmp_path: Path) -> None:
+def test_peer_identity_is_pinned_on_the_first_successful_exchange(
+    directory: Directory, tmp_path: Path
+) -> None:
     from syft_flwr.crypto import IdentityChangedError
     from syft_flwr.crypto.pins import PinStore
 
-    Party(ALICE, directory)
+    alice = Party(ALICE, directory)
     pins = tmp_path / "peers.json"
     bob = SecureChannel(
         IdentityKeys.generate(BOB), ReplayStore(":memory:"), directory.fetch, pins=PinStore(pins)
     )
+    directory.publish(bob.keys)
     bob.peer(ALICE)
+    assert not pins.exists(), "a document seen is no exchange: nothing is pinned yet"
+    sealed, _ = alice.channel.seal(BOB, "app", "ep", b"hello", time.time() + 60)
+    bob.open(sealed, sender=ALICE, app="app", endpoint="ep")
     assert stat.S_IMODE(pins.stat().st_mode) == 0o600
     directory.publish(IdentityKeys.generate(ALICE))  # a substituted did.json, validly signed
     restarted = SecureChannel(
@@ -413,3 +420,28 @@ def test_peer_identity_is_pinned_on_first_use(directory: Directory, tmp_path: Pa
     with pytest.raises(IdentityChangedError, match="remove its entry"):
         restarted.peer(ALICE)
     assert ALICE in restarted.missing_keys([ALICE])
+
+
+def test_a_stale_document_seen_first_does_not_lock_out_the_current_one(
+    directory: Directory, tmp_path: Path
+) -> None:
+    """Over a sync a peer's previous did.json can be read before its current one."""
+    from syft_flwr.crypto.pins import PinStore
+
+    Party(ALICE, directory)  # the identity ALICE had before (its did.json still synced)
+    bob = SecureChannel(
+        IdentityKeys.generate(BOB),
+        ReplayStore(":memory:"),
+        directory.fetch,
+        pins=PinStore(tmp_path / "peers.json"),
+    )
+    directory.publish(bob.keys)
+    stale = bob.peer(ALICE)
+    current = IdentityKeys.generate(ALICE)  # its current identity, not synced to bob yet
+    alice = SecureChannel(current, ReplayStore(":memory:"), directory.fetch)
+    sealed, _ = alice.seal(BOB, "app", "ep", b"hello", time.time() + 60)
+    with pytest.raises(CryptoError):  # sealed by a key bob's copy does not have yet
+        bob.open(sealed, sender=ALICE, app="app", endpoint="ep")
+    directory.publish(current)  # the next sync cycle brings the current did.json
+    assert bob.open(sealed, sender=ALICE, app="app", endpoint="ep").body == b"hello"
+    assert bob.peer(ALICE).identity != stale.identity

@@ -236,7 +236,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             server_app, context, list(config.datasites), app_name, project_dir, fresh=args.fresh
         )
         outcome = _done_run(config, project_dir, app_name)
-        return EXIT_FAILED if outcome is not None and outcome.status == "failed" else 0
+        if outcome is not None and outcome.status == FAILED:
+            print(f"syft-flwr: run {outcome.run_id} failed: {outcome.error}", file=sys.stderr)
+            return EXIT_FAILED
+        return 0
     identity = resolve_identity(config, runtime, args.email, server=False)
     client_app = _load_component(config.flower_components, "clientapp", ClientApp, project_dir)
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})

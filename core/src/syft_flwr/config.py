@@ -47,6 +47,7 @@ _KNOWN_KEYS = {
     "lost_after",
     "trusted_aggregators",
     "approve",
+    "tolerate_dropouts",
 }
 _RESERVED_TABLES = {"resources", "job"}
 
@@ -70,6 +71,8 @@ class ProjectConfig:
     """The datasite owner's own list of servers it answers; ``None``: just ``aggregator``."""
     approve: str = "auto"
     """``"manual"``: hold each new run until the owner approves it (:mod:`syft_flwr.approvals`)."""
+    tolerate_dropouts: bool = False
+    """A run in which some datasite never answered still counts as finished (else failed)."""
 
     def require_app_name(self) -> str:
         """The app name, or an error saying where to set it."""
@@ -165,7 +168,15 @@ def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) 
         job=_optional_table(table, "job", path),
         trusted_aggregators=_email_list(table, "trusted_aggregators", path),
         approve=approve,
+        tolerate_dropouts=_table_bool(table, "tolerate_dropouts", path),
     )
+
+
+def _table_bool(table: Mapping[str, Any], key: str, path: Path) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} in [tool.syft_flwr] of {path} must be true or false")
+    return value
 
 
 def _email_list(table: Mapping[str, Any], key: str, path: Path) -> tuple[str, ...] | None:

@@ -74,6 +74,11 @@ class WorkspaceIOError(WorkspaceError):
     run, which resumes once it is fixed."""
 
 
+class SilentDatasitesError(EngineError):
+    """Some datasites never answered during a run (the message names them, and what they said
+    when they refused); set ``tolerate_dropouts = true`` for runs that expect that."""
+
+
 class RunInterruptedError(EngineError):
     """A run stopped on a fault (the medium or the workspace failed) and stays resumable: fix
     the cause and start the same command again."""

@@ -39,13 +39,26 @@ from syft_flwr.audit import ACCEPTED, DROPPED, REFUSED, AuditRecord, AuditTrail
 from syft_flwr.authorization import SenderPolicy
 from syft_flwr.crypto.channel import SecureChannel
 from syft_flwr.crypto.compat import is_compat_payload
-from syft_flwr.crypto.errors import CryptoError, MissingKeyError, UnknownKeyError
+from syft_flwr.crypto.errors import (
+    CryptoError,
+    IdentityChangedError,
+    MissingKeyError,
+    NotOurKeyError,
+    UnknownKeyError,
+)
 from syft_flwr.errors import RequestRefusedError, UnauthorizedSenderError, WireFormatError
 from syft_flwr.node_ids import node_id_for, normalise_email
-from syft_flwr.transport import Request, RequestHead
+from syft_flwr.transport import Request, RequestHead, Transport
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
-__all__ = ["KEY_RETRY_INTERVAL", "KEY_RETRY_WINDOW", "Admitted", "RequestGate"]
+__all__ = [
+    "KEY_RETRY_INTERVAL",
+    "KEY_RETRY_WINDOW",
+    "UNOPENABLE",
+    "Admitted",
+    "RequestGate",
+    "key_retry_window",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +71,18 @@ WARNED_CAPACITY = 1024
 """How many (sender, run) pairs are remembered as warned about (a flood of new senders is
 logged at DEBUG past it)."""
 KEY_RETRY_WINDOW = 10.0
-"""Longest wait, in seconds, for a sender's key document to become readable."""
+"""Longest wait, in seconds, for a sender's key document to become readable (at least; a
+transport that declares a delivery latency gets four times that, see :class:`RequestGate`)."""
 KEY_RETRY_INTERVAL = 0.2
+UNOPENABLE = "cannot open the request"
+"""How a refusal for a request that did not open begins: its sender reads the refuser's key
+document again and sends once more (:class:`~syft_flwr.fl_orchestrator.syft_grid.SyftGrid`)."""
+
+
+def key_retry_window(transport: Transport) -> float:
+    """How long a sender's key document may lag behind its request over ``transport``: at
+    least :data:`KEY_RETRY_WINDOW`, and four deliveries (two hops each way) on a slow sync."""
+    return max(KEY_RETRY_WINDOW, 4 * transport.capabilities.delivery_latency)
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,7 @@ class RequestGate:
     :param channel: open requests and seal replies with it; ``None`` serves plaintext.
     :param policy: who may ask (a datasite: its trusted aggregators; a server: its datasites).
     :param audit: where every decision is recorded; ``None`` records nothing.
+    :param key_retry_window: how long a sender's key document may lag behind its request.
     """
 
     def __init__(
@@ -109,8 +133,10 @@ class RequestGate:
         *,
         policy: SenderPolicy,
         audit: AuditTrail | None = None,
+        key_retry_window: float = KEY_RETRY_WINDOW,
     ) -> None:
         self.identity = identity
+        self.key_retry_window = key_retry_window
         self.node_id = node_id_for(identity)
         self.channel = channel
         self.policy = policy
@@ -183,7 +209,7 @@ class RequestGate:
             logger.warning(
                 "rejecting sealed request %s from %s: %s", request.id, request.sender, exc
             )
-            reason = f"cannot open the request ({type(exc).__name__}): {exc}"
+            reason = f"{UNOPENABLE} ({type(exc).__name__}): {exc}"
             raise self._refuse(request, reason) from exc
         try:
             message = decode_message(body)
@@ -349,17 +375,22 @@ class RequestGate:
     def _open(self, request: Request) -> tuple[bytes, bytes]:
         """The envelope in a request and the sealed envelope's id (``b""``: plain or compat).
 
-        The sender's key document can reach this datasite after the sender's first request
-        (synced folders deliver files in any order), so a missing or unknown sender key is
-        retried for a short, bounded time before the request is rejected.
+        The sender's key document can reach this datasite after the sender's first request,
+        or one sync cycle late (synced folders deliver files in any order, smaller ones first),
+        so a missing, unknown or changed sender key is retried, reading the document again
+        each time, for a short, bounded time before the request is refused.
         """
-        deadline = min(time.time() + KEY_RETRY_WINDOW, request.expires_at)
+        deadline = min(time.time() + self.key_retry_window, request.expires_at)
         while True:
             try:
                 return self._open_once(request)
-            except (MissingKeyError, UnknownKeyError):
+            except NotOurKeyError:
+                raise  # sealed to a key we do not hold: only the sender can fix that
+            except (MissingKeyError, UnknownKeyError, IdentityChangedError):
                 if time.time() + KEY_RETRY_INTERVAL >= deadline:
                     raise
+                assert self.channel is not None
+                self.channel.forget_peer(request.sender)
                 time.sleep(KEY_RETRY_INTERVAL)
 
     def _open_once(self, request: Request) -> tuple[bytes, bytes]:

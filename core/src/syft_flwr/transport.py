@@ -56,6 +56,9 @@ class TransportCapabilities:
         medium); the demo then runs clients as threads instead of processes.
     :param screens_requests: the transport calls :meth:`Transport.screen_request` before it
         reads a request's body, so a refused sender's body is never read.
+    :param delivery_latency: the typical time, in seconds, a file or object takes from its
+        writer to its reader over the medium (a sync's cycle: about two sync intervals per hop);
+        waits that cover a peer's lag (a key document arriving late) scale with it.
     """
 
     notifies: bool
@@ -64,6 +67,7 @@ class TransportCapabilities:
     encrypted: bool = False
     in_process_only: bool = False
     screens_requests: bool = False
+    delivery_latency: float = 0.0
 
 
 class ReplyStatus(enum.Enum):

@@ -137,10 +137,10 @@ def recording_project(
     )
 
 
-def start_run(project: Path, env: dict[str, str], email: str) -> subprocess.Popen[str]:
-    """``python -m syft_flwr run project`` acting as ``email``, output captured as text."""
+def start_run(project: Path, env: dict[str, str], email: str, *flags: str) -> subprocess.Popen[str]:
+    """``python -m syft_flwr run project [flags]`` acting as ``email``, output as text."""
     return subprocess.Popen(
-        [sys.executable, "-m", "syft_flwr", "run", str(project)],
+        [sys.executable, "-m", "syft_flwr", "run", str(project), *flags],
         env={**env, "SYFTBOX_EMAIL": email},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

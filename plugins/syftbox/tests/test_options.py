@@ -9,6 +9,7 @@ import pytest
 
 from syft_flwr.errors import ConfigError
 from syft_flwr.transport import TransportSettings
+from syft_flwr_syftbox import SyftBoxTransport
 from syft_flwr_syftbox.options import SyftBoxOptions
 from syft_flwr_syftbox.rpcfile import WireFormat
 
@@ -95,6 +96,10 @@ def test_email_option_must_match_the_identity(tmp_path: Path) -> None:
         ("max_body_size", True, "positive number of bytes"),
         ("fsync", "yes", "true or false"),
         ("cleanup_interval", -1, "positive"),
+        ("cleanup_interval", 0, "positive"),
+        ("sync_interval", -0.5, "zero or more"),
+        ("sync_interval", "1s", "number of seconds"),
+        ("sync_interval", False, "number of seconds"),
         ("stale_after", float("inf"), "number of seconds"),
         ("colour", "blue", "unknown key"),
     ],
@@ -113,3 +118,18 @@ def test_defaults_and_values(tmp_path: Path) -> None:
     custom = resolve({"data_dir": box, "wire": "syft-rpc", "max_body_size": 10, "fsync": True})
     assert (custom.wire, custom.max_body_size, custom.fsync) == (WireFormat.SYFT_RPC, 10, True)
     assert default.state_dir("Alice@X.org") == Path(box) / ".syft-flwr" / "alice@x.org"
+
+
+@pytest.mark.parametrize(("interval", "latency"), [(None, 2.0), (0, 0.0), (0.25, 0.5), (5, 10.0)])
+def test_the_sync_interval_sets_the_delivery_latency(
+    tmp_path: Path, interval: float | None, latency: float
+) -> None:
+    """About two sync cycles per hop: the core's key waits grow with it."""
+    table: dict[str, object] = {"data_dir": str(folder(tmp_path, "box"))}
+    if interval is not None:
+        table["sync_interval"] = interval
+    transport = SyftBoxTransport(TransportSettings(identity="alice@x.org", options=table))
+    try:
+        assert transport.capabilities.delivery_latency == latency
+    finally:
+        transport.close()

@@ -14,7 +14,7 @@ import pytest
 from syft_flwr.errors import BodyTooLargeError, InvalidAddressError, TransportError
 from syft_flwr.transport import ReplyStatus, Request, TransportSettings
 from syft_flwr_syftbox import SyftBoxTransport, WireFormat
-from syft_flwr_syftbox.acl import ACL_FILE, RPC_ACL
+from syft_flwr_syftbox.acl import ACL_FILE, LEGACY_ACL_FILE, RPC
 from syft_flwr_syftbox.atomic import write_atomic
 from syft_flwr_syftbox.files import encode_rpc_file
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
@@ -72,16 +72,33 @@ def test_round_trip_on_disk_layout(make, serving, wait_reply, later, data_dir) -
     folder = data_dir / "datasites" / ALICE / "app_data" / "flwr" / "demo" / "rpc"
     assert (folder / EP / SERVER / f"{future_id}.request").is_file()
     assert (folder / EP / SERVER / f"{future_id}.response").is_file()
-    assert (folder / ACL_FILE).read_text() == RPC_ACL
+    assert (folder / ACL_FILE).read_text() == RPC.pub_yaml
+    assert (folder / LEGACY_ACL_FILE).read_text() == RPC.syftperm_yaml
     server.forget(future_id)
     assert not list((folder / EP / SERVER).iterdir()), "forget removes an answered request"
     assert server.poll(future_id) is None
 
 
-def test_acl_lets_each_sender_write_only_its_folder() -> None:
-    assert "terminal: true" in RPC_ACL
-    assert "pattern: '*/{{.UserEmail}}/*.request'" in RPC_ACL
-    assert "read: [USER]" in RPC_ACL and "write: [USER]" in RPC_ACL
+def test_both_permission_formats_let_each_sender_write_only_its_folder() -> None:
+    import yaml
+
+    go = yaml.safe_load(RPC.pub_yaml)
+    assert go["terminal"] is True
+    patterns = {rule["pattern"]: rule["access"] for rule in go["rules"]}
+    for suffix in ("request", "response", "part"):
+        access = patterns[f"*/{{{{.UserEmail}}}}/*.{suffix}"]
+        assert access == {"admin": [], "read": ["USER"], "write": ["USER"]}
+    assert patterns["**"] == {"admin": [], "read": [], "write": []}
+    for name in ("syft.pub.yaml", "syftperm.yaml"):  # how a sender sees the app is served
+        assert patterns[name] == {"admin": [], "read": ["*"], "write": []}
+    legacy = {rule["path"]: rule for rule in yaml.safe_load(RPC.syftperm_yaml)}  # 0.4.x
+    for suffix in ("request", "response", "part"):
+        rule = legacy.pop(f"*/{{useremail}}/*.{suffix}")
+        assert rule["user"] == "*" and rule["permissions"] == ["read", "create", "write"]
+    assert legacy == {
+        name: {"path": name, "user": "*", "permissions": ["read"]}
+        for name in ("syft.pub.yaml", "syftperm.yaml")
+    }
 
 
 def test_many_concurrent_requests(make, serving, wait_reply, later) -> None:

@@ -139,6 +139,22 @@ class SecureChannel:
             self._peers[datasite] = document
         return document
 
+    def forget_peer(self, datasite: str) -> None:
+        """Drop the cached document of ``datasite``: the next use reads it again.
+
+        Over a sync a document can be one cycle behind; the grid calls this when a peer
+        refuses or does not answer, so a stale key is not used for the rest of the run.
+        """
+        with self._lock:
+            self._peers.pop(datasite, None)
+
+    def _confirm(self, datasite: str) -> None:
+        """A message from ``datasite`` opened: pin the identity it was sealed with."""
+        with self._lock:
+            document = self._peers.get(datasite)
+        if document is not None:
+            self.pins.confirm(datasite, document.identity)
+
     def speaks_native(self, datasite: str) -> bool:
         """Whether ``datasite`` publishes native keys (else only syft-crypto's scheme).
 
@@ -243,6 +259,7 @@ class SecureChannel:
         sender_key = self._sender_key(sender, header.sender_kid, moment)
         body = open_envelope(envelope, own_key.private, sender_key)
         self._accept(ReplayMark(sender, header.message_id, header.expires, moment), defer)
+        self._confirm(sender)
         return Opened(header, body)
 
     def record(self, mark: ReplayMark) -> None:
@@ -326,6 +343,7 @@ class SecureChannel:
         moment = time.time() if now is None else now
         envelope = compat_text_to_envelope(opened.body)
         self._accept(ReplayMark(sender, payload_id, expires_at, moment), defer)
+        self._confirm(sender)
         return envelope
 
     def close(self) -> None:

@@ -48,6 +48,11 @@ class UnknownKeyError(CryptoError):
     """An envelope names a key id that is unknown or rotated out of its grace period."""
 
 
+class NotOurKeyError(UnknownKeyError):
+    """An envelope is sealed to a key of ours that we do not hold (any more): its sender used
+    a stale copy of our key document. Waiting does not help; the sender must read it again."""
+
+
 class BadSignatureError(CryptoError):
     """A key document's agreement key is not signed by its identity key."""
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from syft_flwr.crypto.errors import UnknownKeyError
+from syft_flwr.crypto.errors import NotOurKeyError
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -100,18 +100,18 @@ class IdentityKeys:
     def find(self, kid: bytes, now: float | None = None) -> AgreementKey:
         """The usable agreement key named ``kid``.
 
-        :raises UnknownKeyError: no such key, or its grace period is over.
+        :raises NotOurKeyError: no such key, or its grace period is over.
         """
         moment = time.time() if now is None else now
         for key in self.agreement:
             if key.kid == kid:
                 if key.usable(moment):
                     return key
-                raise UnknownKeyError(
+                raise NotOurKeyError(
                     f"{self.email}: agreement key {kid.hex()} was rotated out and its "
                     "grace period is over"
                 )
-        raise UnknownKeyError(f"{self.email} has no agreement key {kid.hex()}")
+        raise NotOurKeyError(f"{self.email} has no agreement key {kid.hex()}")
 
     def rotated(self, grace: float = DEFAULT_GRACE, now: float | None = None) -> IdentityKeys:
         """These keys with a fresh current agreement key; the old one is kept for ``grace`` s.

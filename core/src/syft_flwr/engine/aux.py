@@ -39,7 +39,7 @@ from flwr.common.constant import ErrorCode
 from syft_flwr.audit import DROPPED, AuditTrail
 from syft_flwr.authorization import SenderPolicy
 from syft_flwr.errors import AuxError, SyftFlwrError
-from syft_flwr.inbound import Admitted, RequestGate
+from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_id_for
 from syft_flwr.stop_signal import SYSTEM_MESSAGE_TYPE
@@ -373,7 +373,13 @@ def serve_aux(
     The caller runs ``transport.run()`` (one loop serves every registered endpoint).
     """
     policy = SenderPolicy(senders, role="datasite of this run")
-    gate = RequestGate(transport.identity, channel, policy=policy, audit=audit)
+    gate = RequestGate(
+        transport.identity,
+        channel,
+        policy=policy,
+        audit=audit,
+        key_retry_window=key_retry_window(transport),
+    )
     transport.set_request_screen(gate.screen)
     service = AuxService(registry, gate)
     transport.serve(app_name, AUX_ENDPOINT, service.handle)

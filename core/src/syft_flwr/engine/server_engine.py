@@ -558,10 +558,30 @@ class ServerEngine:
         """Rewrite what the committed snapshot implies; repeating it changes nothing."""
         assert self.run is not None and self._snapshots is not None
         self.run.write_metrics(snapshot.metrics)
-        self.run.update(round=snapshot.round, num_rounds=snapshot.num_rounds, style=snapshot.style)
+        self.run.update(
+            round=snapshot.round,
+            num_rounds=snapshot.num_rounds,
+            style=snapshot.style,
+            answered=tuple(sorted(self.answered())),
+        )
         kill_point("round.derived")
         self._drop_committed(snapshot.round)
         self._snapshots.prune_models(snapshot)
+
+    def answered(self) -> set[str]:
+        """The datasites that answered a message of this run (also before a restart)."""
+        before = set(self.run.info().answered) if self.run is not None else set()
+        return before | self.grid.answered
+
+    def silent_datasites(self) -> dict[str, str]:
+        """The run's datasites that never answered, each with what it said when it refused
+        (or that it never answered at all)."""
+        answered = self.answered()
+        return {
+            datasite: self.grid.refusals.get(datasite, "it never answered")
+            for datasite in self.grid.datasites
+            if datasite not in answered
+        }
 
     def _drop_committed(self, round_: int) -> None:
         if self._journal is None:

@@ -123,12 +123,15 @@ class RunInfo:
     """``finished`` or ``failed``, once known (from ``finishing`` on)."""
     stop_pending: tuple[str, ...] = ()
     """While ``finishing``: the datasites that have not been sent the stop signal yet."""
+    answered: tuple[str, ...] = ()
+    """The datasites that answered at least one message, up to the last committed round."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form."""
         value = asdict(self)
         value["datasites"] = list(self.datasites)
         value["stop_pending"] = list(self.stop_pending)
+        value["answered"] = list(self.answered)
         return value
 
     @classmethod
@@ -145,6 +148,7 @@ class RunInfo:
                     **value,
                     "datasites": tuple(value["datasites"]),
                     "stop_pending": tuple(value.get("stop_pending", ())),
+                    "answered": tuple(value.get("answered", ())),
                 }
             )
             if not isinstance(info.run_id, int) or info.status not in _STATUSES:

@@ -72,7 +72,7 @@ from syft_flwr.engine.resources import (
 )
 from syft_flwr.errors import AuxError, RequestRefusedError, RunDeniedError, SyftFlwrError
 from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
-from syft_flwr.inbound import Admitted, RequestGate
+from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
 from syft_flwr.node_ids import normalise_email
 from syft_flwr.plugins import get_plugin_manager, notify
 from syft_flwr.transport import Request, Transport
@@ -133,7 +133,13 @@ class ClientRunner:
             if isinstance(trusted_aggregators, SenderPolicy)
             else SenderPolicy(trusted_aggregators, role="aggregator")
         )
-        self.gate = RequestGate(transport.identity, channel, policy=policy, audit=audit)
+        self.gate = RequestGate(
+            transport.identity,
+            channel,
+            policy=policy,
+            audit=audit,
+            key_retry_window=key_retry_window(transport),
+        )
         self.node_id = self.gate.node_id
         self.context.node_id = self.node_id
         self.stop_reason: str | None = None

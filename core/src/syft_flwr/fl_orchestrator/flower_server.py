@@ -16,7 +16,13 @@ from flwr.supercore.task_identity import TaskIdentity
 from syft_flwr.crypto.errors import MissingKeyError
 from syft_flwr.engine.resume import engine_server_fn, resumable_strategy_start
 from syft_flwr.engine.server_engine import APP_PREFIX, ServerEngine, new_run_id
-from syft_flwr.errors import JobStartError, MediumError, RunInterruptedError, WorkspaceIOError
+from syft_flwr.errors import (
+    JobStartError,
+    MediumError,
+    RunInterruptedError,
+    SilentDatasitesError,
+    WorkspaceIOError,
+)
 from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
 from syft_flwr.kill_points import kill_point
 from syft_flwr.plugins import notify
@@ -27,7 +33,8 @@ __all__ = ["APP_PREFIX", "new_run_id", "syftbox_flwr_server"]
 logger = logging.getLogger(__name__)
 
 KEY_WAIT = 30.0
-"""Longest wait, in seconds, for datasites' key documents before a run is refused."""
+"""Longest wait, in seconds, for datasites' key documents before a run is refused (ten
+deliveries when the transport's sync is slower)."""
 KEY_POLL_INTERVAL = 0.25
 
 
@@ -77,7 +84,9 @@ def syftbox_flwr_server(
             datasites, app_name, project_dir, transport=transport, plugin_manager=plugin_manager
         )
     try:
-        _require_keys(engine.grid, wait=min(engine.grid.msg_timeout, KEY_WAIT))
+        latency = engine.transport.capabilities.delivery_latency
+        wait = min(engine.grid.msg_timeout, max(KEY_WAIT, 10 * latency))
+        _require_keys(engine.grid, wait=wait)
         if engine.run_id is None:
             engine.open_run(fresh=fresh)
         if engine.finishing:
@@ -143,9 +152,25 @@ def _serve(
         raise RunInterruptedError(
             f"run {run_id} is interrupted: {fault}; fix the cause and start it again to resume"
         ) from fault
+    if error is None:
+        error = _silence(engine)
     logger.info("Sending stop signals to the clients")
     engine.finish_run(error)
     return updated_context
+
+
+def _silence(engine: ServerEngine) -> SilentDatasitesError | None:
+    """The error of a run in which some datasite never answered, unless dropouts are fine."""
+    silent = engine.silent_datasites()
+    if not silent or engine.config.tolerate_dropouts:
+        return None
+    lines = "; ".join(f"{datasite}: {why}" for datasite, why in silent.items())
+    error = SilentDatasitesError(
+        f"{len(silent)} of {len(engine.grid.datasites)} datasite(s) never answered: {lines} "
+        "(set tolerate_dropouts = true in [tool.syft_flwr] if the run may go on without them)"
+    )
+    logger.error("%s", error)
+    return error
 
 
 def _require_keys(grid: SyftGrid, wait: float) -> None:

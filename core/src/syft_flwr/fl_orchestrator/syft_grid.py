@@ -6,6 +6,12 @@ is encoded with the wire codec when it is pushed (strategies share one ``RecordD
 between the messages of a round, so it must be serialised before the strategy mutates it)
 and handed to the transport with an expiry of ``created_at + ttl``.
 
+A datasite that cannot open a message (it refuses it: a key document one sync cycle late on
+either side) makes the grid read that datasite's key document again and, within the message's
+TTL, seal and send it once more (up to :data:`MAX_RESENDS` times); a datasite that refuses or
+does not answer has its document read again before the next message. Only when the TTL runs
+out is the message reported as failed, naming the refusal ("ds2 cannot open our messages").
+
 The grid never waits past a message's TTL: once it runs out without an answer, the grid
 answers in the client's place with an error reply (``ErrorCode.MESSAGE_UNAVAILABLE``), so
 a Flower strategy counts a failure instead of hanging. All methods are thread-safe, since
@@ -71,13 +77,14 @@ from syft_flwr.errors import (
     WireFormatError,
     WorkspaceIOError,
 )
+from syft_flwr.inbound import UNOPENABLE
 from syft_flwr.kill_points import kill_point
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_table
 from syft_flwr.plugins import notify
 from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
 from syft_flwr.transport import Reply, ReplyStatus, Transport
-from syft_flwr.wire import decode_message, encode_message, encode_message_frames
+from syft_flwr.wire import decode_message, encode_message_frames
 
 if TYPE_CHECKING:
     from syft_flwr.engine.rounds import RoundKeeper
@@ -90,6 +97,12 @@ logger = logging.getLogger(__name__)
 SERVER_NODE_ID = 1
 DEFAULT_ENDPOINT = "messages"
 DEFAULT_STOP_TTL = 60.0
+MAX_RESENDS = 3
+"""How often a message a datasite could not open is sealed and sent again (within its TTL)."""
+RESEND_AFTER = 2.0
+"""Seconds after a refusal when a message is sent again even if the datasite's key document
+looks unchanged (the datasite may have lacked *our* document); two deliveries over a slow
+sync (:attr:`~syft_flwr.transport.TransportCapabilities.delivery_latency`) if longer."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,19 @@ class _Pending:
     """Sent before a crash and taken over from the journal (its reply may be there already)."""
     give_up_at: float = float("inf")
     """When to stop waiting: set for a datasite already lost when the message went out."""
+    frames: tuple[bytes | memoryview, ...] = ()
+    """The encoded message (references, not copies), kept to seal it again for a resend."""
+    sealed_to: bytes = b""
+    """The id of the datasite's key it was sealed to."""
+    resends: int = 0
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """A datasite could not open a message: sent again once its key document is fresh."""
+
+    detail: str
+    at: float
 
 
 class SyftGrid(Grid):
@@ -157,6 +183,12 @@ class SyftGrid(Grid):
         self._by_future: dict[str, str] = {}
         self._ignored: dict[str, str] = {}
         """Message id -> why the reply now at its future was ignored (foreign)."""
+        self._refused: dict[str, _Refusal] = {}
+        """Message id -> the refusal of a datasite that could not open it (to send again)."""
+        self.answered: set[str] = set()
+        """Datasites that answered a message (with a result or their ClientApp's error)."""
+        self.refusals: dict[str, str] = {}
+        """Datasite -> the last reason it gave for refusing a message."""
         self._kinds: Counter[tuple[int, str, str, str]] = Counter()
         self.fault: SyftFlwrError | None = None
         """The first fault of the medium or the journal; the engine does not commit a round
@@ -315,7 +347,8 @@ class SyftGrid(Grid):
 
     def _send(self, datasite: str, message: Message, metadata: Metadata) -> _Pending:
         expires_at = metadata.created_at + metadata.ttl
-        body, envelope_id = self._seal(datasite, message, expires_at)
+        frames = tuple(encode_message_frames(message))
+        body, envelope_id = self._seal(datasite, frames, expires_at)
         with self._faults():
             future_id = self.transport.send(
                 datasite, self.app_name, self.endpoint, body, expires_at
@@ -337,7 +370,24 @@ class SyftGrid(Grid):
                     )
                 )
                 kill_point("message.journaled")
-        return _Pending(future_id, datasite, metadata, expires_at, envelope_id)
+        return _Pending(
+            future_id,
+            datasite,
+            metadata,
+            expires_at,
+            envelope_id,
+            frames=frames if self.channel is not None else (),
+            sealed_to=self._sealed_to(datasite),
+        )
+
+    def _sealed_to(self, datasite: str) -> bytes:
+        """The id of ``datasite``'s current key, as this grid's channel last read it."""
+        if self.channel is None:
+            return b""
+        try:
+            return self.channel.peer(datasite).current().kid
+        except CryptoError:
+            return b""
 
     @contextlib.contextmanager
     def _faults(self) -> Iterator[None]:
@@ -377,16 +427,18 @@ class SyftGrid(Grid):
             entry.future_id, datasite, metadata, entry.expires_at, entry.envelope_id, stored, True
         )
 
-    def _seal(self, datasite: str, message: Message, expires_at: float) -> tuple[bytes, bytes]:
-        """The encoded body to send and its envelope id (``b""`` unless sealed natively).
+    def _seal(
+        self, datasite: str, frames: Sequence[bytes | memoryview], expires_at: float
+    ) -> tuple[bytes, bytes]:
+        """The body to send for an encoded message and its envelope id (``b""`` unless sealed
+        natively).
 
         Native sealing takes the codec's frames, so a model is never joined before encryption.
         """
         if self.channel is None:
-            return encode_message(message), b""
+            return b"".join(frames), b""
         if not self.channel.speaks_native(datasite):
-            return self.channel.seal_compat(datasite, encode_message(message)), b""
-        frames = encode_message_frames(message)
+            return self.channel.seal_compat(datasite, b"".join(frames)), b""
         return self.channel.seal(datasite, self.app_name, self.endpoint, frames, expires_at)
 
     def _open(self, pending: _Pending, body: bytes, marks: list[ReplayMark]) -> bytes:
@@ -455,13 +507,19 @@ class SyftGrid(Grid):
         with self._lock:
             claimed = [mid for mid in ids if mid in self._pending and self._pending[mid].claimed]
         replies = self.pull_messages(claimed) if claimed else []
-        with self._lock:
-            waiting = {self._pending[mid].future_id: mid for mid in ids if mid in self._pending}
-        while waiting:
+        open_ids = list(ids)
+        while True:
+            with self._lock:
+                open_ids = [mid for mid in open_ids if mid in self._pending]
+                waiting = {self._pending[mid].future_id: mid for mid in open_ids}
+            if not waiting:
+                break
             now = time.time()
             replies.extend(self._expire_due(waiting, now, give_up_at))
             if not waiting:
-                break
+                continue
+            if self._send_refused_again(waiting.values(), now):
+                continue  # new futures: wait on those
             next_deadline = min(
                 give_up_at, min(self._pending_deadline(mid) for mid in waiting.values())
             )
@@ -471,14 +529,89 @@ class SyftGrid(Grid):
             watched, repoll = self._watch(waiting)
             if repoll:
                 next_deadline = min(next_deadline, now + self.transport.settings.poll_interval)
+            if self._has_refused(waiting.values()):
+                next_deadline = min(next_deadline, now + self.transport.settings.poll_interval)
             ready = self.transport.wait_ready(watched, max(0.0, next_deadline - now)) | repoll
             for future_id in ready:
-                got = self.pull_messages([waiting[future_id]])
-                if got:
-                    del waiting[future_id]
-                    replies.extend(got)
+                if future_id in waiting:
+                    replies.extend(self.pull_messages([waiting[future_id]]))
         self._report_round(messages, replies)
         return replies
+
+    def _has_refused(self, message_ids: Iterable[str]) -> bool:
+        with self._lock:
+            return any(mid in self._refused for mid in message_ids)
+
+    def _send_refused_again(self, message_ids: Iterable[str], now: float) -> bool:
+        """Seal and send again the refused messages whose datasite's document changed (or
+        whose refusal is :data:`RESEND_AFTER` old): a stale key was the likely cause.
+
+        :return: whether a message was sent again (or given up on): its future changed.
+        """
+        with self._lock:
+            refused = [(mid, self._refused[mid]) for mid in message_ids if mid in self._refused]
+        changed = False
+        for message_id, refusal in refused:
+            with self._lock:
+                pending = self._pending.get(message_id)
+            if pending is None:
+                continue
+            fresh = self._sealed_to(pending.datasite) != pending.sealed_to
+            patience = max(RESEND_AFTER, 2 * self.transport.capabilities.delivery_latency)
+            if not fresh and now - refusal.at < patience:
+                continue
+            changed = True
+            try:
+                self._resend(message_id, pending)
+            except SyftFlwrError as exc:
+                logger.warning("cannot send %s to %s again: %s", message_id, pending.datasite, exc)
+                with self._lock:
+                    self._refused.pop(message_id, None)
+                self._finish(message_id, self._cannot_open(pending, f"{refusal.detail}; {exc}"))
+        return changed
+
+    def _resend(self, message_id: str, pending: _Pending) -> None:
+        """Seal the message again (with the datasite's current key) and send it anew."""
+        body, envelope_id = self._seal(pending.datasite, pending.frames, pending.expires_at)
+        with self._faults():
+            future_id = self.transport.send(
+                pending.datasite, self.app_name, self.endpoint, body, pending.expires_at
+            )
+            if self.journal is not None:
+                metadata = pending.metadata
+                self.journal.record(
+                    JournalEntry(
+                        message_id,
+                        self.epoch,
+                        pending.datasite,
+                        metadata.message_type,
+                        metadata.group_id,
+                        future_id,
+                        metadata.created_at,
+                        metadata.ttl,
+                        pending.expires_at,
+                        envelope_id,
+                    )
+                )
+        resent = replace(
+            pending,
+            future_id=future_id,
+            envelope_id=envelope_id,
+            sealed_to=self._sealed_to(pending.datasite),
+            resends=pending.resends + 1,
+        )
+        with self._lock:
+            self._refused.pop(message_id, None)
+            self._pending[message_id] = resent
+            self._by_future.pop(pending.future_id, None)
+            self._by_future[future_id] = message_id
+        self.transport.forget(pending.future_id)
+        logger.info(
+            "sent %s to %s again (%d), sealed to its current key",
+            message_id,
+            pending.datasite,
+            resent.resends,
+        )
 
     def _watch(self, waiting: Mapping[str, str]) -> tuple[list[str], set[str]]:
         """The futures to wait on, and those to poll again at the poll interval.
@@ -545,6 +678,7 @@ class SyftGrid(Grid):
         with self._lock:
             pending = self._pending.pop(message_id, None)
             self._ignored.pop(message_id, None)
+            self._refused.pop(message_id, None)
             if pending is not None:
                 self._by_future.pop(pending.future_id, None)
         if pending is not None:
@@ -580,15 +714,32 @@ class SyftGrid(Grid):
     ) -> Message | None:
         """The strategy's reply for a transport reply; ``None`` for a foreign one (ignored)."""
         if reply.status is ReplyStatus.EXPIRED:
+            self._forget_keys(pending.datasite)
             return self._expired(pending)
         if reply.status is ReplyStatus.REJECTED:
+            self._forget_keys(pending.datasite)
+            with self._lock:
+                self.refusals[pending.datasite] = reply.detail
             if self.liveness is not None:
                 self.liveness.answered(pending.datasite)
-            return self._error(
-                pending,
-                ErrorCode.NODE_UNAVAILABLE,
-                f"{pending.datasite} rejected the message: {reply.detail}",
-            )
+            if UNOPENABLE not in reply.detail or self.channel is None:
+                return self._error(
+                    pending,
+                    ErrorCode.NODE_UNAVAILABLE,
+                    f"{pending.datasite} rejected the message: {reply.detail}",
+                )
+            if pending.resends >= MAX_RESENDS or not pending.frames:
+                return self._cannot_open(pending, reply.detail)
+            with self._lock:
+                if message_id not in self._refused:
+                    logger.warning(
+                        "%s cannot open message %s (%s); reading its key document again",
+                        pending.datasite,
+                        message_id,
+                        reply.detail,
+                    )
+                self._refused[message_id] = _Refusal(reply.detail, time.time())
+            return None
         try:
             message = decode_message(self._open(pending, reply.body, marks))
         except (CryptoError, WireFormatError) as exc:
@@ -600,9 +751,23 @@ class SyftGrid(Grid):
             return None
         if self.liveness is not None:
             self.liveness.answered(pending.datasite)
+        with self._lock:
+            self.answered.add(pending.datasite)
         if not message.metadata.message_id:
             message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
         return message
+
+    def _forget_keys(self, datasite: str) -> None:
+        """A datasite refused or did not answer: read its key document again next time."""
+        if self.channel is not None:
+            self.channel.forget_peer(datasite)
+
+    def _cannot_open(self, pending: _Pending, detail: str) -> Message:
+        return self._error(
+            pending,
+            ErrorCode.NODE_UNAVAILABLE,
+            f"{pending.datasite} cannot open our messages: {detail}",
+        )
 
     def _ignore(self, message_id: str, pending: _Pending, reason: str) -> None:
         """Note a foreign reply (logged once per message); the message keeps waiting."""
@@ -634,6 +799,9 @@ class SyftGrid(Grid):
     def _expired(self, pending: _Pending) -> Message:
         with self._lock:
             ignored = self._ignored.get(pending.metadata.message_id)
+            refused = self._refused.pop(pending.metadata.message_id, None)
+        if refused is not None:
+            return self._cannot_open(pending, refused.detail)
         return self._error(
             pending,
             ErrorCode.MESSAGE_UNAVAILABLE,
@@ -721,7 +889,7 @@ class SyftGrid(Grid):
             message_type=SYSTEM_MESSAGE_TYPE,
         )
         message = message_with_metadata(metadata, content=build_stop_content(reason))
-        body, _ = self._seal(datasite, message, metadata.created_at + ttl)
+        body, _ = self._seal(datasite, encode_message_frames(message), metadata.created_at + ttl)
         future_id = self.transport.send(
             datasite, self.app_name, self.endpoint, body, metadata.created_at + ttl
         )

@@ -2,8 +2,9 @@
 
 The core builds and verifies the documents (:mod:`syft_flwr.crypto.document`); this module only
 stores and finds them. The file is replaced atomically, because peers read it at any moment, and
-the ``public`` folder gets a read-for-everyone ``syft.pub.yaml`` if it has none, so the SyftBox
-server lets other datasites download it. A ``did.json`` that syft-crypto wrote for another
+the ``public`` folder gets read-for-everyone permission files (both formats,
+:data:`~syft_flwr_syftbox.acl.PUBLIC`) where it has none, so the SyftBox server lets other
+datasites download it. A ``did.json`` that syft-crypto wrote for another
 identity key is never replaced: that identity is adopted instead (``syft-flwr keys init
 --import-syft-crypto``, :mod:`syft_flwr.crypto.syft_crypto_keys`). Fetching returns the bytes
 as found: trust comes from the signatures the core checks, and from the fact that only the
@@ -14,7 +15,6 @@ symlink, a FIFO or a folder, or sits in a symlinked folder, is no key document.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
@@ -22,28 +22,17 @@ from syft_flwr.crypto.syft_crypto_keys import check_replaceable
 from syft_flwr.errors import UnsafeFileError
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.transport import Transport
-from syft_flwr_syftbox.acl import ACL_FILE
+from syft_flwr_syftbox.acl import PUBLIC, ensure_permissions
 from syft_flwr_syftbox.addresses import check_datasite
 from syft_flwr_syftbox.transport import SyftBoxTransport
 
 __all__ = [
-    "PUBLIC_ACL",
     "did_path",
     "syft_flwr_fetch_key_document",
     "syft_flwr_publish_key_document",
 ]
 
 logger = logging.getLogger(__name__)
-
-PUBLIC_ACL = """\
-# Written by syft-flwr-syftbox: the public folder (key documents) is readable by everyone.
-rules:
-- pattern: '**'
-  access:
-    admin: []
-    read: ['*']
-    write: []
-"""
 
 
 def did_path(transport: SyftBoxTransport, datasite: str) -> Path:
@@ -53,7 +42,8 @@ def did_path(transport: SyftBoxTransport, datasite: str) -> Path:
 
 @hookimpl
 def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> bool | None:
-    """Write ``public/did.json`` of this datasite atomically (and the folder's ACL if absent).
+    """Write ``public/did.json`` of this datasite atomically (and its permission files if
+    absent).
 
     :raises SyftCryptoIdentityError: the file is another identity's syft-crypto document
         (a syft-flwr 0.5.x datasite's): adopt it with ``syft-flwr keys init
@@ -66,12 +56,7 @@ def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> boo
     path = did_path(transport, transport.identity)
     check_replaceable(_read(transport, path), document, transport.identity, str(path))
     fsync = transport.options.fsync
-    transport.fs.makedirs(path.parent)
-    acl = path.parent / ACL_FILE
-    if not transport.fs.exists(acl):
-        # written concurrently by another process: keep theirs
-        with contextlib.suppress(FileExistsError):
-            transport.fs.write_atomic(acl, [PUBLIC_ACL.encode()], fsync=fsync)
+    ensure_permissions(transport.fs, path.parent, PUBLIC, fsync=fsync, keep_existing=True)
     transport.fs.write_atomic(path, [document], replace=True, fsync=fsync)
     return True
 

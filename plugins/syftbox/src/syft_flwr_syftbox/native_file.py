@@ -11,10 +11,17 @@ or a sync engine that exposes partial files) instead of mistaking it for a short
 can refuse a body over its size limit before reading it. The header carries what the path
 cannot: the claimed sender and address (checked against the path), creation and expiry times,
 and a response's status.
+
+A *manifest* (a body larger than the transport's ``part_size``, see
+:mod:`syft_flwr_syftbox.parts`) is the same file with an empty body and one more header key,
+``parts``: ``[[size, sha256-hex], ...]``, one entry per part file. Its declared total is held
+against ``max_body_size`` here, before any part is opened. The version stays 1: writer and
+reader are the same code, and a reader without ``parts`` refuses a manifest as malformed.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any, BinaryIO, Final
 
@@ -23,15 +30,20 @@ import msgpack  # type: ignore[import-untyped]
 from syft_flwr.errors import BodyTooLargeError, WireFormatError
 from syft_flwr.transport import ReplyStatus
 from syft_flwr_syftbox.layout import FileKind
-from syft_flwr_syftbox.rpcfile import IncompleteFileError, RpcFile, WireFormat
+from syft_flwr_syftbox.rpcfile import IncompleteFileError, Part, RpcFile, WireFormat
 
-__all__ = ["MAGIC", "VERSION", "decode", "decode_head", "encode", "max_file_size"]
+__all__ = ["MAGIC", "MAX_PARTS", "VERSION", "decode", "decode_head", "encode", "max_file_size"]
 
 MAGIC: Final = b"SFRF"
 VERSION: Final = 1
 _PREFIX: Final = struct.Struct(">4sBBIQ")
 _KIND_CODES: Final = {FileKind.REQUEST: 1, FileKind.RESPONSE: 2}
-_MAX_HEADER: Final = 64 * 1024
+MAX_PARTS: Final = 16384
+"""Most parts one manifest may list: 1 GiB in 64 KiB parts, a header of about 1.2 MiB."""
+_PART_ENTRY: Final = len(msgpack.packb([2**64 - 1, "0" * 64]))
+"""The largest msgpack ``[size, sha256-hex]`` entry of a parts list."""
+_MAX_HEADER: Final = 64 * 1024 + MAX_PARTS * _PART_ENTRY
+_SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 _REQUEST_KEYS: Final = frozenset(
     {"id", "sender", "recipient", "app", "endpoint", "created", "expires"}
 )
@@ -53,6 +65,8 @@ def encode(rpc: RpcFile) -> list[bytes | memoryview]:
     if rpc.kind is FileKind.RESPONSE:
         header["status"] = rpc.status.value
         header["detail"] = rpc.detail
+    if rpc.parts:
+        header["parts"] = [[part.size, part.sha256] for part in rpc.parts]
     packed = msgpack.packb(header, use_bin_type=True)
     body = memoryview(rpc.body).cast("B")
     prefix = _PREFIX.pack(MAGIC, VERSION, _KIND_CODES[rpc.kind], len(packed), len(body))
@@ -90,7 +104,8 @@ def decode_head(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int)
 def _head(
     handle: BinaryIO, size: int, kind: FileKind, max_body_size: int
 ) -> tuple[dict[str, Any], int]:
-    """The header and the declared body length, checked against the limit and ``size``."""
+    """The header and the declared body length (a manifest's parts too), checked against the
+    limit and ``size``."""
     if size < _PREFIX.size:
         raise IncompleteFileError(f"native file of {size} bytes is shorter than its prefix")
     magic, version, kind_code, header_length, body_length = _PREFIX.unpack(
@@ -113,7 +128,23 @@ def _head(
         raise IncompleteFileError(f"native file has {size} of its {expected} bytes")
     if size > expected:
         raise WireFormatError(f"native file has {size - expected} bytes after its body")
-    return _unpack(handle.read(header_length), kind), body_length
+    header = _unpack(handle.read(header_length), kind)
+    _check_manifest(header.get("parts", ()), body_length, max_body_size)
+    return header, body_length
+
+
+def _check_manifest(parts: tuple[Part, ...], body_length: int, max_body_size: int) -> None:
+    """A manifest has no body of its own, and its parts together are within the limit."""
+    if not parts:
+        return
+    if body_length:
+        raise WireFormatError(f"a manifest of {len(parts)} parts has a {body_length}-byte body")
+    total = sum(part.size for part in parts)
+    if total > max_body_size:
+        raise BodyTooLargeError(
+            f"body of {total} bytes in {len(parts)} parts exceeds "
+            f"max_body_size={max_body_size} bytes"
+        )
 
 
 def _rpc(header: dict[str, Any], kind: FileKind, body: bytes) -> RpcFile:
@@ -133,6 +164,7 @@ def _rpc(header: dict[str, Any], kind: FileKind, body: bytes) -> RpcFile:
         body=body,
         status=status,
         detail=header.get("detail", ""),
+        parts=header.get("parts", ()),
     )
 
 
@@ -142,8 +174,10 @@ def _unpack(data: bytes, kind: FileKind) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:  # msgpack's errors are ValueError subclasses
         raise WireFormatError(f"header is not valid msgpack: {exc}") from exc
     keys = _RESPONSE_KEYS if kind is FileKind.RESPONSE else _REQUEST_KEYS
-    if not isinstance(header, dict) or header.keys() != keys:
-        raise WireFormatError(f"header must be a map with exactly the keys {sorted(keys)}")
+    if not isinstance(header, dict) or header.keys() - {"parts"} != keys:
+        raise WireFormatError(
+            f"header must be a map with exactly the keys {sorted(keys)}, and optionally 'parts'"
+        )
     for key in ("id", "sender", "recipient", "app", "endpoint"):
         if not isinstance(header[key], str):
             raise WireFormatError(f"header field {key!r} must be a string")
@@ -155,4 +189,23 @@ def _unpack(data: bytes, kind: FileKind) -> dict[str, Any]:
         header["status"] not in _STATUSES or not isinstance(header["detail"], str)
     ):
         raise WireFormatError("response status must be ok/expired/rejected with a str detail")
+    if "parts" in header:
+        header["parts"] = _parts(header["parts"])
     return header
+
+
+def _parts(value: object) -> tuple[Part, ...]:
+    """A manifest's ``parts``: 1 to :data:`MAX_PARTS` entries ``[size > 0, sha256-hex]``."""
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_PARTS:
+        raise WireFormatError(f"header field 'parts' must list 1 to {MAX_PARTS} parts")
+    parts = []
+    for entry in value:
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise WireFormatError("each part must be [size, sha256-hex]")
+        size, digest = entry
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise WireFormatError(f"part size {size!r} must be a positive integer")
+        if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest):
+            raise WireFormatError(f"part hash {digest!r} must be 64 lowercase hex digits")
+        parts.append(Part(size, digest))
+    return tuple(parts)

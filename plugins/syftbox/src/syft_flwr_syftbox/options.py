@@ -27,12 +27,15 @@ from typing import Any
 from syft_flwr.errors import ConfigError
 from syft_flwr.node_ids import normalise_email
 from syft_flwr.transport import TransportSettings
+from syft_flwr_syftbox.native_file import MAX_PARTS
 from syft_flwr_syftbox.rpcfile import WireFormat
 
 __all__ = [
     "CONFIG_PATH_ENV",
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_PART_SIZE",
+    "DEFAULT_SYNC_INTERVAL",
     "FOLDER_ENVS",
     "STATE_DIR",
     "SyftBoxOptions",
@@ -43,6 +46,10 @@ CONFIG_PATH_ENV = "SYFTBOX_CLIENT_CONFIG_PATH"
 DEFAULT_CONFIG_PATH = Path("~/.syftbox/config.json")
 DEFAULT_MAX_BODY_SIZE = 2**30
 """1 GiB: room for large models, while a hostile file cannot make a reader allocate more."""
+DEFAULT_PART_SIZE = 4 * 2**20
+"""4 MiB: the Go SyftBox fast-tracks RPC files up to about 4 MB, SyftBox 0.4.0 refuses 10 MB."""
+DEFAULT_SYNC_INTERVAL = 1.0
+"""Seconds between two sync cycles of the SyftBox 0.4.x client."""
 STATE_DIR = ".syft-flwr"
 """Hidden folder in the data dir (beside, not inside, ``datasites/``: never synced)."""
 
@@ -53,6 +60,8 @@ _KNOWN = {
     "email",
     "wire",
     "max_body_size",
+    "part_size",
+    "sync_interval",
     "fsync",
     "cleanup_interval",
     "stale_after",
@@ -68,6 +77,19 @@ class SyftBoxOptions:
     :param wire: the format of the requests this transport writes; replies always use the
         format of the request they answer.
     :param max_body_size: largest request or reply body, in bytes, sent or accepted.
+    :param part_size: largest file, in bytes, a body is written in. A native body larger than
+        this travels as parts of at most ``part_size`` bytes plus a small manifest written last
+        (:mod:`~syft_flwr_syftbox.parts`), because sync clients refuse or delay large files;
+        a ``syft-rpc`` body is always one file (syft-flwr 0.5.x reads nothing else). A body is
+        at most :data:`~syft_flwr_syftbox.native_file.MAX_PARTS` (16384) parts, so
+        ``part_size`` must be at least ``max_body_size / 16384``.
+    :param sync_interval: seconds between two cycles of the sync client that carries this
+        folder to the other parties (SyftBox 0.4.x syncs every second; ``0`` for a folder
+        that every party shares, with nothing in between). A file takes up to about two
+        cycles per hop (one to upload, one to download), so this sets the transport's
+        :attr:`~syft_flwr.transport.TransportCapabilities.delivery_latency` (twice it), which
+        the core's waits for key documents grow with, and the wait before a request the
+        sync refused is offered again (:mod:`~syft_flwr_syftbox.rejections`).
     :param fsync: flush each file to disk before publishing it. Off by default: every file
         declares its own length, so one torn by a crash is recognised as incomplete and the
         message ends in a TTL error, the same outcome as a name lost in a crash (directories
@@ -81,6 +103,8 @@ class SyftBoxOptions:
     data_dir: Path
     wire: WireFormat = WireFormat.NATIVE
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    part_size: int = DEFAULT_PART_SIZE
+    sync_interval: float = DEFAULT_SYNC_INTERVAL
     fsync: bool = False
     cleanup_interval: float = 60.0
     stale_after: float = 3600.0
@@ -126,10 +150,13 @@ class SyftBoxOptions:
                 f"SyftBox data dir {data_dir} does not exist; start the SyftBox client or set "
                 f"{_TABLE} data_dir / SYFTBOX_FOLDER to an existing folder"
             )
+        max_body_size = _int(table, "max_body_size", DEFAULT_MAX_BODY_SIZE)
         return cls(
             data_dir=data_dir,
             wire=_wire(table.get("wire", WireFormat.NATIVE.value)),
-            max_body_size=_int(table, "max_body_size", DEFAULT_MAX_BODY_SIZE),
+            max_body_size=max_body_size,
+            part_size=_part_size(table, max_body_size),
+            sync_interval=_seconds(table, "sync_interval", DEFAULT_SYNC_INTERVAL, zero=True),
             fsync=_bool(table, "fsync", False),
             cleanup_interval=_seconds(table, "cleanup_interval", 60.0),
             stale_after=_seconds(table, "stale_after", 3600.0),
@@ -200,6 +227,19 @@ def _int(table: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
+def _part_size(table: Mapping[str, Any], max_body_size: int) -> int:
+    """``part_size``, large enough that a body of ``max_body_size`` needs at most
+    :data:`~syft_flwr_syftbox.native_file.MAX_PARTS` parts (a manifest's header is bounded)."""
+    value = _int(table, "part_size", DEFAULT_PART_SIZE)
+    smallest = -(-max_body_size // MAX_PARTS)
+    if value < smallest:
+        raise ConfigError(
+            f"{_TABLE} part_size = {value} is too small for max_body_size = {max_body_size}: a "
+            f"body is at most {MAX_PARTS} parts, so part_size must be at least {smallest} bytes"
+        )
+    return value
+
+
 def _bool(table: Mapping[str, Any], key: str, default: bool) -> bool:
     value = table.get(key, default)
     if not isinstance(value, bool):
@@ -207,10 +247,12 @@ def _bool(table: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def _seconds(table: Mapping[str, Any], key: str, default: float) -> float:
+def _seconds(table: Mapping[str, Any], key: str, default: float, *, zero: bool = False) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"{_TABLE} {key} = {value!r} must be a number of seconds")
-    if value <= 0:
-        raise ConfigError(f"{_TABLE} {key} = {value!r} must be positive")
+    if value < 0 or (value == 0 and not zero):
+        raise ConfigError(
+            f"{_TABLE} {key} = {value!r} must be {'zero or more' if zero else 'positive'}"
+        )
     return float(value)

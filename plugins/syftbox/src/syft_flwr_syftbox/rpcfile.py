@@ -10,12 +10,17 @@ Two file formats share the SyftBox RPC layout (:mod:`syft_flwr_syftbox.layout`):
 
 :mod:`syft_flwr_syftbox.files` reads either (recognised by the first byte), so a transport
 reads whatever arrives and answers a request in the format it came in.
+
+A native file whose body is larger than the transport's ``part_size`` is a *manifest*: its
+body travels in part files beside it (:mod:`syft_flwr_syftbox.parts`) and its header lists
+them (:attr:`RpcFile.parts`).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from syft_flwr.errors import WireFormatError
 from syft_flwr.transport import ReplyStatus
@@ -23,6 +28,7 @@ from syft_flwr_syftbox.layout import FileKind
 
 __all__ = [
     "IncompleteFileError",
+    "Part",
     "RpcFile",
     "WireFormat",
     "default_status_code",
@@ -40,6 +46,14 @@ class IncompleteFileError(WireFormatError):
     """The file is shorter than it declares: still being written, or cut short."""
 
 
+class Part(NamedTuple):
+    """One part of a manifest's body, as its header declares it."""
+
+    size: int
+    sha256: str
+    """The SHA-256 of the part's bytes, as lowercase hex."""
+
+
 @dataclass(frozen=True)
 class RpcFile:
     """The decoded content of a request or a response file.
@@ -49,6 +63,8 @@ class RpcFile:
 
     :param code: the HTTP-like status code of a syft-rpc response (200, 419, 403, ...); native
         responses carry ``status`` and ``detail`` only.
+    :param parts: a native manifest's parts, in order; the body is theirs concatenated (empty
+        until the transport has read them). Empty for every other file.
     """
 
     kind: FileKind
@@ -64,6 +80,7 @@ class RpcFile:
     status: ReplyStatus = ReplyStatus.OK
     detail: str = ""
     code: int = 200
+    parts: tuple[Part, ...] = ()
 
 
 _DEFAULT_CODES = {ReplyStatus.OK: 200, ReplyStatus.EXPIRED: 419, ReplyStatus.REJECTED: 400}

@@ -40,7 +40,7 @@ from typing import BinaryIO
 from syft_flwr.errors import UnsafeFileError
 from syft_flwr_syftbox.atomic import Frame, write_atomic_at
 
-__all__ = ["Entry", "FirstTime", "SafeRoot", "describe", "open_regular"]
+__all__ = ["Entry", "FirstTime", "SafeRoot", "describe", "open_regular", "unsafe"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -231,6 +231,29 @@ class SafeRoot:
         """
         with self.folder(path.parent, create=create) as fd:
             write_atomic_at(fd, path.name, frames, replace=replace, fsync=fsync)
+
+    def rename_new(self, source: Path, target: Path) -> None:
+        """Rename the regular file ``source`` to ``target`` in the same folder, which must
+        not exist (nothing is overwritten; the check and the rename are not one step, so
+        only for folders no other local process writes names into).
+
+        :raises FileNotFoundError: ``source`` is gone.
+        :raises FileExistsError: something is at ``target``.
+        :raises UnsafeFileError: ``source`` is not a regular file, the two are in different
+            folders, or the folder is, or lies below, a symlink.
+        """
+        if source.parent != target.parent:
+            raise UnsafeFileError(f"{source} and {target} are not in one folder")
+        with self.folder(source.parent) as fd:
+            mode = os.stat(source.name, dir_fd=fd, follow_symlinks=False).st_mode
+            if not stat.S_ISREG(mode):
+                raise unsafe(source, mode, _A_FILE)
+            try:
+                os.stat(target.name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                os.rename(source.name, target.name, src_dir_fd=fd, dst_dir_fd=fd)
+            else:
+                raise FileExistsError(f"{target} exists")
 
     def unlink(self, path: Path) -> None:
         """Remove the name ``path`` (a symlink itself, never its target); absent is fine.

@@ -8,6 +8,13 @@ reply can never outrun its future. The reply is ``<id>.response`` beside it; the
 grid at once. Replies are parsed only when polled, so a half-written reply (a non-atomic peer)
 just reads as "not yet".
 
+A native body larger than ``part_size`` (a request's or a reply's) is written as part files
+first and its ``.request``/``.response`` last, as a manifest listing them
+(:mod:`~syft_flwr_syftbox.parts`), so no file exceeds what sync clients carry. A manifest is
+read once all its parts are in, of their declared sizes and hashes: until then a request waits
+(retried when a part lands, and by the sweep) and a reply polls as "not yet". Parts go with
+their message when it is cleaned up; parts whose manifest never came, after ``stale_after``.
+
 Serving reads requests for this datasite in arrival order in :meth:`SyftBoxTransport.run`:
 each is parsed, checked against the folder it sits in (the folder is the sender: a file that
 claims another sender, id or address is refused and never reaches the handler), recorded as
@@ -74,6 +81,8 @@ from syft_flwr_syftbox.files import (
 from syft_flwr_syftbox.flower_bridge import envelope_to_protobuf, is_envelope, to_envelope
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.options import SyftBoxOptions
+from syft_flwr_syftbox.parts import PartsIncompleteError, assemble, manifest_of, write_parts
+from syft_flwr_syftbox.rejections import RejectedRequests, refused_original
 from syft_flwr_syftbox.rpcfile import (
     IncompleteFileError,
     RpcFile,
@@ -98,8 +107,8 @@ class SyftBoxTransport(Transport):
     """A transport over a SyftBox datasites folder (``transport = "syftbox"``).
 
     Options (``[tool.syft_flwr.syftbox]``, see :class:`~syft_flwr_syftbox.options.SyftBoxOptions`):
-    ``data_dir``, ``wire`` (``"native"`` or ``"syft-rpc"``), ``max_body_size``, ``fsync``,
-    ``cleanup_interval``, ``stale_after``.
+    ``data_dir``, ``wire`` (``"native"`` or ``"syft-rpc"``), ``max_body_size``, ``part_size``,
+    ``sync_interval``, ``fsync``, ``cleanup_interval``, ``stale_after``.
 
     :param settings: identity (an email), options, project dir, poll interval.
     :param environ: the environment to read ``SYFTBOX_*`` from (``os.environ`` by default).
@@ -127,6 +136,7 @@ class SyftBoxTransport(Transport):
             persistent=True,
             encrypted=False,
             screens_requests=True,
+            delivery_latency=2.0 * self.options.sync_interval,
         )
         self._store = StateStore(self.options.state_dir(settings.identity) / "state.sqlite3")
         self._cond = threading.Condition()
@@ -142,6 +152,7 @@ class SyftBoxTransport(Transport):
         self._handled: dict[tuple[str, str], float] = {}
         self._unreadable: dict[Path, tuple[int, int]] = {}  # (size, mtime_ns) when it failed
         self._reported = FirstTime()  # hostile objects and foreign replies already warned of
+        self._refused = RejectedRequests(self.fs, self.options.sync_interval)
         self._running = False
         self._run_thread: threading.Thread | None = None
         self._stop_requested = False
@@ -167,6 +178,8 @@ class SyftBoxTransport(Transport):
 
         With ``wire = "syft-rpc"`` the body must be a core envelope: it is written as Flower
         protobuf inside syft-rpc's JSON, as syft-flwr 0.5.x expects.
+        A native body larger than ``part_size`` is written as parts first, then the request
+        as their manifest.
 
         :raises InvalidAddressError: an address part is unsafe.
         :raises BodyTooLargeError: the body exceeds ``max_body_size``.
@@ -209,8 +222,12 @@ class SyftBoxTransport(Transport):
                 self._pending.pop(future_id, None)
             raise
         try:
-            self.fs.write_atomic(path, encode_rpc_file(rpc), fsync=self.options.fsync, create=True)
+            manifest = self._with_parts(path, rpc)
+            self.fs.write_atomic(
+                path, encode_rpc_file(manifest), fsync=self.options.fsync, create=True
+            )
         except (OSError, UnsafeFileError) as exc:
+            self._remove_parts(path)
             with self._cond:
                 self._pending.pop(future_id, None)
             self._store.delete_future(future_id)
@@ -247,6 +264,7 @@ class SyftBoxTransport(Transport):
         A folder, symlink, FIFO or unreadable object at the reply slot, or a reply naming
         another request or sender (a replayed or forged file), is reported once per future
         and then treated as no reply yet: the real reply replaces it, or the future expires.
+        A manifest's parts are read only once the manifest is known to be the real reply.
         """
         path = self._path(record, FileKind.RESPONSE)
         waiting = expired if now >= record.expires else None
@@ -257,6 +275,9 @@ class SyftBoxTransport(Transport):
                 rpc = decode_rpc_file(
                     handle, info.st_size, path.name, FileKind.RESPONSE, self.options.max_body_size
                 )
+            problem = _foreign_reply(rpc, record)
+            if problem is None:
+                rpc = self._assembled(path, rpc)
         except FileNotFoundError:
             return waiting
         except BodyTooLargeError as exc:
@@ -270,7 +291,6 @@ class SyftBoxTransport(Transport):
         except (UnsafeFileError, OSError) as exc:
             self._report_foreign_reply(record, path, str(exc))
             return waiting
-        problem = _foreign_reply(rpc, record)
         if problem is not None:
             self._report_foreign_reply(record, path, problem)
             return waiting
@@ -414,9 +434,13 @@ class SyftBoxTransport(Transport):
         for record in pending:
             if now >= record.expires or self.fs.exists(self._path(record, FileKind.RESPONSE)):
                 self.reply_arrived(record.id)
+            else:
+                self._refused.check(self._path(record, FileKind.REQUEST))
         for record in forgotten:
             if self._settled(record, now):
                 self._discard(record)
+            else:
+                self._refused.check(self._path(record, FileKind.REQUEST))
         if serving:
             self._scan_requests()
         if time.monotonic() >= self._next_cleanup:
@@ -488,8 +512,9 @@ class SyftBoxTransport(Transport):
 
         The reply goes first: a request that is gone always means a finished exchange.
         """
-        for kind in (FileKind.RESPONSE, FileKind.REQUEST):
-            self._unlink(self._path(record, kind))
+        request = self._path(record, FileKind.REQUEST)
+        self._remove(self._path(record, FileKind.RESPONSE), request)
+        self._refused.forget(request)
         self._reported.forget(("reply", record.id))
         with self._cond:
             self._pending.pop(record.id, None)
@@ -599,7 +624,8 @@ class SyftBoxTransport(Transport):
                 # answered by an earlier instance; remembered until cleanup
                 self._handled[key] = time.time() + self.options.stale_after
             return
-        rpc = self._read_request(path, location)
+        now = time.time()
+        rpc = self._read_request(path, location, now)
         if rpc is None:
             return
         with self._cond:
@@ -619,18 +645,20 @@ class SyftBoxTransport(Transport):
             )
             self._refuse(path, location, rpc, f"refused: {problem}", code=403)
             return
-        if time.time() >= rpc.expires:
+        if now >= rpc.expires:
             logger.info("%s: request %s from %s expired unanswered", self.identity, rpc.id, key[0])
             self._answer(path, location, rpc, ReplyStatus.EXPIRED, detail="Request expired")
             return
         self._deliver(path, location, rpc, handler)
 
-    def _read_request(self, path: Path, location: RpcLocation) -> RpcFile | None:
+    def _read_request(self, path: Path, location: RpcLocation, now: float) -> RpcFile | None:
         """The request at ``path``, or ``None`` when it is refused (and answered so), unsafe
-        (reported) or unreadable (noted, retried when it changes).
+        (reported), unreadable (noted, retried when it changes) or waiting for its parts.
 
         The screen and the size limit see the size ``fstat`` gives before a byte is read; a
-        refusal reads only the first byte, to answer in the request's format.
+        refusal reads only the first byte, to answer in the request's format. A manifest's
+        total is held against the limit before its parts are read, and a manifest expired at
+        ``now`` is returned unread (it is answered with an expiry, not delivered).
         """
         try:
             with self.fs.open_file(path) as (handle, info):
@@ -639,7 +667,7 @@ class SyftBoxTransport(Transport):
                     refusal = (reason, 403)
                 else:
                     try:
-                        return decode_rpc_file(
+                        rpc = decode_rpc_file(
                             handle,
                             info.st_size,
                             path.name,
@@ -648,11 +676,19 @@ class SyftBoxTransport(Transport):
                         )
                     except BodyTooLargeError as exc:
                         refusal = (f"request refused: {exc}", 413)
+                    else:
+                        return rpc if now >= rpc.expires else self._assembled(path, rpc)
                 wire = sniff_format(handle)
         except FileNotFoundError:
             return None
         except UnsafeFileError as exc:
             self._report_unsafe(exc)
+            return None
+        except PartsIncompleteError as exc:
+            # Not noted as unreadable: a part landing (an event on it) or the sweep retries it.
+            with self._cond:
+                self._unreadable.pop(path, None)
+            logger.debug("request %s waits for its parts: %s", path, exc)
             return None
         except WireFormatError as exc:
             self._note_unreadable(path, location, exc)
@@ -811,19 +847,24 @@ class SyftBoxTransport(Transport):
         )
         target = path.with_suffix(FileKind.RESPONSE.value)
         try:
-            self._publish_reply(target, location, encode_rpc_file(response))
+            self._publish_reply(target, location, response)
         except (OSError, UnsafeFileError) as exc:
+            self._remove_parts(target)
             logger.error("%s: cannot write the reply %s: %s", self.identity, target, exc)
 
-    def _publish_reply(self, target: Path, location: RpcLocation, frames: Sequence[Frame]) -> None:
+    def _publish_reply(self, target: Path, location: RpcLocation, response: RpcFile) -> None:
         """Publish a reply atomically; what occupies its slot, unless it is this transport's
         own reply, is replaced (a folder, symlink, FIFO, or a replayed or forged file).
 
         Anything but a folder is replaced by one ``rename`` over it, so there is no moment at
         which the slot is free for a sync client (or anyone) to fill again; a folder is removed
         first and the reply then published as a new file, as often as it keeps coming back
-        (bounded).
+        (bounded). Whatever is named like a part of the reply goes first (a foreign reply's
+        parts, a crashed attempt's: this transport answers a request once), so no stale part
+        outlives the slot's clearing or mixes with the real ones, which are written next.
         """
+        self._remove_parts(target)
+        frames = encode_rpc_file(self._with_parts(target, response, overwrite=True))
         for _ in range(_SLOT_ATTEMPTS):
             if self._publish(target, frames):
                 return
@@ -846,12 +887,43 @@ class SyftBoxTransport(Transport):
                 self.fs.write_atomic(target, frames, replace=True, fsync=self.options.fsync)
                 return
             self.fs.remove(target)
+        self._remove_parts(target)
         logger.error(
             "%s: %s kept being taken; the reply to request %s could not be published",
             self.identity,
             target,
             location.id,
         )
+
+    def _with_parts(self, path: Path, rpc: RpcFile, *, overwrite: bool = False) -> RpcFile:
+        """What to write at ``path`` for ``rpc``: itself, or, for a native body larger than
+        ``part_size``, the manifest of the parts this writes beside it now (the file at
+        ``path`` must come after them).
+
+        :param overwrite: replace whatever is at a part's name.
+        """
+        if rpc.format is not WireFormat.NATIVE or len(rpc.body) <= self.options.part_size:
+            return rpc
+        parts = write_parts(
+            self.fs,
+            path,
+            rpc.body,
+            self.options.part_size,
+            fsync=self.options.fsync,
+            replace=overwrite,
+        )
+        return replace(rpc, body=b"", parts=parts)
+
+    def _assembled(self, path: Path, rpc: RpcFile) -> RpcFile:
+        """``rpc`` with its body: a manifest's read from its parts, anything else as it is.
+
+        :raises PartsIncompleteError: a part has not fully arrived yet.
+        :raises WireFormatError: a part is larger than its manifest says.
+        :raises UnsafeFileError: a part is not a regular file.
+        """
+        if not rpc.parts:
+            return rpc
+        return replace(rpc, body=assemble(self.fs, path, rpc.parts))
 
     def _publish(self, target: Path, frames: Sequence[Frame]) -> bool:
         """Write ``target`` unless something is there; whether it was written."""
@@ -936,6 +1008,11 @@ class SyftBoxTransport(Transport):
             if modified < horizon:
                 self._unlink(path)  # left behind by a writer that crashed
             return
+        manifest = manifest_of(path)
+        if manifest is not None:
+            if modified < horizon and not self.fs.exists(manifest):
+                self._unlink(path)  # its writer crashed before the manifest, or before this
+            return
         location = self.layout.parse(path)
         if location is None or location.kind is not FileKind.REQUEST:
             return
@@ -943,12 +1020,34 @@ class SyftBoxTransport(Transport):
         with self._cond:
             unreadable = path in self._unreadable
         if key in stale or (unreadable and modified < horizon):
-            self._unlink(path)
-            self._unlink(path.with_suffix(FileKind.RESPONSE.value))
+            self._remove(path, path.with_suffix(FileKind.RESPONSE.value))
 
-    def _unlink(self, path: Path) -> None:
+    def _remove(self, *paths: Path) -> None:
+        """Remove RPC files in order, then their parts: a reader that finds no file reads no
+        parts, and a request that is gone means a finished exchange."""
+        for path in paths:
+            self._unlink(path)
+        self._remove_parts(*paths)
+
+    def _remove_parts(self, *manifests: Path) -> None:
+        """Remove everything named like a part of ``manifests``, or like a rejected twin of
+        one of them or of their parts (:mod:`~syft_flwr_syftbox.rejections`): however many,
+        whoever wrote them, whatever they are (a folder goes with its tree); one listing per
+        folder."""
+        wanted = set(manifests)
+        for folder in {manifest.parent for manifest in manifests}:
+            for entry in self._entries(folder):
+                original = refused_original(entry.path)
+                if manifest_of(original or entry.path) in wanted or original in wanted:
+                    self._unlink(entry.path, tree=True)
+
+    def _unlink(self, path: Path, *, tree: bool = False) -> None:
+        """Remove the name ``path`` (with ``tree``, a folder and everything in it too)."""
         try:
-            self.fs.unlink(path)
+            if tree:
+                self.fs.remove(path)
+            else:
+                self.fs.unlink(path)
         except (OSError, UnsafeFileError) as exc:
             logger.warning("%s: cannot remove %s: %s", self.identity, path, exc)
 

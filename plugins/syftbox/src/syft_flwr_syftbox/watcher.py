@@ -3,9 +3,11 @@
 Waking on new files is what keeps round trips short and idle CPU at zero: a watchdog observer
 (inotify on Linux, FSEvents on macOS) blocks in the kernel until something changes, then this
 module routes each new or changed ``.request`` to the transports serving its recipient and each
-``.response`` to the transports that sent it. A slow sweep (every ``poll_interval``, the core's
-``SYFT_FLWR_POLL_INTERVAL``) asks each transport to rescan, which catches events the kernel
-dropped and serves filesystems that have none (network mounts).
+``.response`` to the transports that sent it; a new or changed part of a large one
+(:mod:`~syft_flwr_syftbox.parts`) is routed as a change of its manifest, so a message waiting
+for its last part is read again when that part lands. A slow sweep (every ``poll_interval``,
+the core's ``SYFT_FLWR_POLL_INTERVAL``) asks each transport to rescan, which catches events
+the kernel dropped and serves filesystems that have none (network mounts).
 
 Why shared: inotify instances are a per-user kernel resource (128 by default) and watchdog
 spends one per watched tree, plus two threads. A server talking to 1,000 datasites, or 100
@@ -34,13 +36,14 @@ from watchdog.observers.api import BaseObserver
 from syft_flwr.node_ids import normalise_email
 from syft_flwr_syftbox.atomic import is_temp_name
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
+from syft_flwr_syftbox.parts import PART_SUFFIX, manifest_of
 
 __all__ = ["FolderWatcher", "Listener"]
 
 logger = logging.getLogger(__name__)
 
 _EVENTS = frozenset({"created", "modified", "moved", "closed"})
-_SUFFIXES = tuple(kind.value for kind in FileKind)
+_SUFFIXES = (*(kind.value for kind in FileKind), PART_SUFFIX)
 
 
 class Listener(Protocol):
@@ -55,7 +58,8 @@ class Listener(Protocol):
         """Seconds between two :meth:`sweep` calls."""
 
     def file_changed(self, location: RpcLocation, path: Path) -> None:
-        """A request to, or a reply for, this identity was created or changed."""
+        """A request to, or a reply for, this identity (or one of its parts) was created or
+        changed; ``path`` is the request's or reply's own."""
 
     def sweep(self) -> None:
         """Rescan for anything the events missed; do periodic cleanup."""
@@ -127,7 +131,7 @@ class FolderWatcher:
         name = os.path.basename(path_text)
         if not name.endswith(_SUFFIXES) or is_temp_name(name):
             return
-        path = Path(path_text)
+        path = manifest_of(Path(path_text)) or Path(path_text)  # a part stands for its manifest
         location = self.layout.parse(path)
         if location is None:
             return

@@ -1,0 +1,1 @@
+"""Test helpers for the syftbox transport: a real SyftBox network on this machine."""
