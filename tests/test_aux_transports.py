@@ -140,6 +140,7 @@ def make_federation(
 def aux_sender(
     federation: LocalFederation, transport: Transport | None = None, **grid_options: object
 ) -> AuxSender:
+    grid_options.setdefault("channel", None)  # plaintext unless a test seals: as its datasites
     grid = SyftGrid(
         APP,
         federation.datasites,
@@ -237,7 +238,9 @@ def query(grid: SyftGrid, datasite: str, ttl: float) -> Message:
 
 
 def flower_grid(federation: LocalFederation, server: Transport, run_id: int) -> SyftGrid:
-    grid = SyftGrid(APP, federation.datasites, server, plugin_manager=federation.manager)
+    grid = SyftGrid(
+        APP, federation.datasites, server, plugin_manager=federation.manager, channel=None
+    )
     grid.set_run(run_id)
     return grid
 
@@ -414,7 +417,7 @@ datasets = ["mnist"]
     sender = aux_sender(federation, server)
     checks = check_resources(sender, {email: {"gpus": 1}}, WAIT)
     assert checks[email].offer == ResourceOffer(3, 2, 1, 5, frozenset({"mnist"}))
-    grid = SyftGrid(APP, [email], server, plugin_manager=federation.manager)
+    grid = SyftGrid(APP, [email], server, plugin_manager=federation.manager, channel=None)
     grid.set_run(9)
     grid.send_stop_signal(reason="done")
     thread.join(WAIT)

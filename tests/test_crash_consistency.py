@@ -353,7 +353,7 @@ def test_an_interrupted_run_exits_3(
         raise RunInterruptedError("the medium failed")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("syft_flwr.fl_orchestrator.syftbox_flwr_server", fail)
+        patch.setattr("syft_flwr.run.syftbox_flwr_server", fail)
         assert run_server(folder) == EXIT_INTERRUPTED
     assert run_server(folder) == 0
     join(threads)

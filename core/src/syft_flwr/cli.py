@@ -13,11 +13,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flwr.app import Context, RecordDict
-from flwr.clientapp import ClientApp
-from flwr.serverapp import ServerApp
-from flwr.supercore.object_ref import load_app
-
 from syft_flwr import __version__
 from syft_flwr.addresses import check_datasite
 from syft_flwr.config import ProjectConfig, RuntimeSettings, load_project_config
@@ -84,6 +79,21 @@ def _parser() -> argparse.ArgumentParser:
         "--fresh",
         action="store_true",
         help="server: start a new run instead of resuming an interrupted one",
+    )
+    run.add_argument(
+        "--run-config",
+        action="append",
+        default=[],
+        metavar='"K=V ..."',
+        help="override [tool.flwr.app.config] values, as `flwr run --run-config` does",
+    )
+    run.add_argument(
+        "--node-config",
+        action="append",
+        default=[],
+        metavar='"K=V ..."',
+        help="datasite: its Flower node config (default partition-id = its position in "
+        "datasites, num-partitions = their number), as `flower-supernode --node-config`",
     )
     run.set_defaults(handler=_cmd_run)
 
@@ -214,8 +224,8 @@ def _cmd_transports(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
     from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
+    from syft_flwr.run import syftbox_run_flwr_client, syftbox_run_flwr_server
 
     project_dir: Path = args.project_dir.resolve()
     config = load_project_config(project_dir)
@@ -225,25 +235,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resolve_identity(config, runtime, args.email, server=True)
     ) == normalise_email(config.aggregator or "")
     if is_server:
-        if not config.datasites:
-            raise ConfigError(f"set datasites in [tool.syft_flwr] of {config.source}")
-        server_app = _load_component(config.flower_components, "serverapp", ServerApp, project_dir)
         done = None if args.fresh else _done_run(config, project_dir, app_name)
         if done is not None:
             return _report_done(done)
-        context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
-        syftbox_flwr_server(
-            server_app, context, list(config.datasites), app_name, project_dir, fresh=args.fresh
-        )
+        syftbox_run_flwr_server(project_dir, run_config_overrides=args.run_config, fresh=args.fresh)
         outcome = _done_run(config, project_dir, app_name)
         if outcome is not None and outcome.status == FAILED:
             print(f"syft-flwr: run {outcome.run_id} failed: {outcome.error}", file=sys.stderr)
             return EXIT_FAILED
         return 0
     identity = resolve_identity(config, runtime, args.email, server=False)
-    client_app = _load_component(config.flower_components, "clientapp", ClientApp, project_dir)
-    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    reason = syftbox_flwr_client(client_app, context, app_name, project_dir, email=identity)
+    reason = syftbox_run_flwr_client(
+        project_dir,
+        email=identity,
+        run_config_overrides=args.run_config,
+        node_config_overrides=args.node_config,
+    )
     print(f"{identity}: stopped ({reason})")
     return 0
 
@@ -356,22 +363,6 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     decision = book.decide(args.run_id, args.approve)
     print(f"{datasite}: run {args.run_id} {decision.decision}")
     return 0
-
-
-def _load_component(components: dict[str, str] | object, key: str, kind: type, project_dir: Path):  # type: ignore[no-untyped-def]
-    reference = components.get(key) if isinstance(components, dict) else None
-    if not reference:
-        raise ConfigError(
-            f'set {key} = "<module>:<attribute>" in [tool.flwr.app.components] of '
-            f"{project_dir / 'pyproject.toml'}"
-        )
-    try:
-        app = load_app(reference, ValueError, project_dir)
-    except Exception as exc:
-        raise ConfigError(f"cannot load {key} {reference!r}: {exc}") from exc
-    if not isinstance(app, kind):
-        raise ConfigError(f"{key} {reference!r} is a {type(app).__name__}, not a {kind.__name__}")
-    return app
 
 
 def _cmd_plugin_new(args: argparse.Namespace) -> int:

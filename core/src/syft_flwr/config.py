@@ -5,7 +5,10 @@ Keys: ``app_name``, ``datasites``, ``aggregator``, ``transport``, ``workspace``,
 datasite offers to jobs (``[tool.syft_flwr.resources]``) and what the server's run asks of
 them (``[tool.syft_flwr.job]``); on a datasite's side, whom it serves
 (``trusted_aggregators``, default ``[aggregator]``) and whether new runs wait for its owner
-(``approve = "auto" | "manual"``). Emails are checked with :mod:`syft_flwr.addresses`.
+(``approve = "auto" | "manual"``), and the Flower node config of each datasite
+(``[tool.syft_flwr.node_config."<email>"]``, see :mod:`syft_flwr.flower_config`). Flower's
+``[tool.flwr.app.components]`` and ``[tool.flwr.app.config]`` are read too. Emails are checked
+with :mod:`syft_flwr.addresses`.
 Environment variables from the syft-flwr API reference override or complete it at run time
 (see :class:`RuntimeSettings`). Every validation error names the key and the file, so the
 user knows what to fix.
@@ -17,7 +20,7 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +52,7 @@ _KNOWN_KEYS = {
     "approve",
     "tolerate_dropouts",
 }
-_RESERVED_TABLES = {"resources", "job"}
+_RESERVED_TABLES = {"resources", "job", "node_config"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class ProjectConfig:
     """``"manual"``: hold each new run until the owner approves it (:mod:`syft_flwr.approvals`)."""
     tolerate_dropouts: bool = False
     """A run in which some datasite never answered still counts as finished (else failed)."""
+    flower_config: Mapping[str, Any] = field(default_factory=dict)
+    """``[tool.flwr.app.config]``, flattened as Flower flattens it (the run config's defaults)."""
+    node_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Canonical datasite email -> its ``[tool.syft_flwr.node_config."<email>"]`` table."""
 
     def require_app_name(self) -> str:
         """The app name, or an error saying where to set it."""
@@ -107,7 +114,8 @@ def load_project_config(project_dir: Path | str | None) -> ProjectConfig:
     table = tool.get("syft_flwr", {}) if isinstance(tool, dict) else {}
     if not isinstance(table, dict):
         raise ConfigError(f"[tool.syft_flwr] in {path} must be a table")
-    return _parse_table(table, path, _flower_components(tool, path))
+    config = _parse_table(table, path, _flower_components(tool, path))
+    return replace(config, flower_config=_flower_app_config(tool, path))
 
 
 def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) -> ProjectConfig:
@@ -169,7 +177,53 @@ def _parse_table(table: dict[str, Any], path: Path, components: dict[str, str]) 
         trusted_aggregators=_email_list(table, "trusted_aggregators", path),
         approve=approve,
         tolerate_dropouts=_table_bool(table, "tolerate_dropouts", path),
+        node_configs=_node_configs(table, path),
     )
+
+
+def _node_configs(table: Mapping[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    """``[tool.syft_flwr.node_config."<email>"]`` tables, keyed by canonical email."""
+    raw = _optional_table(table, "node_config", path)
+    tables: dict[str, dict[str, Any]] = {}
+    for email, values in raw.items():
+        where = f'[tool.syft_flwr.node_config."{email}"] in {path}'
+        _check_email(email, "node_config", path)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where} must be a table of values (partition-id = 0, ...)")
+        flat = _flatten(values, where)
+        key = normalise_email(email)
+        if key in tables:
+            raise ConfigError(f"{where}: this datasite has a node_config table already")
+        tables[key] = flat
+    return tables
+
+
+def _flower_app_config(tool: Any, path: Path) -> dict[str, Any]:
+    try:
+        app = tool["flwr"]["app"]
+    except (KeyError, TypeError):
+        return {}
+    values = app.get("config", {}) if isinstance(app, dict) else {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"[tool.flwr.app.config] in {path} must be a table")
+    return _flatten(values, f"[tool.flwr.app.config] in {path}")
+
+
+def _flatten(values: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    """Nested tables as Flower flattens them (``a.b = 1``), values kept to Flower's types."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, where, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            raise ConfigError(
+                f"{name} in {where} is a {type(value).__name__}: Flower config values are "
+                "booleans, numbers or strings"
+            )
+    return flat
 
 
 def _table_bool(table: Mapping[str, Any], key: str, path: Path) -> bool:

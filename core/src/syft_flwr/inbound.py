@@ -47,7 +47,7 @@ from syft_flwr.crypto.errors import (
     UnknownKeyError,
 )
 from syft_flwr.errors import RequestRefusedError, UnauthorizedSenderError, WireFormatError
-from syft_flwr.node_ids import node_id_for, normalise_email
+from syft_flwr.node_ids import node_id_for, node_ids_of, normalise_email
 from syft_flwr.transport import Request, RequestHead, Transport
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
@@ -138,6 +138,8 @@ class RequestGate:
         self.identity = identity
         self.key_retry_window = key_retry_window
         self.node_id = node_id_for(identity)
+        self.node_ids = node_ids_of(identity)
+        """Every id a message for this datasite may carry (a syft-flwr 0.5.x server's too)."""
         self.channel = channel
         self.policy = policy
         self.audit = audit
@@ -220,7 +222,10 @@ class RequestGate:
             raise self._refuse(request, f"malformed request: {exc}") from exc
         sealed = self.channel is not None
         admitted = Admitted(request, message, envelope_id, sealed)
-        if self._remember(f"message:{message.metadata.message_id}", request.expires_at):
+        # syft-flwr 0.5.x sends every message with an empty id: then the request id (checked
+        # above) and, sealed, the envelope's own replay check are what make a delivery unique.
+        message_id = message.metadata.message_id
+        if message_id and self._remember(f"message:{message_id}", request.expires_at):
             given = self._given_reply(request.sender, message.metadata.message_id)
             if given is None:
                 logger.info("ignoring a second delivery of message %s", message.metadata.message_id)
@@ -231,7 +236,7 @@ class RequestGate:
                 message.metadata.message_id,
             )
             return replace(admitted, answered=given)
-        if message.metadata.dst_node_id != self.node_id:
+        if message.metadata.dst_node_id not in self.node_ids:
             logger.warning(
                 "refusing request %s: addressed to node %s, this is node %s (%s)",
                 request.id,

@@ -27,7 +27,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,13 +42,17 @@ from syft_flwr.crypto.document import parse_document
 from syft_flwr.crypto.errors import CryptoError, KeyStoreError, SyftCryptoIdentityError
 from syft_flwr.crypto.keys import AgreementKey, IdentityKeys
 from syft_flwr.crypto.keystore import check_private_file
+from syft_flwr.errors import ConfigError
+from syft_flwr.syftbox_client_config import (
+    CONFIG_PATH_ENV,
+    DEFAULT_CONFIG_PATH,
+    read_client_config,
+)
 
 __all__ = ["ADOPT_COMMAND", "adopt", "check_replaceable", "key_file_path", "refuse_existing"]
 
 ADOPT_COMMAND = "syft-flwr keys init --import-syft-crypto"
 _KEY_FILE = "pvt.jwks.json"
-_CONFIG_ENV = "SYFTBOX_CLIENT_CONFIG_PATH"
-_DEFAULT_CONFIG = Path("~/.syftbox/config.json")
 _DEFAULT_SERVER_URL = "https://syftbox.openmined.org"
 """syft-core's default, for configs that name no server."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -91,7 +94,7 @@ def adopt(
         if files is None:
             raise KeyStoreError(
                 f"cannot find syft-crypto's keys of {email}: no SyftBox client config for "
-                f"{email} ({_CONFIG_ENV}, else {_DEFAULT_CONFIG}); pass the key file: "
+                f"{email} ({CONFIG_PATH_ENV}, else {DEFAULT_CONFIG_PATH}); pass the key file: "
                 f"{ADOPT_COMMAND} <path>/{_KEY_FILE}"
             )
         key_file = files.key_file
@@ -149,22 +152,15 @@ def _locate(email: str, environ: Mapping[str, str] | None) -> _Files | None:
     ``None`` when there is no readable config, or it belongs to another identity: then
     syft-crypto has no identity for ``email`` on this machine that we could know of.
     """
-    env = os.environ if environ is None else environ
-    path = Path(env.get(_CONFIG_ENV, "").strip() or _DEFAULT_CONFIG).expanduser()
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = read_client_config(environ)
+    except ConfigError:
         return None
-    if not isinstance(config, dict) or str(config.get("email", "")).lower() != email.lower():
+    if config is None or config.data_dir is None or (config.email or "").lower() != email.lower():
         return None
-    folder = config.get("data_dir") or config.get("sync_folder")
-    if not isinstance(folder, str) or not folder.strip():
-        return None
-    data_dir = Path(folder).expanduser().resolve()  # as syft-core does
+    data_dir = config.data_dir
     try:
-        key_file = key_file_path(
-            data_dir, str(config.get("server_url") or _DEFAULT_SERVER_URL), email
-        )
+        key_file = key_file_path(data_dir, config.server_url or _DEFAULT_SERVER_URL, email)
     except ValueError:  # a server URL syft-core would not load either
         return None
     return _Files(email, key_file, data_dir / "datasites" / email / "public" / "did.json")

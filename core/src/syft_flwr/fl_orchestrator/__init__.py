@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     from syft_flwr.fl_orchestrator.flower_client import syftbox_flwr_client
     from syft_flwr.fl_orchestrator.flower_server import syftbox_flwr_server
     from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+    from syft_flwr.fl_orchestrator.transport_setup import create_client
 
-__all__ = ["SyftGrid", "syftbox_flwr_client", "syftbox_flwr_server"]
+__all__ = ["SyftGrid", "create_client", "syftbox_flwr_client", "syftbox_flwr_server"]
 
 _HOMES = {
     "SyftGrid": "syft_flwr.fl_orchestrator.syft_grid",
+    "create_client": "syft_flwr.fl_orchestrator.transport_setup",
     "syftbox_flwr_client": "syft_flwr.fl_orchestrator.flower_client",
     "syftbox_flwr_server": "syft_flwr.fl_orchestrator.flower_server",
 }

@@ -11,7 +11,6 @@ import pluggy
 from flwr.app import Context
 from flwr.server import ServerApp
 from flwr.server.run_serverapp import run as run_server
-from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr.crypto.errors import MissingKeyError
 from syft_flwr.engine.resume import engine_server_fn, resumable_strategy_start
@@ -23,7 +22,7 @@ from syft_flwr.errors import (
     SilentDatasitesError,
     WorkspaceIOError,
 )
-from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
+from syft_flwr.fl_orchestrator.syft_grid import SyftGrid, claim_task_identity
 from syft_flwr.kill_points import kill_point
 from syft_flwr.plugins import notify
 from syft_flwr.transport import Transport
@@ -120,7 +119,7 @@ def _serve(
     plugin_manager: pluggy.PluginManager | None,
 ) -> Context:
     run_id = engine.grid.run.run_id
-    _set_task_identity(run_id)
+    claim_task_identity(run_id, force=True)
     context.run_id = run_id
     notify(
         "syft_flwr_server_started",
@@ -193,10 +192,3 @@ def _require_keys(grid: SyftGrid, wait: float) -> None:
             f"{len(unreachable)} datasite(s) cannot be reached securely; they must run "
             f"`syft-flwr keys init` (or start their client once) before the run:\n{lines}"
         )
-
-
-def _set_task_identity(run_id: int) -> None:
-    """Flower's ``Message(...)`` reads run and node ids from this process-global identity."""
-    TaskIdentity.run_id = run_id
-    TaskIdentity.node_id = SERVER_NODE_ID
-    TaskIdentity.task_id = 1

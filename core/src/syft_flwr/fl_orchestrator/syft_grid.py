@@ -64,10 +64,12 @@ from flwr.app import Error, Message, Metadata, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr.config import DEFAULT_MSG_TIMEOUT
+from syft_flwr.config import DEFAULT_MSG_TIMEOUT, RuntimeSettings
 from syft_flwr.crypto.channel import ReplayMark, SecureChannel
 from syft_flwr.crypto.errors import CryptoError, ReplayError
+from syft_flwr.crypto.policy import open_channel
 from syft_flwr.engine.journal import FutureJournal, JournalEntry
 from syft_flwr.engine.liveness import LivenessTracker
 from syft_flwr.errors import (
@@ -96,6 +98,8 @@ logger = logging.getLogger(__name__)
 
 SERVER_NODE_ID = 1
 DEFAULT_ENDPOINT = "messages"
+FROM_POLICY: Any = object()
+"""``channel=`` default: open the channel the project's encryption policy asks for."""
 DEFAULT_STOP_TTL = 60.0
 MAX_RESENDS = 3
 """How often a message a datasite could not open is sealed and sent again (within its TTL)."""
@@ -144,7 +148,11 @@ class SyftGrid(Grid):
     :param endpoint: the endpoint clients serve.
     :param msg_timeout: longest wait for replies when ``send_and_receive`` gets no timeout.
     :param plugin_manager: where lifecycle hooks go; the process-wide manager by default.
-    :param channel: seal messages and open replies with it; ``None`` sends plaintext.
+    :param channel: seal messages and open replies with it; ``None`` sends plaintext. By
+        default the channel is opened from the encryption policy (``SYFT_FLWR_ENCRYPTION_ENABLED``,
+        else the transport's default), exactly as ``syftbox_flwr_server`` opens it, so the
+        reference API's ``SyftGrid(app_name=..., datasites=..., client=...)`` seals on an
+        encrypted project and never sends plaintext unasked.
     :param reports_rounds: notify ``syft_flwr_round_finished`` after each ``send_and_receive``;
         off for grids that carry something other than strategy rounds (aux requests).
     :param journal: record messages and collected replies so a resumed round can claim them
@@ -164,7 +172,7 @@ class SyftGrid(Grid):
         endpoint: str = DEFAULT_ENDPOINT,
         msg_timeout: float = DEFAULT_MSG_TIMEOUT,
         plugin_manager: pluggy.PluginManager | None = None,
-        channel: SecureChannel | None = None,
+        channel: SecureChannel | None = FROM_POLICY,
         reports_rounds: bool = True,
         journal: FutureJournal | None = None,
         liveness: LivenessTracker | None = None,
@@ -195,6 +203,8 @@ class SyftGrid(Grid):
         in which one happened (legacy strategies swallow exceptions of single messages)."""
         self._lock = threading.Lock()
         self._plugins = plugin_manager
+        if channel is FROM_POLICY:
+            channel = open_channel(client, RuntimeSettings.from_env(), plugin_manager)
         self.channel = channel
         self.reports_rounds = reports_rounds
         self.journal = journal
@@ -214,6 +224,7 @@ class SyftGrid(Grid):
         if isinstance(run, bool) or not isinstance(run, (Run, int)):
             raise GridError(f"set_run needs a flwr Run or an int run id, got {type(run).__name__}")
         self._run = Run.create_empty(run) if isinstance(run, int) else run
+        claim_task_identity(self._run.run_id)
 
     @property
     def run(self) -> Run:
@@ -917,3 +928,22 @@ class SyftGrid(Grid):
                 self.observer(hook_name.removeprefix("syft_flwr_"), kwargs)
             except Exception:
                 logger.exception("the grid's observer raised on %s; ignoring it", hook_name)
+
+
+def claim_task_identity(run_id: int, *, force: bool = False) -> None:
+    """Make this process Flower's server task of ``run_id``.
+
+    Flower's ``Message(...)`` (and so ``grid.create_message``) reads the run and node ids from
+    the process-global ``TaskIdentity``, which Flower's own server sets. On the reference API's
+    route (``SyftGrid(...)``, ``set_run``, then messages built by hand) nothing else sets it,
+    so ``set_run`` claims it unless something in the process already has (``force``: always).
+    """
+    try:
+        TaskIdentity.run_id  # noqa: B018 - raises while unset
+        if not force:
+            return
+    except RuntimeError:
+        pass
+    TaskIdentity.run_id = run_id
+    TaskIdentity.node_id = SERVER_NODE_ID
+    TaskIdentity.task_id = 1

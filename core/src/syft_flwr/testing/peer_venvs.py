@@ -7,6 +7,9 @@ package index on first use and reused afterwards: under ``<this venv>/peers/<nam
 fresh clone builds each once, and deleting the project's ``.venv`` deletes them too), or under
 ``SYFT_FLWR_PEER_VENVS`` when set. A build is marked complete only once it succeeded, and
 builds of one name are serialised with a file lock, so concurrent test processes share it.
+
+A peer may need a newer Python than ours (syft-flwr 0.5.x requires 3.12): :func:`find_python`
+looks for one (``SYFT_FLWR_PEER_PYTHON``, ``python3.N`` on ``PATH``, pyenv's versions).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,9 +28,10 @@ from pathlib import Path
 
 from syft_flwr.errors import SyftFlwrError
 
-__all__ = ["PEER_VENVS_ENV", "PeerVenv", "peer_venv"]
+__all__ = ["PEER_PYTHON_ENV", "PEER_VENVS_ENV", "PeerVenv", "find_python", "peer_venv"]
 
 PEER_VENVS_ENV = "SYFT_FLWR_PEER_VENVS"
+PEER_PYTHON_ENV = "SYFT_FLWR_PEER_PYTHON"
 _STAMP = "syft-flwr-peer.json"
 _BUILD_TIMEOUT = 900.0
 
@@ -78,6 +83,53 @@ def peer_venv(
         _build(target, requirements, no_deps, python or _base_python())
         stamp.write_text(json.dumps({"wanted": wanted, "built": time.time()}))
     return PeerVenv(target)
+
+
+def find_python(minimum: tuple[int, int], below: tuple[int, int] = (4, 0)) -> str | None:
+    """An interpreter of a version in ``[minimum, below)``, or ``None`` if there is none.
+
+    Looked for in order: ``SYFT_FLWR_PEER_PYTHON`` (used as given, or an error if it does not
+    fit), this interpreter, ``python3.N`` on ``PATH``, then pyenv's installed versions
+    (``$PYENV_ROOT``, default ``~/.pyenv``). Each candidate is run to read its real version.
+
+    :raises SyftFlwrError: ``SYFT_FLWR_PEER_PYTHON`` names no fitting interpreter.
+    """
+    explicit = os.environ.get(PEER_PYTHON_ENV, "").strip()
+    if explicit:
+        version = _version_of(explicit)
+        if version is None or not minimum <= version < below:
+            raise SyftFlwrError(
+                f"{PEER_PYTHON_ENV}={explicit} is not a Python in "
+                f"[{'.'.join(map(str, minimum))}, {'.'.join(map(str, below))})"
+            )
+        return explicit
+    candidates = [sys.executable]
+    minors = range(minimum[1], 20) if minimum[0] == 3 else range(0)
+    candidates += [found for m in minors if (found := shutil.which(f"python3.{m}"))]
+    pyenv = Path(os.environ.get("PYENV_ROOT") or "~/.pyenv").expanduser() / "versions"
+    if pyenv.is_dir():
+        candidates += sorted(str(p) for p in pyenv.glob("3.*/bin/python3"))
+    for candidate in candidates:
+        version = _version_of(candidate)
+        if version is not None and minimum <= version < below:
+            return candidate
+    return None
+
+
+def _version_of(python: str) -> tuple[int, int] | None:
+    try:
+        result = subprocess.run(
+            [python, "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    parts = result.stdout.split()
+    if result.returncode != 0 or len(parts) != 2:
+        return None
+    return int(parts[0]), int(parts[1])
 
 
 def _base_python() -> str:

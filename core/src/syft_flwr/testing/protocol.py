@@ -164,8 +164,12 @@ def build_protocol_machine(
                 self._start_site(identity(f"site{i}"), server_identity) for i in range(datasites)
             ]
             server = make_transport(server_identity)
-            self.grid = SyftGrid(
-                APP, [s.transport.identity for s in self.sites], server, msg_timeout=timeout
+            self.grid = SyftGrid(  # plaintext, as the runners: the machine tests the transport
+                APP,
+                [s.transport.identity for s in self.sites],
+                server,
+                msg_timeout=timeout,
+                channel=None,
             )
             self.grid.set_run(4242)
             self.nodes = self.grid.get_node_ids()

@@ -507,7 +507,9 @@ class FederationFixtures(TransportFixtures):
             )
             for t, c in zip(clients, calls, strict=True)
         ]
-        grid = SyftGrid(APP, [t.identity for t in clients], server, msg_timeout=self.timeout)
+        grid = SyftGrid(  # plaintext, as the runners: the suite tests the transport
+            APP, [t.identity for t in clients], server, msg_timeout=self.timeout, channel=None
+        )
         grid.set_run(7)
         threads = [threading.Thread(target=r.run, daemon=True) for r in runners]
         for thread in threads:

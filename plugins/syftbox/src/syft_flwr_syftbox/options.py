@@ -16,7 +16,6 @@ another user than the one this process acts as. Every error says what to set.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -26,6 +25,11 @@ from typing import Any
 
 from syft_flwr.errors import ConfigError
 from syft_flwr.node_ids import normalise_email
+from syft_flwr.syftbox_client_config import (
+    CONFIG_PATH_ENV,
+    DEFAULT_CONFIG_PATH,
+    read_client_config,
+)
 from syft_flwr.transport import TransportSettings
 from syft_flwr_syftbox.native_file import MAX_PARTS
 from syft_flwr_syftbox.rpcfile import WireFormat
@@ -42,8 +46,6 @@ __all__ = [
 ]
 
 FOLDER_ENVS = ("SYFTBOX_FOLDER", "SYFTBOX_DATA_DIR")
-CONFIG_PATH_ENV = "SYFTBOX_CLIENT_CONFIG_PATH"
-DEFAULT_CONFIG_PATH = Path("~/.syftbox/config.json")
 DEFAULT_MAX_BODY_SIZE = 2**30
 """1 GiB: room for large models, while a hostile file cannot make a reader allocate more."""
 DEFAULT_PART_SIZE = 4 * 2**20
@@ -188,28 +190,21 @@ def _data_dir(
 
 
 def _from_client_config(identity: str, env: Mapping[str, str]) -> Path:
-    raw = env.get(CONFIG_PATH_ENV, "").strip()
-    path = Path(raw or DEFAULT_CONFIG_PATH).expanduser()
     hint = f"set {_TABLE} data_dir or SYFTBOX_FOLDER, or log in with the SyftBox client"
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no SyftBox data dir: {path} does not exist; {hint}") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the SyftBox config {path}: {exc}; {hint}") from exc
-    if not isinstance(document, dict):
-        raise ConfigError(f"the SyftBox config {path} is not a JSON object; {hint}")
-    folder = document.get("data_dir") or document.get("sync_folder")
-    if not isinstance(folder, str) or not folder.strip():
-        raise ConfigError(f"the SyftBox config {path} has no data_dir; {hint}")
-    owner = document.get("email")
-    if isinstance(owner, str) and normalise_email(owner) != normalise_email(identity):
+        config = read_client_config(env, required=True)
+    except ConfigError as exc:
+        raise ConfigError(f"no SyftBox data dir: {exc}; {hint}") from None
+    assert config is not None
+    if config.data_dir is None:
+        raise ConfigError(f"the SyftBox config {config.path} has no data_dir; {hint}")
+    if config.email is not None and normalise_email(config.email) != normalise_email(identity):
         raise ConfigError(
-            f"the SyftBox config {path} belongs to {owner!r}, but this process acts as "
-            f"{identity!r}; set SYFTBOX_EMAIL={owner} to act as that user, or point "
-            f"{_TABLE} data_dir / SYFTBOX_FOLDER at {identity}'s SyftBox folder"
+            f"the SyftBox config {config.path} belongs to {config.email!r}, but this process "
+            f"acts as {identity!r}; set SYFTBOX_EMAIL={config.email} to act as that user, or "
+            f"point {_TABLE} data_dir / SYFTBOX_FOLDER at {identity}'s SyftBox folder"
         )
-    return Path(folder).expanduser().resolve()
+    return config.data_dir
 
 
 def _wire(value: object) -> WireFormat:
