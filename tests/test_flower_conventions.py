@@ -236,6 +236,7 @@ def test_the_seed_route_seals_on_an_encrypted_project(project: Path) -> None:
         grid.send_stop_signal(reason="seed route done")
         for thread in threads:
             thread.join(WAIT)
+        grid.close()
     finally:
         client.close()
     assert reasons == ["seed route done"] * 2

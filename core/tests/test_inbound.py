@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -29,12 +30,14 @@ MALLORY = "mallory@gate.test"
 TRUST_SERVER = SenderPolicy([SERVER])
 
 
-def flower_message(message_id: str = "m1", dst: str = ME, ttl: float = 30.0) -> Message:
+def flower_message(
+    message_id: str = "m1", dst: str = ME, ttl: float = 30.0, dst_node_id: int | None = None
+) -> Message:
     metadata = Metadata(
         run_id=1,
         message_id=message_id,
         src_node_id=1,
-        dst_node_id=node_id_for(dst),
+        dst_node_id=node_id_for(dst) if dst_node_id is None else dst_node_id,
         reply_to_message_id="",
         group_id="g",
         created_at=time.time(),
@@ -63,6 +66,20 @@ def test_admits_a_request_once_by_request_id_and_by_message_id() -> None:
     assert admitted.envelope_id == b"" and admitted.still_fresh()
     assert gate.admit(request(body)) is None
     assert gate.admit(request(body, rid="r2", endpoint="aux")) is None  # replayed elsewhere
+
+
+def test_messages_of_a_syft_flwr_05_server_are_admitted() -> None:
+    """syft-flwr 0.5.x addresses a datasite as CRC-32 of its email and sends every message
+    with an empty id: each request is admitted once, by its request id, none as a duplicate."""
+    gate = RequestGate(ME, policy=TRUST_SERVER)
+    legacy_id = zlib.crc32(ME.encode())
+    bodies = [encode_message(flower_message("", dst_node_id=legacy_id)) for _ in range(3)]
+    admitted = [gate.admit(request(body, rid=f"r{i}")) for i, body in enumerate(bodies)]
+    assert all(a is not None and a.message.metadata.message_id == "" for a in admitted)
+    assert gate.admit(request(bodies[0], rid="r0")) is None  # the same request again
+    also = encode_message(flower_message("", dst_node_id=zlib.crc32(b"bob@gate.test")))
+    with pytest.raises(RequestRefusedError, match="addressed to node"):
+        gate.admit(request(also, rid="r9"))  # 0.5.x's id of another datasite
 
 
 def test_drops_expired_and_refuses_garbage_and_misaddressed_requests() -> None:

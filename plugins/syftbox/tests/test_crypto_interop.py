@@ -1,29 +1,27 @@
-"""Encrypted interoperability with a datasite running syft-flwr 0.5.x over SyftBox.
+"""Encrypted interoperability with a datasite running the real syft-flwr 0.5.3 over SyftBox.
 
-A datasite runs in its own process exactly as syft-flwr 0.5.x serves one
-(``syft_flwr_05_client.py``: the real syft-core, syft-crypto, syft-rpc and syft-event, with
-encryption on, its default, and keys bootstrapped by syft-crypto, which publishes only a
-syft-crypto ``did.json``). Our server (``syftbox_flwr_server`` on the SyftBox transport with
-``wire = "syft-rpc"``, encryption on by default) coordinates a FedAvg run over real files in a
-temporary SyftBox folder with it and one of our own clients: the 0.5.x datasite is spoken to
-in syft-crypto's ``X3DH-SyftBox`` scheme, ours in the native one.
+The datasite is the real package in its own process and virtual environment
+(:mod:`syft_flwr_syftbox.testing.syft_flwr_05`: ``syftbox_run_flwr_client`` with encryption on,
+its default, and keys bootstrapped by syft-crypto, which publishes only a syft-crypto
+``did.json``), serving ``examples/quickstart-numpy``. Our server (``syftbox_flwr_server`` on the
+SyftBox transport with ``wire = "syft-rpc"``, encryption on by default, in this process so that
+every file it writes or reads can be captured) runs the example's FedAvg ``ServerApp`` over real
+files in a temporary SyftBox folder with it and one of our own clients: the 0.5.x datasite is
+spoken to in syft-crypto's ``X3DH-SyftBox`` scheme, ours in the native one.
 
-What is asserted: every round completes with both clients; the 0.5.x process's ``ClientApp``
-trained and evaluated every round on bodies that syft-event had decrypted; and every request
-and response file of the run, read back from disk, carries only ciphertext: an
-``EncryptedPayload`` (with the right sender and receiver, which the real syft-crypto opens to
-the base64 Flower protobuf syft-flwr 0.5.x expects) for the 0.5.x datasite, a sealed envelope
-for ours, and no plaintext Flower payload in either.
+What is asserted: every round completes; the 0.5.x datasite's ``ClientApp`` trained and
+evaluated every round and obeyed the stop signal; and every request and response file of the
+run, read back from disk, carries only ciphertext: an ``EncryptedPayload`` (with the right
+sender and receiver, which the real syft-crypto opens to the base64 Flower protobuf syft-flwr
+0.5.x expects) for the 0.5.x datasite, a sealed envelope for ours, and no plaintext Flower
+payload in either.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import math
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,21 +31,33 @@ from pathlib import Path
 
 import pytest
 from flwr.app import Context, Message, RecordDict
+from flwr.clientapp import ClientApp
 from flwr.common.serde import message_from_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
+from flwr.server import ServerApp
 
 from syft_flwr.cli import main
-from syft_flwr.config import RuntimeSettings
+from syft_flwr.config import RuntimeSettings, load_project_config
 from syft_flwr.crypto import KeyStore, parse_document
 from syft_flwr.crypto.envelope import MAGIC as SEALED_MAGIC
 from syft_flwr.crypto.errors import SyftCryptoIdentityError
 from syft_flwr.crypto.policy import open_channel
-from syft_flwr.demo.apps import RoundReport, make_client_app, make_server_app
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
+from syft_flwr.flower_config import run_config
+from syft_flwr.run import load_component
 from syft_flwr.transport import TransportSettings
 from syft_flwr_syftbox import SyftBoxTransport
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.safe_fs import SafeRoot
+from syft_flwr_syftbox.testing.syft_flwr_05 import (
+    copy_project,
+    handled_messages,
+    legacy_command,
+    party_env,
+    syft_flwr_05_venv,
+    watching_files,
+    write_client_config,
+)
 
 _INSTALL = "pip install --no-deps -r plugins/syftbox/interop-requirements.txt"
 syft_core = pytest.importorskip("syft_core", reason=f"the SyftBox stack is missing: {_INSTALL}")
@@ -57,17 +67,17 @@ pytest.importorskip("syft_rpc", reason=f"the SyftBox stack is missing: {_INSTALL
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-APP_NAME = "crypto-interop"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "quickstart-numpy"
+APP_NAME = "quickstart-numpy"
 AGGREGATOR = "aggregator@interop.org"
 OURS = "ours@interop.org"
 LEGACY = "syft-flwr-05@interop.org"  # syft-core refuses reserved domains such as .test
 ROUNDS = 3
 STARTUP = 60.0
-"""Longest wait for the 0.5.x process to bootstrap its keys and start watching."""
+"""Longest wait for the 0.5.x process to start, bootstrap its keys and watch its folder."""
 JOIN = 30.0
-CLIENT_SCRIPT = Path(__file__).with_name("syft_flwr_05_client.py")
 PLAINTEXT_MARKERS = (b"local-epochs", b"train_loss", b"eval_loss", b"num-examples")
-"""Strings every plaintext train/evaluate message or reply of the demo carries."""
+"""Strings every plaintext train/evaluate message or reply of the example carries."""
 
 
 @dataclass(frozen=True)
@@ -140,34 +150,37 @@ def syft_client_config(data_dir: Path, email: str) -> Path:
 def legacy_process(
     data_dir: Path, tmp_path: Path
 ) -> Iterator[Callable[[int, int], tuple[subprocess.Popen[bytes], Path]]]:
-    """Start the syft-flwr 0.5.x datasite; wait (bounded) until it serves; kill it at the end."""
+    """Start the real syft-flwr 0.5.3 datasite; wait (bounded) until it serves; kill it after."""
+    venv = syft_flwr_05_venv()
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(partition: int, partitions: int) -> tuple[subprocess.Popen[bytes], Path]:
-        report, ready, log = (tmp_path / f"legacy.{name}" for name in ("jsonl", "ready", "log"))
-        env = {
-            **os.environ,
-            "SYFTBOX_CLIENT_CONFIG_PATH": str(syft_client_config(data_dir, LEGACY)),
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("SYFT_FLWR_ENCRYPTION_ENABLED", None)  # syft-flwr 0.5.x's default: on
+        project = copy_project(
+            EXAMPLE,
+            tmp_path / "legacy-project",
+            app_config={"partition-id": partition, "num-partitions": partitions},
+        )
+        log = tmp_path / "legacy.log"
+        config = write_client_config(data_dir.parent / f"{LEGACY}.config.json", LEGACY, data_dir)
+        env = party_env(tmp_path / "legacy-home", config)
         with open(log, "wb") as output:
-            arguments = [APP_NAME, str(partition), str(partitions), str(report), str(ready)]
             process = subprocess.Popen(
-                [sys.executable, str(CLIENT_SCRIPT), *arguments],
+                legacy_command(venv, "client", project),
+                cwd=project,
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
         started.append((process, log))
+        did = data_dir / "datasites" / LEGACY / "public" / "did.json"
         deadline = time.monotonic() + STARTUP
-        while not ready.exists():
+        while not (watching_files(process) and did.is_file()):
             assert process.poll() is None, f"the 0.5.x client exited:\n{log.read_text()}"
             assert time.monotonic() < deadline, (
                 f"the 0.5.x client never started:\n{log.read_text()}"
             )
             time.sleep(0.05)
-        return process, report
+        return process, log
 
     yield start
     for process, _ in started:
@@ -186,13 +199,20 @@ def open_with_syft_crypto(data_dir: Path, payload: bytes) -> Message:
 
 def test_syft_flwr_05_encrypted_client_completes_fedavg_with_our_server(
     data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     legacy_process: Callable[[int, int], tuple[subprocess.Popen[bytes], Path]],
     disk_files: list[DiskFile],
     quiet_syft_crypto: None,
 ) -> None:
-    legacy, report = legacy_process(1, 2)
+    legacy, log = legacy_process(1, 2)
     did = json.loads((data_dir / "datasites" / LEGACY / "public" / "did.json").read_bytes())
     assert "syftFlwr" not in did, "the 0.5.x datasite must publish a syft-crypto-only did.json"
+    project = copy_project(EXAMPLE, tmp_path / "project")
+    config = load_project_config(project)
+    server_app = load_component(config, "serverapp", ServerApp, project)
+    client_app = load_component(config, "clientapp", ClientApp, project)
+    monkeypatch.chdir(project)  # where the example's ServerApp writes its history
 
     def transport(identity: str, **options: object) -> SyftBoxTransport:
         table = {"data_dir": str(data_dir), **options}
@@ -205,12 +225,12 @@ def test_syft_flwr_05_encrypted_client_completes_fedavg_with_our_server(
         node_id=0,
         node_config={"partition-id": 0, "num-partitions": 2},
         state=RecordDict(),
-        run_config={},
+        run_config=run_config(config),
     )
     thread = threading.Thread(
         target=lambda: stop_reason.append(
             syftbox_flwr_client(
-                make_client_app(),
+                client_app,
                 client_context,
                 APP_NAME,
                 transport=ours,
@@ -220,34 +240,37 @@ def test_syft_flwr_05_encrypted_client_completes_fedavg_with_our_server(
         daemon=True,
     )
     thread.start()
-    rounds: list[RoundReport] = []
     server = transport(AGGREGATOR, wire="syft-rpc")
     try:
         syftbox_flwr_server(
-            make_server_app(2, ROUNDS, rounds.append, round_timeout=30.0),
-            Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={}),
+            server_app,
+            Context(
+                run_id=0,
+                node_id=0,
+                node_config={},
+                state=RecordDict(),
+                run_config=run_config(config),
+            ),
             [OURS, LEGACY],
             APP_NAME,
             transport=server,
         )
-        assert legacy.wait(JOIN) == 0, "the 0.5.x client did not exit cleanly on the stop signal"
+        assert legacy.wait(JOIN) == 0, f"the 0.5.x client did not stop cleanly:\n{log.read_text()}"
         thread.join(JOIN)
         assert not thread.is_alive() and stop_reason == ["Server stopped"]
     finally:
         server.close()
         ours.close()
 
-    # the run: every round with both clients, and the model improved
-    assert [(r.clients, r.failures) for r in rounds[1:]] == [(2, 0)] * ROUNDS
-    assert rounds[-1].test_loss < rounds[0].test_loss
+    # the run: every round trained and evaluated, and the model improved
+    history = json.loads((project / "history.json").read_text())
+    losses = [history["train"][str(r)]["train_loss"] for r in range(1, ROUNDS + 1)]
+    assert losses == sorted(losses, reverse=True) and history["evaluate"][str(ROUNDS)]
 
     # the 0.5.x ClientApp trained and evaluated every round, on requests syft-event decrypted
-    handled = [json.loads(line) for line in report.read_text().splitlines()]
-    assert [h["message_type"] for h in handled] == ["train", "evaluate"] * ROUNDS + ["system"]
-    assert all(h["decrypted"] and h["original_sender"] == AGGREGATOR for h in handled)
-    losses = [h["metrics"]["train_loss"] for h in handled if h["message_type"] == "train"]
-    assert len(losses) == ROUNDS and all(math.isfinite(loss) for loss in losses)
-    assert all(h["metrics"]["num-examples"] > 0 for h in handled[:-1])
+    output = log.read_text()
+    assert handled_messages(output) == ["train", "evaluate"] * ROUNDS + ["system"], output
+    assert output.count(f"Successfully decrypted request from {AGGREGATOR}") == 2 * ROUNDS + 1
 
     # the bytes on disk: ciphertext only, in the scheme each datasite speaks
     legacy_files = [f for f in disk_files if f.location.recipient == LEGACY]

@@ -26,7 +26,6 @@ so a 0.5.x server drives them reliably.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +35,8 @@ from pathlib import Path
 import pytest
 
 from syft_flwr_syftbox.testing.syft_flwr_05 import (
+    copy_project,
+    handled_messages,
     legacy_command,
     party_env,
     syft_flwr_05_venv,
@@ -91,20 +92,16 @@ class Federation:
         self.parties: list[Party] = []
 
     def _project(self, email: str, legacy: bool, side: str) -> Path:
-        project = self.root / "projects" / email
-        shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("__pycache__"))
-        text = (project / "pyproject.toml").read_text()
+        target = self.root / "projects" / email
         if legacy and side == "client":
-            position = DATASITES.index(email)
-            text = text.replace(
-                "[tool.flwr.app.config]\n",
-                f"[tool.flwr.app.config]\npartition-id = {position}\n"
-                f"num-partitions = {len(DATASITES)}\n",
-            )
-        if not legacy and side == "server" and self.with_legacy_clients:
-            text += '\n[tool.syft_flwr.syftbox]\nwire = "syft-rpc"\n'
-        (project / "pyproject.toml").write_text(text)
-        return project
+            position = {"partition-id": DATASITES.index(email), "num-partitions": len(DATASITES)}
+            return copy_project(EXAMPLE, target, app_config=position)
+        syft_rpc = not legacy and side == "server" and self.with_legacy_clients
+        return copy_project(
+            EXAMPLE,
+            target,
+            extra='\n[tool.syft_flwr.syftbox]\nwire = "syft-rpc"\n' if syft_rpc else "",
+        )
 
     with_legacy_clients = False
 
@@ -181,13 +178,7 @@ def federation(tmp_path: Path, legacy_venv):  # type: ignore[no-untyped-def]
 def served_rounds(federation: Federation, party: Party) -> list[str]:
     """The message types a client handled, in order (train, evaluate, ..., then the stop)."""
     if party.legacy:
-        handled = []
-        for line in party.output().splitlines():
-            if "Processing message with metadata" in line:
-                handled.append("train" if "message_type='train'" in line else "evaluate")
-            elif "Received stop signal" in line:
-                handled.append("system")
-        return handled
+        return handled_messages(party.output())
     audit = subprocess.run(
         [sys.executable, "-m", "syft_flwr", "audit", str(party.project), "--json"],
         env=party_env(

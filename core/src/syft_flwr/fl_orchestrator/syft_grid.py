@@ -203,6 +203,7 @@ class SyftGrid(Grid):
         in which one happened (legacy strategies swallow exceptions of single messages)."""
         self._lock = threading.Lock()
         self._plugins = plugin_manager
+        self._owns_channel = channel is FROM_POLICY
         if channel is FROM_POLICY:
             channel = open_channel(client, RuntimeSettings.from_env(), plugin_manager)
         self.channel = channel
@@ -218,6 +219,11 @@ class SyftGrid(Grid):
         """Where resumable strategy loops commit their rounds (the engine, when persisting)."""
 
     # -- run and nodes ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the channel this grid opened itself (one passed in stays the caller's)."""
+        if self._owns_channel and self.channel is not None:
+            self.channel.close()
 
     def set_run(self, run: Run | int) -> None:
         """Set the run; accepts a Flower ``Run`` or a bare run id (as the reference API does)."""

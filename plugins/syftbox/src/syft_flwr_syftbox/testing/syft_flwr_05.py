@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from syft_flwr.errors import SyftFlwrError
@@ -22,6 +24,8 @@ from syft_flwr.testing.peer_venvs import PEER_PYTHON_ENV, PeerVenv, find_python,
 __all__ = [
     "FLWR_FOR_05",
     "SYFT_FLWR_05",
+    "copy_project",
+    "handled_messages",
     "legacy_command",
     "party_env",
     "syft_flwr_05_venv",
@@ -111,3 +115,38 @@ def party_env(home: Path, config: Path, **extra: str) -> dict[str, str]:
         HOME=str(home), SYFTBOX_CLIENT_CONFIG_PATH=str(config), PYTHONUNBUFFERED="1", **extra
     )
     return env
+
+
+def copy_project(
+    source: Path,
+    target: Path,
+    *,
+    app_config: Mapping[str, int | float | str] | None = None,
+    extra: str = "",
+) -> Path:
+    """A party's own copy of the Flower project ``source``, with ``app_config`` values added
+    to ``[tool.flwr.app.config]`` (a 0.5.x datasite's node config is that table) and ``extra``
+    TOML appended."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.npz"))
+    pyproject = target / "pyproject.toml"
+    text = pyproject.read_text()
+    if app_config:
+        header = "[tool.flwr.app.config]\n"
+        if header not in text:
+            raise ValueError(f"{pyproject} has no [tool.flwr.app.config] table")
+        lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in app_config.items())
+        text = text.replace(header, header + lines, 1)
+    pyproject.write_text(text + extra)
+    return target
+
+
+def handled_messages(log: str) -> list[str]:
+    """What a 0.5.x datasite handled, in order, read from its log: ``train``/``evaluate`` per
+    message its ``ClientApp`` processed, ``system`` for the stop signal it obeyed."""
+    handled = []
+    for line in log.splitlines():
+        if "Processing message with metadata" in line:
+            handled.append("train" if "message_type='train'" in line else "evaluate")
+        elif "Received stop signal" in line:
+            handled.append("system")
+    return handled
