@@ -127,29 +127,32 @@ class RejectedRequests:
             self._due.pop(request, None)
 
     def _put_back(self, request: Path) -> None:
-        """Rename the refused parts, then the refused request, back to their own names; an
-        older twin of a file already put back is debris and goes."""
+        """Rename the refused parts, then the refused request, back to their own names.
+
+        Each file's latest twin goes back (the Go SyftBox's older ones are longer,
+        ``.rejected.<time>``) after its older twins, which are debris, are removed; parts go
+        before the request, so once the request is back nothing of the refusal is left.
+        """
         try:
             entries = self._fs.entries(request.parent)
         except (OSError, UnsafeFileError) as exc:
             logger.warning("cannot list %s to put %s back: %s", request.parent, request.name, exc)
             return
-        twins = [
-            (entry.path, original)
-            for entry in entries
-            if entry.is_file
-            and (original := refused_original(entry.path)) is not None
-            and (original == request or manifest_of(original) == request)
-        ]
-        # Parts before the request; a file's latest twin (the Go SyftBox's older ones are
-        # longer, ".rejected.<time>") before its older ones, which then go as debris.
-        twins.sort(key=lambda pair: (pair[1] == request, len(pair[0].name), pair[0].name))
-        for refused, original in twins:
+        twins: dict[Path, list[Path]] = {}
+        for entry in entries:
+            original = refused_original(entry.path) if entry.is_file else None
+            if original is not None and (original == request or manifest_of(original) == request):
+                twins.setdefault(original, []).append(entry.path)
+        for original in sorted(twins, key=lambda path: (path == request, path.name)):
+            latest, *older = sorted(twins[original], key=lambda path: (len(path.name), path.name))
             try:
-                self._fs.rename_new(refused, original)
-            except FileExistsError:
-                self._fs.unlink(refused)
+                for stale in older:
+                    self._fs.unlink(stale)
+                try:
+                    self._fs.rename_new(latest, original)
+                except FileExistsError:
+                    self._fs.unlink(latest)
             except (OSError, UnsafeFileError) as exc:
-                logger.warning("cannot put %s back as %s: %s", refused, original.name, exc)
+                logger.warning("cannot put %s back as %s: %s", latest, original.name, exc)
                 return
         logger.info("offered request %s to the sync again", request.name)
