@@ -126,7 +126,7 @@ def syft_flwr_round_finished(run_id: int, group_id: str, replies: int, failures:
 
     Derived from :class:`~syft_flwr.events.ExchangeFinished`; the name misled, as the engine's
     ``round_finished`` event is a committed round. Implement ``syft_flwr_event`` and look for
-    ``ExchangeFinished`` instead; removed in syft-flwr 0.2.0.
+    ``ExchangeFinished`` instead. Removed in syft-flwr 0.2.0.
 
     :param run_id: the run's id.
     :param group_id: the group id of the messages sent (the round, for Flower strategies).
