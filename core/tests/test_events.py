@@ -1,8 +1,8 @@
 """The one event channel: typed events, the dispatcher, and hook coverage (datasette-style).
 
-The coverage tests fail when an event class or a hook is added without being documented in
-``docs/plugins.md``, fired somewhere in the core, or (for a hook) called or derived from an
-event.
+The coverage tests fail when an event class is added without being documented in
+``docs/plugins.md`` and fired somewhere in the core, or a hook without being called or derived
+from an event (``tests/test_docs.py`` checks that every hook is documented and tested).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def test_every_event_class_has_a_distinct_name() -> None:
 
 
 @pytest.mark.parametrize("hook", hook_names())
-def test_every_hook_is_documented_and_called_or_derived(hook: str) -> None:
-    assert f"`{hook}(" in DOCS or f"### {hook}" in DOCS, f"{hook} is not documented"
+def test_every_hook_is_called_or_derived(hook: str) -> None:
+    """(That each is documented and exercised by a test is ``tests/test_docs.py``'s job.)"""
     derived = {name for names in DERIVED_HOOKS.values() for name in names}
     called = re.search(rf"\bhook\.{hook}\b|\"{hook}\"", source_text(excluding=("hookspecs.py",)))
     assert hook in derived or called, f"{hook} is neither called nor derived from an event"
@@ -88,7 +88,7 @@ def test_every_hook_is_documented_and_called_or_derived(hook: str) -> None:
 
 @pytest.mark.parametrize("hook", sorted(DEPRECATED_HOOKS))
 def test_every_deprecated_hook_is_documented_with_its_removal(hook: str) -> None:
-    section = DOCS[DOCS.index("### Deprecated, removed in syft-flwr 0.2.0") :]
+    section = DOCS[DOCS.index("## Deprecated, removed in syft-flwr 0.2.0") :]
     assert f"`{hook}(" in section
     assert "Removed in syft-flwr 0.2.0" in inspect.getdoc(getattr(hookspecs, hook))
 
