@@ -79,6 +79,10 @@ def test_each_deprecated_use_warns_once_naming_plugin_and_replacement(
     assert "publish_key_document(self, document)" in by_use["syft_flwr_publish_key_document"]
     assert "fetch_key_document(self, datasite)" in by_use["syft_flwr_fetch_key_document"]
     assert "ExchangeFinished" in by_use["syft_flwr_round_finished"]
+    # each warning points at the plugin's code to change, not at syft-flwr's
+    plugin_file = Path(old_style_plugin.__file__)
+    ours = [w for w in always_warn if issubclass(w.category, SyftFlwrDeprecationWarning)]
+    assert {Path(w.filename) for w in ours} == {plugin_file}
     register = by_use["registry.register(name, factory)"]
     assert "'oldstyle'" in register and "registry.register(TheTransportClass)" in register
     assert "core.tests.old_style_plugin" in register

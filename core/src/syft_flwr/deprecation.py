@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["REMOVED_IN", "DeprecationLog", "SyftFlwrDeprecationWarning"]
 
@@ -28,18 +30,35 @@ class DeprecationLog:
         self._seen: set[tuple[str, ...]] = set()
         self._lock = threading.Lock()
 
-    def warn(self, key: tuple[str, ...], message: str, *, stacklevel: int = 2) -> bool:
+    def warn(
+        self,
+        key: tuple[str, ...],
+        message: str,
+        *,
+        stacklevel: int = 2,
+        origin: Callable[..., Any] | None = None,
+    ) -> bool:
         """Issue a :class:`SyftFlwrDeprecationWarning` unless ``key`` was warned about already.
 
+        :param stacklevel: as for :func:`warnings.warn`, counted from the caller of this method.
+        :param origin: attribute the warning to this function's definition instead (a
+            plugin's hook implementation), so the warning points at the code to change.
         :return: whether a warning was issued.
         """
         with self._lock:
             if key in self._seen:
                 return False
             self._seen.add(key)
-        warnings.warn(
-            f"{message} (deprecated; removed in syft-flwr {REMOVED_IN})",
-            SyftFlwrDeprecationWarning,
-            stacklevel=stacklevel + 1,
-        )
+        text = f"{message} (deprecated; removed in syft-flwr {REMOVED_IN})"
+        code = getattr(origin, "__code__", None)
+        if code is None:
+            warnings.warn(text, SyftFlwrDeprecationWarning, stacklevel=stacklevel + 1)
+        else:
+            warnings.warn_explicit(
+                text,
+                SyftFlwrDeprecationWarning,
+                code.co_filename,
+                code.co_firstlineno,
+                module=getattr(origin, "__module__", None),
+            )
         return True

@@ -72,10 +72,11 @@ class PluginManager(pluggy.PluginManager):
             replacement = DEPRECATED_HOOKS.get(caller.name)
             if replacement is not None:
                 who = _describe(plugin, registered)
+                impls = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
                 self.deprecations.warn(
                     (who, caller.name),
                     f"plugin {who!r} implements the hook {caller.name}; {replacement}",
-                    stacklevel=2,
+                    origin=impls[0].function if impls else None,
                 )
         return registered
 

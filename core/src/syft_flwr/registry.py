@@ -107,7 +107,7 @@ class TransportRegistry:
             f"plugin {plugin!r} registers transport {name!r} as registry.register(name, "
             "factory); register the Transport subclass instead: set `name` (and "
             "`description`) on the class and call registry.register(TheTransportClass)",
-            stacklevel=4,
+            stacklevel=3,  # the plugin's line calling register
         )
         transport_class = factory if isinstance(factory, type) else None
         if transport_class is not None and not issubclass(transport_class, Transport):
