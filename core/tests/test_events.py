@@ -70,6 +70,10 @@ def test_every_engine_event_is_documented_and_fired(name: str) -> None:
     assert re.search(rf"\bev\.{constant}\b", code), f"the engine never fires {name}"
 
 
+def test_every_lifecycle_event_derives_a_hook() -> None:
+    assert set(DERIVED_HOOKS) == set(LIFECYCLE_EVENTS)
+
+
 def test_every_event_class_has_a_distinct_name() -> None:
     names = [c.name for c in LIFECYCLE_EVENTS]
     assert len(set(names)) == len(names)
@@ -81,7 +85,7 @@ def test_every_event_class_has_a_distinct_name() -> None:
 @pytest.mark.parametrize("hook", hook_names())
 def test_every_hook_is_called_or_derived(hook: str) -> None:
     """(That each is documented and exercised by a test is ``tests/test_docs.py``'s job.)"""
-    derived = {name for names in DERIVED_HOOKS.values() for name in names}
+    derived = set(DERIVED_HOOKS.values())
     called = re.search(rf"\bhook\.{hook}\b|\"{hook}\"", source_text(excluding=("hookspecs.py",)))
     assert hook in derived or called, f"{hook} is neither called nor derived from an event"
 
@@ -96,10 +100,10 @@ def test_every_deprecated_hook_is_documented_with_its_removal(hook: str) -> None
 @pytest.mark.parametrize("event_class", LIFECYCLE_EVENTS, ids=lambda c: c.__name__)
 def test_each_derived_hook_takes_exactly_the_events_fields(event_class: type) -> None:
     fields = set(inspect.signature(event_class).parameters) - {"time"}
-    for hook in DERIVED_HOOKS[event_class]:
-        params = set(inspect.signature(getattr(hookspecs, hook)).parameters)
-        assert params <= fields, f"{hook} wants {params - fields}"
-        assert fields - params <= {"run_id"}, f"{hook} misses {fields - params}"
+    hook = DERIVED_HOOKS[event_class]
+    params = set(inspect.signature(getattr(hookspecs, hook)).parameters)
+    assert params <= fields, f"{hook} wants {params - fields}"
+    assert fields - params <= {"run_id"}, f"{hook} misses {fields - params}"
 
 
 def test_the_events_module_is_a_leaf() -> None:

@@ -238,16 +238,16 @@ def syft_flwr_cli_commands() -> list[tuple[str, str, Callable[[Sequence[str]], i
     return []  # a spec's body never runs; this only satisfies type checkers
 
 
-DERIVED_HOOKS: dict[type[events.LifecycleEvent], tuple[str, ...]] = {
-    events.ServerStarted: ("syft_flwr_server_started",),
-    events.ServerFinished: ("syft_flwr_server_finished",),
-    events.MessagePushed: ("syft_flwr_message_pushed",),
-    events.ReplyPulled: ("syft_flwr_reply_pulled",),
-    events.ExchangeFinished: ("syft_flwr_round_finished",),
-    events.StopSignalSent: ("syft_flwr_stop_signal_sent",),
-    events.StopSignalReceived: ("syft_flwr_stop_signal_received",),
+DERIVED_HOOKS: dict[type[events.LifecycleEvent], str] = {
+    events.ServerStarted: "syft_flwr_server_started",
+    events.ServerFinished: "syft_flwr_server_finished",
+    events.MessagePushed: "syft_flwr_message_pushed",
+    events.ReplyPulled: "syft_flwr_reply_pulled",
+    events.ExchangeFinished: "syft_flwr_round_finished",
+    events.StopSignalSent: "syft_flwr_stop_signal_sent",
+    events.StopSignalReceived: "syft_flwr_stop_signal_received",
 }
-"""The lifecycle hooks the dispatcher calls from each lifecycle event, with its fields."""
+"""The lifecycle hook the dispatcher calls from each lifecycle event, with its fields."""
 
 DEPRECATED_HOOKS: dict[str, str] = {
     "syft_flwr_local_options": "override the classmethod local_options(cls, workdir) of your "

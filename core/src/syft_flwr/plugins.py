@@ -177,9 +177,9 @@ def fire_event(event: Event, manager: pluggy.PluginManager | None = None) -> Non
     """
     manager = manager or get_plugin_manager()
     _call_each(manager, "syft_flwr_event", {"event": event}, event.name)
-    if isinstance(event, LifecycleEvent):
-        for hook_name in DERIVED_HOOKS.get(type(event), ()):
-            _call_each(manager, hook_name, event.fields(), event.name)
+    derived = DERIVED_HOOKS.get(type(event)) if isinstance(event, LifecycleEvent) else None
+    if derived is not None:
+        _call_each(manager, derived, event.fields(), event.name)
 
 
 def _call_each(
