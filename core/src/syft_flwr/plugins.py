@@ -177,9 +177,8 @@ def fire_event(event: Event, manager: pluggy.PluginManager | None = None) -> Non
     """
     manager = manager or get_plugin_manager()
     _call_each(manager, "syft_flwr_event", {"event": event}, event.name)
-    derived = DERIVED_HOOKS.get(type(event)) if isinstance(event, LifecycleEvent) else None
-    if derived is not None:
-        _call_each(manager, derived, event.fields(), event.name)
+    if isinstance(event, LifecycleEvent) and type(event) in DERIVED_HOOKS:
+        _call_each(manager, DERIVED_HOOKS[type(event)], event.fields(), event.name)
 
 
 def _call_each(
