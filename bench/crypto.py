@@ -137,9 +137,8 @@ def round_trip(name: str, workdir: Path, model: ArrayRecord, repeat: int, sealed
 
 
 def wait_for_document(transport: Transport, datasite: str, timeout: float = 30.0) -> None:
-    fetch = get_plugin_manager().hook.syft_flwr_fetch_key_document
     deadline = time.monotonic() + timeout
-    while fetch(transport=transport, datasite=datasite) is None:
+    while transport.fetch_key_document(datasite) is None:
         if time.monotonic() > deadline:
             raise SystemExit(f"{datasite} never published its key document")
         time.sleep(0.01)

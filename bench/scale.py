@@ -26,6 +26,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
 from syft_flwr.plugins import get_plugin_manager, get_transport_registry
+from syft_flwr.testing.local import local_options
 from syft_flwr.transport import TransportSettings
 
 
@@ -69,9 +70,7 @@ def measure(transport: str, n: int, rounds: int) -> float:
     manager = get_plugin_manager()
     registry = get_transport_registry(manager)
     with tempfile.TemporaryDirectory() as workdir:
-        options = manager.hook.syft_flwr_local_options(transport=transport, workdir=Path(workdir))
-        if options is None:
-            raise SystemExit(f"transport {transport!r} cannot run locally")
+        options = local_options(transport, Path(workdir), manager, registry)
         emails = [f"ds{i}@scale.test" for i in range(n)]
         transports = []
         threads = []

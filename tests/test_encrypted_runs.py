@@ -69,9 +69,8 @@ def fedavg_app(rounds: int, losses: list[float]) -> ServerApp:
 
 def wait_for_keys(federation: LocalFederation, timeout: float = 10.0) -> None:
     probe = federation.transport("probe@federation.test")
-    hook = federation.manager.hook.syft_flwr_fetch_key_document
     deadline = time.monotonic() + timeout
-    while any(hook(transport=probe, datasite=ds) is None for ds in federation.datasites):
+    while any(probe.fetch_key_document(ds) is None for ds in federation.datasites):
         assert time.monotonic() < deadline, "clients did not publish their keys"
         time.sleep(0.02)
 
@@ -184,8 +183,7 @@ def legacy_syft_flwr_client(federation: LocalFederation, email: str, folder: Pat
     syft_crypto.bootstrap_user(client)
     transport = federation.transport(email)
     did = folder / "datasites" / email / "public" / "did.json"
-    hook = federation.manager.hook
-    assert hook.syft_flwr_publish_key_document(transport=transport, document=did.read_bytes())
+    transport.publish_key_document(did.read_bytes())
     app = make_client_app()
     context = empty_context(**{"partition-id": 2, "num-partitions": 3})
     seen: list[str] = []
@@ -193,9 +191,9 @@ def legacy_syft_flwr_client(federation: LocalFederation, email: str, folder: Pat
     def handle(request):  # type: ignore[no-untyped-def]
         server_did = folder / "datasites" / request.sender / "public" / "did.json"
         server_did.parent.mkdir(parents=True, exist_ok=True)
-        server_did.write_bytes(
-            hook.syft_flwr_fetch_key_document(transport=transport, datasite=request.sender)
-        )
+        document = transport.fetch_key_document(request.sender)
+        assert document is not None
+        server_did.write_bytes(document)
         payload = syft_crypto.EncryptedPayload.model_validate_json(request.body)
         proto = base64.b64decode(syft_crypto.decrypt_message(payload, client))
         message = message_from_proto(ProtoMessage.FromString(proto))

@@ -1,4 +1,5 @@
-"""Every lifecycle hook fires with the right arguments during a real run."""
+"""Every lifecycle hook (derived from its event) and every event fires with the right
+arguments during a real run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from syft_flwr.demo.apps import make_client_app
 from syft_flwr.demo.model import LogisticRegression
+from syft_flwr.events import EngineEvent, ExchangeFinished, LifecycleEvent
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.message_factory import message_with_metadata
 
@@ -61,14 +63,9 @@ class Recorder:
         )
 
     @hookimpl
-    def syft_flwr_round_finished(self, run_id, group_id, replies, failures):
-        self.record(
-            "syft_flwr_round_finished",
-            run_id=run_id,
-            group_id=group_id,
-            replies=replies,
-            failures=failures,
-        )
+    def syft_flwr_event(self, event):
+        if isinstance(event, ExchangeFinished):  # no lifecycle hook of its own: the event
+            self.record("exchange_finished", **event.fields())
 
 
 def fedavg_app(rounds: int) -> ServerApp:
@@ -110,7 +107,7 @@ def test_lifecycle_hooks_describe_the_run(federation):
     assert all(p["error_code"] is None for p in pulled)
     assert {p["datasite"] for p in pulled} == set(federation.datasites)
 
-    rounds = recorder.named("syft_flwr_round_finished")
+    rounds = recorder.named("exchange_finished")
     assert [(r["replies"], r["failures"]) for r in rounds] == [(3, 0)] * 4  # train+evaluate x2
     assert {r["group_id"] for r in rounds} == {p["group_id"] for p in pushed}
     names = [name for name, _ in recorder.calls]
@@ -202,10 +199,17 @@ def test_engine_events_describe_the_run_and_a_raising_observer_changes_nothing(f
     context = federation.run_server(fedavg_app(rounds=2))
     federation.join_clients()
 
+    engine_events = [e for e in recorder.events if isinstance(e, EngineEvent)]
+    lifecycle = [e for e in recorder.events if isinstance(e, LifecycleEvent)]
     names = [event.name for event in recorder.events]
-    assert names[0] == "run_started" and names[-1] == "stop_signal_sent"
-    assert {event.run_id for event in recorder.events} == {context.run_id}
-    rounds = [(e.name, e.data["round"]) for e in recorder.events if "round_" in e.name]
+    engine_names = [event.name for event in engine_events]
+    assert engine_names[0] == "run_started"
+    assert {event.run_id for event in engine_events} == {context.run_id}
+    # one channel: the grid's and the clients' lifecycle events arrive on it too, once each
+    assert {e.run_id for e in lifecycle if e.name != "stop_signal_received"} == {context.run_id}
+    assert names.count("exchange_finished") == 2 * 2 and names.count("message_pushed") == 12
+    assert names.count("stop_signal_received") == 3
+    rounds = [(e.name, e.data["round"]) for e in engine_events if "round_" in e.name]
     assert rounds == [
         ("round_started", 1),
         ("round_finished", 1),
@@ -217,5 +221,6 @@ def test_engine_events_describe_the_run_and_a_raising_observer_changes_nothing(f
     joined = {e.data["datasite"] for e in recorder.events if e.name == "client_joined"}
     assert joined == set(federation.datasites)
     assert names.index("run_finished") < names.index("stop_signal_sent")
-    assert names.count("stop_signal_sent") == 3
+    assert names.count("stop_signal_sent") == 3  # the grid's event; the engine only records it
+    assert names.index("server_finished") < names.index("stop_signal_sent")
     assert federation.stop_reasons == {email: "Server stopped" for email in federation.datasites}

@@ -7,13 +7,15 @@ import sys
 
 import pytest
 
+from syft_flwr.deprecation import SyftFlwrDeprecationWarning
 from syft_flwr.errors import PluginError, UnknownTransportError
+from syft_flwr.events import ServerStarted
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.plugins import (
     create_plugin_manager,
+    fire_event,
     get_plugin_manager,
     get_transport_registry,
-    notify,
     reset_plugin_manager,
 )
 from syft_flwr.registry import TransportRegistry
@@ -23,6 +25,7 @@ from syft_flwr.transport import Transport, TransportSettings
 class NullTransport(Transport):
     """A transport that carries nothing (used to test registration only)."""
 
+    name = "null"
     capabilities = property(lambda self: None)  # type: ignore[assignment]
 
     def send(self, datasite, app, endpoint, body, expires_at):  # pragma: no cover - unused
@@ -47,7 +50,7 @@ class NullTransport(Transport):
 class NullPlugin:
     @hookimpl
     def syft_flwr_register_transports(self, registry: TransportRegistry) -> None:
-        registry.register("null", NullTransport)
+        registry.register(NullTransport)
 
 
 def test_no_entry_points_means_no_transports():
@@ -86,26 +89,101 @@ def test_misspelt_hook_fails_loudly():
         create_plugin_manager(load_entry_points=False, extra_plugins=[Misspelt()])
 
 
-def test_duplicate_transport_name_from_two_factories_is_an_error():
+def test_the_registry_reads_name_and_description_from_the_class():
+    class Described(NullTransport):
+        """Docstring line (not shown: the description wins)."""
+
+        name = "described"
+        description = "An explicit description."
+
+    class Undescribed(NullTransport):
+        """First docstring line.
+
+        More text.
+        """
+
+        name = "undescribed"
+
+    registry = TransportRegistry()
+    registry.register(Described)
+    registry.register(Undescribed)
+    registry.register(NullTransport)
+    assert registry.get("described").description == "An explicit description."
+    assert registry.get("undescribed").description == "First docstring line."
+    assert registry.get("null").description.startswith("A transport that carries nothing")
+    assert registry.get("described").transport_class is Described
+    assert isinstance(registry.create("described", TransportSettings("a@b.org")), Described)
+
+
+def test_registering_the_same_class_twice_is_harmless():
+    registry = TransportRegistry()
+    registry.register(NullTransport)
+    registry.register(NullTransport)
+    assert registry.names() == ["null"]
+
+
+def test_duplicate_transport_name_from_two_classes_is_an_error():
+    class OtherNull(NullTransport):
+        name = "null"
+
     class Other:
         @hookimpl
         def syft_flwr_register_transports(self, registry):
-            registry.register("null", lambda settings: NullTransport(settings))
+            registry.register(OtherNull)
 
     manager = create_plugin_manager(load_entry_points=False, extra_plugins=[NullPlugin(), Other()])
     with pytest.raises(PluginError, match="registered twice"):
         get_transport_registry(manager)
 
 
-@pytest.mark.parametrize("name", ["", "Upper", "has space", "../x", "a" * 80])
+@pytest.mark.parametrize("name", ["Upper", "has space", "../x", "a" * 80])
 def test_invalid_transport_names_are_rejected(name):
+    bad = type("Bad", (NullTransport,), {"name": name})
     with pytest.raises(PluginError, match="invalid"):
+        TransportRegistry().register(bad)
+
+
+def test_a_class_without_a_name_is_rejected_with_the_fix():
+    nameless = type("Nameless", (NullTransport,), {"name": ""})
+    with pytest.raises(PluginError, match=r"Nameless has no name: set the class attribute"):
+        TransportRegistry().register(nameless)
+
+
+@pytest.mark.parametrize("thing", [object(), object, lambda settings: None])
+def test_only_transport_classes_can_be_registered(thing):
+    with pytest.raises(PluginError, match=r"pass a syft_flwr\.transport\.Transport subclass"):
+        TransportRegistry().register(thing)
+
+
+def test_a_class_takes_no_extra_registration_arguments():
+    with pytest.raises(PluginError, match="set its `description` class attribute"):
+        TransportRegistry().register(NullTransport, description="x")  # type: ignore[call-overload]
+
+
+def test_the_deprecated_name_and_factory_form_still_registers_and_warns_once():
+    registry = TransportRegistry()
+    with pytest.warns(SyftFlwrDeprecationWarning) as warned:
+        registry.register("old", lambda settings: NullTransport(settings), description="Old.")
+        registry.register("old2", NullTransport)
+    messages = [str(w.message) for w in warned]
+    assert len(messages) == 2
+    assert "registry.register(TheTransportClass)" in messages[0]
+    assert "removed in syft-flwr 0.2.0" in messages[0]
+    assert registry.get("old").description == "Old." and registry.get("old").transport_class is None
+    assert registry.get("old2").transport_class is NullTransport
+    assert isinstance(registry.create("old", TransportSettings("a@b.org")), NullTransport)
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "../x"])
+def test_the_deprecated_form_validates_names_as_before(name):
+    with pytest.warns(SyftFlwrDeprecationWarning), pytest.raises(PluginError, match="invalid"):
         TransportRegistry().register(name, NullTransport)
 
 
-def test_factory_must_return_a_transport():
+def test_a_deprecated_factory_must_return_a_transport():
     registry = TransportRegistry()
-    registry.register("bad", lambda settings: object())
+    with pytest.warns(SyftFlwrDeprecationWarning):
+        registry.register("bad", lambda settings: object())
     with pytest.raises(PluginError, match=r"not a syft_flwr\.transport\.Transport"):
         registry.create("bad", TransportSettings(identity="a@b.org"))
 
@@ -117,7 +195,7 @@ def test_faulty_event_observer_does_not_propagate(caplog):
             raise RuntimeError("observer bug")
 
     manager = create_plugin_manager(load_entry_points=False, extra_plugins=[Faulty()])
-    notify("syft_flwr_server_started", manager, run_id=1, app_name="x", datasites=[])
+    fire_event(ServerStarted(run_id=1, app_name="x", datasites=[]), manager)
     assert "observer bug" in caplog.text
 
 

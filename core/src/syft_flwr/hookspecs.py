@@ -5,8 +5,13 @@ the hooks below with ``@syft_flwr.hookimpl``. A hook implementation whose name i
 declared here fails loudly at load time (``PluginManager.check_pending()``), so a typo
 never goes unnoticed.
 
-Event hooks are notifications: their return values are ignored and an exception raised
-inside one is logged and swallowed so that a faulty observer cannot break a training run.
+Events go through one channel: :func:`syft_flwr_event` receives every event of
+:mod:`syft_flwr.events`, each implementation called in isolation (a raising observer is logged
+and skipped, it cannot break a run or hide the event from other observers). The lifecycle hooks
+(``syft_flwr_server_started`` ... ``syft_flwr_stop_signal_received``) are *derived*: the same
+dispatcher calls them from the matching lifecycle event (:data:`DERIVED_HOOKS`); nothing calls
+them separately. Hooks in :data:`DEPRECATED_HOOKS` still work until syft-flwr 0.2.0 and warn
+once per plugin.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from syft_flwr import events
+
 if TYPE_CHECKING:
     from flwr.app import Message
 
-    from syft_flwr.engine.events import EngineEvent
     from syft_flwr.registry import TransportRegistry
     from syft_flwr.transport import Transport
 
@@ -36,10 +42,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def syft_flwr_register_transports(registry: TransportRegistry) -> None:
     """Register the transports this plugin provides.
 
-    Call ``registry.register(name, factory)`` once per transport. ``name`` is what users
-    write in ``[tool.syft_flwr] transport = "<name>"``; ``factory`` takes a
-    :class:`~syft_flwr.transport.TransportSettings` and returns a
-    :class:`~syft_flwr.transport.Transport`.
+    Call ``registry.register(TransportClass)`` once per transport: a
+    :class:`~syft_flwr.transport.Transport` subclass whose ``name`` is what users write in
+    ``[tool.syft_flwr] transport = "<name>"``; instances are built as
+    ``TransportClass(settings)``. (``registry.register(name, factory)`` is deprecated.)
 
     :param registry: the registry to fill.
     """
@@ -63,6 +69,8 @@ def syft_flwr_stop_reason(message: Message) -> str | None:
 def syft_flwr_server_started(run_id: int, app_name: str, datasites: list[str]) -> None:
     """A server run is about to start the ``ServerApp``.
 
+    Derived from :class:`~syft_flwr.events.ServerStarted` (as is ``syft_flwr_event``).
+
     :param run_id: the run's id.
     :param app_name: the application name (without the ``flwr/`` prefix).
     :param datasites: the datasites taking part, in configuration order.
@@ -72,6 +80,8 @@ def syft_flwr_server_started(run_id: int, app_name: str, datasites: list[str]) -
 @hookspec
 def syft_flwr_server_finished(run_id: int, error: BaseException | None) -> None:
     """A server run ended, before stop signals are sent.
+
+    Derived from :class:`~syft_flwr.events.ServerFinished` (as is ``syft_flwr_event``).
 
     :param run_id: the run's id.
     :param error: the exception that ended the run, or ``None`` on success.
@@ -83,6 +93,8 @@ def syft_flwr_message_pushed(
     run_id: int, message_id: str, datasite: str, message_type: str, group_id: str
 ) -> None:
     """The grid handed a message for ``datasite`` to the transport.
+
+    Derived from :class:`~syft_flwr.events.MessagePushed` (as is ``syft_flwr_event``).
 
     :param run_id: the run's id.
     :param message_id: the Flower message id the grid assigned.
@@ -98,6 +110,8 @@ def syft_flwr_reply_pulled(
 ) -> None:
     """The grid produced the reply to ``message_id`` for the strategy.
 
+    Derived from :class:`~syft_flwr.events.ReplyPulled` (as is ``syft_flwr_event``).
+
     :param run_id: the run's id.
     :param message_id: the id of the message this reply answers.
     :param datasite: the replying datasite.
@@ -108,7 +122,11 @@ def syft_flwr_reply_pulled(
 
 @hookspec
 def syft_flwr_round_finished(run_id: int, group_id: str, replies: int, failures: int) -> None:
-    """A ``send_and_receive`` call returned: one round of one kind of work is complete.
+    """Deprecated alias: a ``send_and_receive`` call returned (one exchange, not a round).
+
+    Derived from :class:`~syft_flwr.events.ExchangeFinished`; the name misled, as the engine's
+    ``round_finished`` event is a committed round. Implement ``syft_flwr_event`` and look for
+    ``ExchangeFinished`` instead. Removed in syft-flwr 0.2.0.
 
     :param run_id: the run's id.
     :param group_id: the group id of the messages sent (the round, for Flower strategies).
@@ -121,6 +139,8 @@ def syft_flwr_round_finished(run_id: int, group_id: str, replies: int, failures:
 def syft_flwr_stop_signal_sent(run_id: int, datasite: str, reason: str) -> None:
     """The server sent the stop signal to ``datasite``.
 
+    Derived from :class:`~syft_flwr.events.StopSignalSent` (as is ``syft_flwr_event``).
+
     :param run_id: the run's id.
     :param datasite: the recipient's email.
     :param reason: the reason carried in the signal.
@@ -131,28 +151,33 @@ def syft_flwr_stop_signal_sent(run_id: int, datasite: str, reason: str) -> None:
 def syft_flwr_stop_signal_received(datasite: str, reason: str) -> None:
     """A client received the stop signal and is about to stop serving.
 
+    Derived from :class:`~syft_flwr.events.StopSignalReceived` (as is ``syft_flwr_event``).
+
     :param datasite: the email of the client that stops.
     :param reason: the reason carried in the signal.
     """
 
 
 @hookspec
-def syft_flwr_event(event: EngineEvent) -> None:
-    """The server engine fired ``event`` (every engine event goes through this one hook).
+def syft_flwr_event(event: events.Event) -> None:
+    """Something happened: the one channel every event goes through.
 
-    The engine's own names are listed in :mod:`syft_flwr.engine.events`: ``run_started``,
-    ``run_resumed``, ``run_finished``, ``run_interrupted``, ``round_started``, ``round_finished``,
-    ``message_sent``, ``message_received``, ``message_failed``, ``client_joined``,
-    ``client_lost``, ``stop_signal_sent``; applications may fire their own names. A raising
-    implementation is logged and does not break the run.
+    ``event`` is an :class:`~syft_flwr.events.EngineEvent` (the engine's run-level names,
+    listed in :data:`~syft_flwr.events.ENGINE_EVENTS`, plus names applications fire) or one
+    of the typed lifecycle events in :data:`~syft_flwr.events.LIFECYCLE_EVENTS`. Every event
+    has ``name``, ``run_id``, ``time``, ``data`` and ``to_json()``. A raising implementation is
+    logged and does not break the run nor hide the event from other implementations.
 
-    :param event: the event: its ``name``, ``run_id``, ``time`` and ``data``.
+    :param event: the event.
     """
 
 
 @hookspec(firstresult=True)
 def syft_flwr_local_options(transport: str, workdir: Path) -> dict[str, Any] | None:
-    """Options that let ``transport`` run entirely on this machine, for demos and tests.
+    """Deprecated: override ``Transport.local_options``.
+
+    Options that let ``transport`` run entirely on this machine, for demos and tests; asked
+    only when the registered class does not answer. Removed in syft-flwr 0.2.0.
 
     ``syft-flwr demo --transport NAME`` asks this hook for the options table of every
     participant; a plugin answers for its own transport names (for example a temporary
@@ -166,7 +191,10 @@ def syft_flwr_local_options(transport: str, workdir: Path) -> dict[str, Any] | N
 
 @hookspec(firstresult=True)
 def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> bool | None:
-    """Publish ``transport.identity``'s public key document where peers can fetch it.
+    """Deprecated: override ``Transport.publish_key_document``.
+
+    Publish ``transport.identity``'s public key document where peers can fetch it; asked only
+    when the transport's class does not implement the method. Removed in syft-flwr 0.2.0.
 
     Called before an encrypted run sends anything. A plugin answers for its own transports
     (for SyftBox: ``datasites/<email>/public/did.json``, readable by everyone) and returns
@@ -181,7 +209,10 @@ def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> boo
 
 @hookspec(firstresult=True)
 def syft_flwr_fetch_key_document(transport: Transport, datasite: str) -> bytes | None:
-    """Fetch the public key document ``datasite`` published, as its raw bytes.
+    """Deprecated: override ``Transport.fetch_key_document``.
+
+    Fetch the public key document ``datasite`` published, as its raw bytes; asked only when
+    the transport's class does not implement the method. Removed in syft-flwr 0.2.0.
 
     The core verifies every signature in it, so a plugin returns what it finds without
     interpreting it. Return ``None`` when ``transport`` is not this plugin's or when
@@ -205,3 +236,27 @@ def syft_flwr_cli_commands() -> list[tuple[str, str, Callable[[Sequence[str]], i
     :return: the plugin's subcommands.
     """
     return []  # a spec's body never runs; this only satisfies type checkers
+
+
+DERIVED_HOOKS: dict[type[events.LifecycleEvent], str] = {
+    events.ServerStarted: "syft_flwr_server_started",
+    events.ServerFinished: "syft_flwr_server_finished",
+    events.MessagePushed: "syft_flwr_message_pushed",
+    events.ReplyPulled: "syft_flwr_reply_pulled",
+    events.ExchangeFinished: "syft_flwr_round_finished",
+    events.StopSignalSent: "syft_flwr_stop_signal_sent",
+    events.StopSignalReceived: "syft_flwr_stop_signal_received",
+}
+"""The lifecycle hook the dispatcher calls from each lifecycle event, with its fields."""
+
+DEPRECATED_HOOKS: dict[str, str] = {
+    "syft_flwr_local_options": "override the classmethod local_options(cls, workdir) of your "
+    "Transport subclass",
+    "syft_flwr_publish_key_document": "override publish_key_document(self, document) of your "
+    "Transport subclass",
+    "syft_flwr_fetch_key_document": "override fetch_key_document(self, datasite) of your "
+    "Transport subclass",
+    "syft_flwr_round_finished": "implement syft_flwr_event and handle "
+    "syft_flwr.events.ExchangeFinished",
+}
+"""Hooks that still work until syft-flwr 0.2.0, and what to use instead."""

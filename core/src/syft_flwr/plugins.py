@@ -4,6 +4,10 @@ Load order follows tox: names blocked by ``SYFT_FLWR_DISABLED_PLUGINS`` are skip
 the entry points of the ``syft_flwr`` group are loaded (only those named in
 ``SYFT_FLWR_PLUGINS`` when that variable is set), then the core's built-in plugin, then
 ``check_pending()`` so that a misspelt hook implementation fails at once.
+
+The manager warns once per plugin that implements a deprecated hook
+(:data:`~syft_flwr.hookspecs.DEPRECATED_HOOKS`), when the plugin is registered, and
+:func:`fire_event` is the one event dispatcher.
 """
 
 from __future__ import annotations
@@ -18,18 +22,22 @@ from typing import Any
 import pluggy
 
 from syft_flwr import hookspecs
+from syft_flwr.deprecation import DeprecationLog
 from syft_flwr.errors import PluginError
-from syft_flwr.hookspecs import ENTRY_POINT_GROUP
+from syft_flwr.events import Event, LifecycleEvent
+from syft_flwr.hookspecs import DEPRECATED_HOOKS, DERIVED_HOOKS, ENTRY_POINT_GROUP
 from syft_flwr.registry import TransportRegistry
 
 __all__ = [
     "ALLOW_ENV",
     "BLOCK_ENV",
     "ENTRY_POINT_GROUP",
+    "PluginManager",
     "create_plugin_manager",
+    "deprecations_of",
+    "fire_event",
     "get_plugin_manager",
     "get_transport_registry",
-    "notify",
     "reset_plugin_manager",
 ]
 
@@ -49,6 +57,44 @@ def _names_from_env(var: str) -> set[str] | None:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
+class PluginManager(pluggy.PluginManager):
+    """syft-flwr's plugin manager: pluggy's, plus a log that warns once per deprecated use."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.deprecations = DeprecationLog()
+        self.add_hookspecs(hookspecs)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin``; warn once for each deprecated hook it implements."""
+        registered = super().register(plugin, name)
+        for caller in self.get_hookcallers(plugin) or ():
+            replacement = DEPRECATED_HOOKS.get(caller.name)
+            if replacement is not None:
+                who = _describe(plugin, registered)
+                impls = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
+                self.deprecations.warn(
+                    (who, caller.name),
+                    f"plugin {who!r} implements the hook {caller.name}; {replacement}",
+                    origin=impls[0].function if impls else None,
+                )
+        return registered
+
+
+def _describe(plugin: object, name: str | None) -> str:
+    """A plugin's name for a message: its module, or its class for an instance."""
+    module = getattr(plugin, "__name__", None)
+    if isinstance(module, str):
+        return module
+    kind = type(plugin)
+    return f"{kind.__module__}.{kind.__qualname__}" if name is None or name.isdigit() else name
+
+
+def deprecations_of(manager: pluggy.PluginManager) -> DeprecationLog | None:
+    """The manager's warn-once log (``None`` for a plain pluggy manager)."""
+    return manager.deprecations if isinstance(manager, PluginManager) else None
+
+
 def create_plugin_manager(
     *, load_entry_points: bool = True, extra_plugins: Iterable[object] = ()
 ) -> pluggy.PluginManager:
@@ -59,8 +105,7 @@ def create_plugin_manager(
         points, for tests and embedding applications.
     :raises PluginError: a plugin fails to import or implements an undeclared hook.
     """
-    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    manager.add_hookspecs(hookspecs)
+    manager = PluginManager()
     blocked = _names_from_env(BLOCK_ENV) or set()
     if load_entry_points:
         _load_entry_points(manager, allowed=_names_from_env(ALLOW_ENV), blocked=blocked)
@@ -116,15 +161,43 @@ def reset_plugin_manager(manager: pluggy.PluginManager | None = None) -> None:
 
 def get_transport_registry(manager: pluggy.PluginManager | None = None) -> TransportRegistry:
     """Collect every plugin's transports into a new registry."""
-    registry = TransportRegistry()
-    (manager or get_plugin_manager()).hook.syft_flwr_register_transports(registry=registry)
+    manager = manager or get_plugin_manager()
+    registry = TransportRegistry(deprecations_of(manager))
+    manager.hook.syft_flwr_register_transports(registry=registry)
     return registry
 
 
-def notify(hook_name: str, manager: pluggy.PluginManager | None = None, **kwargs: Any) -> None:
-    """Call an event hook; an exception in an observer is logged, never propagated."""
-    hook = getattr((manager or get_plugin_manager()).hook, hook_name)
-    try:
-        hook(**kwargs)
-    except Exception:
-        logger.exception("a %s hook implementation raised; ignoring it", hook_name)
+def fire_event(event: Event, manager: pluggy.PluginManager | None = None) -> None:
+    """Deliver ``event`` to every ``syft_flwr_event`` implementation, then to the lifecycle
+    hook derived from it (:data:`~syft_flwr.hookspecs.DERIVED_HOOKS`), with its fields.
+
+    Each implementation is called on its own, in pluggy's order: one that raises is logged
+    and skipped, so a faulty observer neither breaks the run nor hides the event from the
+    others (a plain pluggy call would stop at the first exception).
+    """
+    manager = manager or get_plugin_manager()
+    _call_each(manager, "syft_flwr_event", {"event": event}, event.name)
+    if isinstance(event, LifecycleEvent) and type(event) in DERIVED_HOOKS:
+        _call_each(manager, DERIVED_HOOKS[type(event)], event.fields(), event.name)
+
+
+def _call_each(
+    manager: pluggy.PluginManager, hook_name: str, kwargs: dict[str, Any], event_name: str
+) -> None:
+    for impl in reversed(getattr(manager.hook, hook_name).get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            logger.warning(
+                "plugin %s wraps the event hook %s, which observers cannot do; skipping it",
+                impl.plugin_name,
+                hook_name,
+            )
+            continue
+        try:
+            impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except Exception:
+            logger.exception(
+                "plugin %s raised on event %s (in %s); ignoring it",
+                impl.plugin_name,
+                event_name,
+                hook_name,
+            )

@@ -1,4 +1,10 @@
-"""The typed registry that plugins fill with transport factories by name."""
+"""The typed registry that plugins fill with transport classes.
+
+A plugin registers a :class:`~syft_flwr.transport.Transport` subclass, which names and
+describes itself (``registry.register(MemoryTransport)``); the class is the factory. The
+``register(name, factory)`` form of the first release still works, with a deprecation warning,
+until syft-flwr 0.2.0.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from syft_flwr.deprecation import DeprecationLog
 from syft_flwr.errors import PluginError, UnknownTransportError
 from syft_flwr.hookspecs import ENTRY_POINT_GROUP
 from syft_flwr.transport import Transport, TransportSettings
@@ -26,32 +33,99 @@ KNOWN_DISTRIBUTIONS = {
 
 @dataclass(frozen=True)
 class TransportInfo:
-    """A registered transport and where it comes from."""
+    """A registered transport and where it comes from.
+
+    :param transport_class: the registered class; ``None`` for a factory registered the
+        deprecated way (``register(name, factory)``), whose local options and key documents
+        come from the deprecated hooks.
+    """
 
     name: str
     factory: TransportFactory
     distribution: str | None
     version: str | None
     description: str
+    transport_class: type[Transport] | None = None
 
 
 class TransportRegistry:
-    """Transport factories by name; plugins add to it in ``syft_flwr_register_transports``."""
+    """Transport classes by name; plugins add to it in ``syft_flwr_register_transports``.
 
-    def __init__(self) -> None:
+    :param deprecations: where deprecated registrations are warned about once (the plugin
+        manager's log); a private log when ``None``.
+    """
+
+    def __init__(self, deprecations: DeprecationLog | None = None) -> None:
         self._entries: dict[str, TransportInfo] = {}
+        self._deprecations = deprecations or DeprecationLog()
 
-    def register(self, name: str, factory: TransportFactory, *, description: str = "") -> None:
-        """Register ``factory`` under ``name``.
+    def register(
+        self,
+        transport: type[Transport] | str,
+        factory: TransportFactory | None = None,
+        *,
+        description: str = "",
+    ) -> None:
+        """Register a transport class under its :attr:`~syft_flwr.transport.Transport.name`.
 
-        :raises PluginError: the name is malformed or already taken by another factory.
+        ``register(name, factory, description=...)`` (a name and any callable taking
+        :class:`~syft_flwr.transport.TransportSettings`) is the deprecated form; it warns once
+        and is removed in syft-flwr 0.2.0.
+
+        :raises PluginError: not a ``Transport`` subclass, the name is missing or malformed,
+            or it is already taken by another class or factory.
         """
+        if isinstance(transport, str):
+            self._register_factory(transport, factory, description)
+            return
+        if factory is not None or description:
+            raise PluginError(
+                f"registry.register({_qualname(transport)}, ...): a transport class describes "
+                "itself; set its `description` class attribute instead of passing arguments"
+            )
+        if not (isinstance(transport, type) and issubclass(transport, Transport)):
+            raise PluginError(
+                f"registry.register({transport!r}): pass a syft_flwr.transport.Transport "
+                "subclass (with a `name` class attribute)"
+            )
+        if not transport.name:
+            raise PluginError(
+                f"transport class {_qualname(transport)} has no name: set the class attribute "
+                '`name = "<what users write in [tool.syft_flwr] transport>"`'
+            )
+        self._add(transport.name, transport, transport.summary(), transport)
+
+    def _register_factory(
+        self, name: str, factory: TransportFactory | None, description: str
+    ) -> None:
+        """The deprecated ``register(name, factory)`` form."""
+        if factory is None or not callable(factory):
+            raise PluginError(f"transport {name!r}: factory {factory!r} is not callable")
+        plugin = _distribution_of(factory)[0] or getattr(factory, "__module__", None) or "?"
+        self._deprecations.warn(
+            ("register", name),
+            f"plugin {plugin!r} registers transport {name!r} as registry.register(name, "
+            "factory); register the Transport subclass instead: set `name` (and "
+            "`description`) on the class and call registry.register(TheTransportClass)",
+            stacklevel=3,  # the plugin's line calling register
+        )
+        transport_class = factory if isinstance(factory, type) else None
+        if transport_class is not None and not issubclass(transport_class, Transport):
+            transport_class = None
+        summary = description or _first_line(factory.__doc__)
+        self._add(name, factory, summary, transport_class)
+
+    def _add(
+        self,
+        name: str,
+        factory: TransportFactory,
+        summary: str,
+        transport_class: type[Transport] | None,
+    ) -> None:
         if not _NAME_RE.match(name):
             raise PluginError(
                 f"transport name {name!r} is invalid: use lowercase letters, digits, '-' or '_'"
             )
-        if not callable(factory):
-            raise PluginError(f"transport {name!r}: factory {factory!r} is not callable")
         existing = self._entries.get(name)
         if existing is not None and existing.factory is not factory:
             raise PluginError(
@@ -60,8 +134,9 @@ class TransportRegistry:
                 "with SYFT_FLWR_DISABLED_PLUGINS"
             )
         distribution, version = _distribution_of(factory)
-        summary = description or _first_line(factory.__doc__)
-        self._entries[name] = TransportInfo(name, factory, distribution, version, summary)
+        self._entries[name] = TransportInfo(
+            name, factory, distribution, version, summary, transport_class
+        )
 
     def names(self) -> list[str]:
         """Registered transport names, sorted."""
@@ -106,6 +181,10 @@ def _unknown_message(name: str, installed: list[str]) -> str:
         f"(by convention 'syft-flwr-{name}') or fix the name in [tool.syft_flwr] transport"
     )
     return f"unknown transport {name!r}; installed transports: {have}. To use it, {hint}."
+
+
+def _qualname(obj: object) -> str:
+    return getattr(obj, "__qualname__", None) or repr(obj)
 
 
 def _first_line(text: str | None) -> str:

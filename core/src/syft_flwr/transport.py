@@ -169,11 +169,43 @@ class Transport(ABC):
     Subclasses implement the abstract methods and call :meth:`reply_arrived` whenever a
     reply for one of their futures becomes available (from any thread). Everything here
     must be thread-safe: legacy Flower strategies call the grid from a thread pool.
+
+    A transport class describes itself: a plugin registers the class
+    (``registry.register(MyTransport)``), the registry reads :attr:`name` and
+    :meth:`summary`, and builds instances as ``MyTransport(settings)``. What used to be
+    separate hooks is overridable here: :meth:`local_options`, :meth:`publish_key_document`,
+    :meth:`fetch_key_document`.
     """
+
+    name: ClassVar[str] = ""
+    """What users write in ``[tool.syft_flwr] transport = "<name>"``: lowercase letters,
+    digits, ``-`` or ``_``. Every registered class sets it."""
+
+    description: ClassVar[str] = ""
+    """One line for ``syft-flwr transports``; the class docstring's first line when empty."""
 
     encrypt_by_default: ClassVar[bool] = False
     """Whether runs over this transport encrypt end to end when ``SYFT_FLWR_ENCRYPTION_ENABLED``
     is unset (see :mod:`syft_flwr.crypto.policy`)."""
+
+    @classmethod
+    def summary(cls) -> str:
+        """The one-line description: :attr:`description`, else the docstring's first line."""
+        if cls.description:
+            return cls.description
+        lines = (cls.__dict__.get("__doc__") or "").strip().splitlines()
+        return lines[0] if lines else ""
+
+    @classmethod
+    def local_options(cls, workdir: Path) -> dict[str, Any] | None:
+        """Options that let this transport run entirely on this machine (demo, tests, kit).
+
+        ``syft-flwr demo --transport NAME`` and the conformance kit give every participant
+        these options; ``workdir`` is a private temporary directory the run may use and that
+        is removed afterwards (put a shared folder or database there). The base answers
+        ``None``: the transport cannot run locally.
+        """
+        return None
 
     def __init__(self, settings: TransportSettings) -> None:
         self.settings = settings
@@ -312,3 +344,49 @@ class Transport(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    # -- key documents (end-to-end encryption) --------------------------------------------
+
+    def publish_key_document(self, document: bytes) -> None:
+        """Publish :attr:`identity`'s public key document where peers can fetch it.
+
+        Called before an encrypted run sends anything. Publishing must replace the previous
+        document atomically, since a peer may read it at any moment. The base refuses, so an
+        encrypted run over a transport without key documents does not start.
+
+        :param document: the document as UTF-8 JSON bytes, to store as is.
+        :raises KeyDocumentsUnsupportedError: this transport does not implement it.
+        """
+        raise _unsupported(
+            f"cannot publish the key document of {self.identity}: transport "
+            f"{type(self).__name__} ({self.name or '?'}) does not implement "
+            "publish_key_document; implement it (and fetch_key_document) to run encrypted, or "
+            "set SYFT_FLWR_ENCRYPTION_ENABLED=false"
+        )
+
+    def fetch_key_document(self, datasite: str) -> bytes | None:
+        """The public key document ``datasite`` published, as its raw bytes, or ``None`` if it
+        has published nothing (yet).
+
+        The core verifies every signature in it, so a transport returns what it finds without
+        interpreting it.
+
+        :raises KeyDocumentsUnsupportedError: this transport does not implement it.
+        """
+        raise _unsupported(
+            f"cannot fetch the key document of {datasite}: transport {type(self).__name__} "
+            f"({self.name or '?'}) does not implement fetch_key_document; implement it (and "
+            "publish_key_document) to run encrypted, or set SYFT_FLWR_ENCRYPTION_ENABLED=false"
+        )
+
+
+def _unsupported(message: str) -> Exception:
+    """A :class:`~syft_flwr.crypto.errors.KeyDocumentsUnsupportedError` (a ``MissingKeyError``,
+    as callers of the first release expect).
+
+    Imported here, not at the top: the ``syft_flwr.crypto`` package imports Flower, and this
+    contract module stays free of it (transports know nothing about Flower).
+    """
+    from syft_flwr.crypto.errors import KeyDocumentsUnsupportedError
+
+    return KeyDocumentsUnsupportedError(message)

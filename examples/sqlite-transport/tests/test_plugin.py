@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
+import pytest
+from syft_flwr.crypto.errors import KeyDocumentsUnsupportedError
 from syft_flwr.plugins import create_plugin_manager, get_transport_registry
+from syft_flwr.testing.local import local_options
 from syft_flwr.transport import TransportSettings
 
 from syft_flwr_sqlite import SqliteTransport
@@ -28,13 +31,14 @@ def test_the_registry_builds_the_transport(tmp_path: Path) -> None:
 
 
 def test_local_options_put_the_database_in_the_workdir(tmp_path: Path) -> None:
-    hook = create_plugin_manager().hook.syft_flwr_local_options
-    assert hook(transport="sqlite", workdir=tmp_path) == {
+    assert local_options("sqlite", tmp_path, create_plugin_manager()) == {
         "database": str(tmp_path / "syft-flwr.sqlite3")
     }
 
 
-def test_local_options_answer_only_for_sqlite(tmp_path: Path) -> None:
-    from syft_flwr_sqlite.plugin import syft_flwr_local_options
-
-    assert syft_flwr_local_options(transport="memory", workdir=tmp_path) is None
+def test_the_class_describes_itself_and_has_no_key_documents(tmp_path: Path) -> None:
+    assert SqliteTransport.name == "sqlite"
+    assert SqliteTransport.summary().startswith("Processes on one machine")
+    settings = TransportSettings("a@x.org", {"database": str(tmp_path / "db.sqlite3")})
+    with SqliteTransport(settings) as transport, pytest.raises(KeyDocumentsUnsupportedError):
+        transport.publish_key_document(b"{}")

@@ -1,5 +1,5 @@
 """The gdrive transport passes the core's conformance kit, against the fake Drive that the
-``syft_flwr_local_options`` hook starts (each participant its own account)."""
+``GDriveTransport.local_options`` start (each participant its own account)."""
 
 from __future__ import annotations
 

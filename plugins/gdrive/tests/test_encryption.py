@@ -16,11 +16,7 @@ from syft_flwr.demo.apps import RoundReport, make_client_app, make_server_app
 from syft_flwr.errors import ConfigError
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
 from syft_flwr.plugins import create_plugin_manager
-from syft_flwr_gdrive.keydocs import (
-    DID_FILE,
-    syft_flwr_fetch_key_document,
-    syft_flwr_publish_key_document,
-)
+from syft_flwr_gdrive.keydocs import DID_FILE
 from syft_flwr_gdrive.layout import pair_name
 from syft_flwr_gdrive.testing import FakeDrive
 from syft_flwr_gdrive.testing.store import StoredFile
@@ -113,7 +109,7 @@ def test_a_peer_without_keys_is_refused_by_name(
 def test_compat_wire_refuses_to_publish_keys(make: MakeTransport) -> None:
     transport = make("server@x.org", wire="syft-flwr-p2p")
     with pytest.raises(ConfigError, match="SYFT_FLWR_ENCRYPTION_ENABLED=false"):
-        syft_flwr_publish_key_document(transport=transport, document=b"{}")
+        transport.publish_key_document(b"{}")
 
 
 def test_knock_exchanges_documents_and_steady_fetches_cost_one_list(
@@ -121,28 +117,21 @@ def test_knock_exchanges_documents_and_steady_fetches_cost_one_list(
 ) -> None:
     server, client = make("server@x.org"), make("client@x.org")
     client.serve(APP, EP, lambda request: b"ok")
-    assert syft_flwr_publish_key_document(transport=client, document=b'{"who": "client"}')
-    assert syft_flwr_publish_key_document(transport=server, document=b'{"who": "server"}')
-    assert syft_flwr_fetch_key_document(transport=client, datasite="nobody@x.org") is None
+    client.publish_key_document(b'{"who": "client"}')
+    server.publish_key_document(b'{"who": "server"}')
+    assert client.fetch_key_document("nobody@x.org") is None
     with serving(client):
         # the first fetch knocks; the client's poller answers with its document
         eventually(
-            lambda: (
-                syft_flwr_fetch_key_document(transport=server, datasite="client@x.org")
-                == b'{"who": "client"}'
-            ),
+            lambda: server.fetch_key_document("client@x.org") == b'{"who": "client"}',
             "the client's answer to the knock",
         )
-    assert syft_flwr_fetch_key_document(transport=client, datasite="server@x.org") == (
-        b'{"who": "server"}'
-    )
+    assert client.fetch_key_document("server@x.org") == (b'{"who": "server"}')
     before = drive.counts("server@x.org")
-    assert syft_flwr_fetch_key_document(transport=server, datasite="client@x.org")
+    assert server.fetch_key_document("client@x.org")
     after = drive.counts("server@x.org")
     delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     assert delta == {"files.list": 1}, delta
     # a new document replaces the old one; the peer reads the newest
-    syft_flwr_publish_key_document(transport=server, document=b'{"who": "server", "v": 2}')
-    assert syft_flwr_fetch_key_document(transport=client, datasite="server@x.org") == (
-        b'{"who": "server", "v": 2}'
-    )
+    server.publish_key_document(b'{"who": "server", "v": 2}')
+    assert client.fetch_key_document("server@x.org") == (b'{"who": "server", "v": 2}')

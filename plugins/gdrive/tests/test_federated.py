@@ -14,6 +14,7 @@ import pytest
 from flwr.app import Context, RecordDict
 
 from syft_flwr.demo.apps import RoundReport, make_client_app, make_server_app
+from syft_flwr.events import Event, ExchangeFinished
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.plugins import create_plugin_manager
@@ -46,8 +47,9 @@ class RoundCounter:
     snapshots: list[dict[str, int]] = field(default_factory=list)
 
     @hookimpl
-    def syft_flwr_round_finished(self, run_id: int, group_id: str, replies: int, failures: int):
-        self.snapshots.append(self.drive.counts())
+    def syft_flwr_event(self, event: Event) -> None:
+        if isinstance(event, ExchangeFinished):
+            self.snapshots.append(self.drive.counts())
 
 
 @dataclass

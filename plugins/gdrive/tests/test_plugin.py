@@ -1,4 +1,4 @@
-"""Discovery through the entry point, the local-demo hook, and the demo itself."""
+"""Discovery through the entry point, the local-demo options, and the demo itself."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from syft_flwr.demo.runner import run_local
 from syft_flwr.plugins import create_plugin_manager, get_transport_registry
 from syft_flwr.transport import TransportSettings
 from syft_flwr_gdrive import GDriveTransport
-from syft_flwr_gdrive.plugin import syft_flwr_local_options
 
 from .conftest import eventually
 
@@ -26,11 +25,9 @@ def test_entry_point_registers_gdrive() -> None:
 
 
 def test_local_options_start_a_fake_that_lives_as_long_as_the_workdir(tmp_path: Path) -> None:
-    assert syft_flwr_local_options(transport="memory", workdir=tmp_path) is None
     workdir = tmp_path / "run"
     workdir.mkdir()
-    hook = create_plugin_manager().hook.syft_flwr_local_options
-    options = hook(transport="gdrive", workdir=workdir)
+    options = GDriveTransport.local_options(workdir)
     assert options["auth"] == "local" and options["api_root"].startswith("http://127.0.0.1:")
     registry = get_transport_registry(create_plugin_manager())
     transport = registry.create("gdrive", TransportSettings("someone@demo.example", options))

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from syft_flwr.plugins import create_plugin_manager, get_transport_registry
+from syft_flwr.testing.local import local_options
 from syft_flwr.transport import ReplyStatus, TransportSettings
 from syft_flwr_memory import MemoryNetwork, MemoryTransport
-from syft_flwr_memory.plugin import create_transport, syft_flwr_local_options
 
 APP, EP = "flwr/demo", "messages"
 
@@ -34,11 +34,10 @@ def test_entry_point_registers_memory() -> None:
 
 
 def test_local_options_give_each_run_its_own_network(tmp_path: Path) -> None:
-    hook = create_plugin_manager().hook.syft_flwr_local_options
-    first = hook(transport="memory", workdir=tmp_path / "run-1")
-    second = hook(transport="memory", workdir=tmp_path / "run-2")
-    assert first and second and first["network"] != second["network"]
-    assert syft_flwr_local_options(transport="syftbox", workdir=tmp_path) is None
+    first = MemoryTransport.local_options(tmp_path / "run-1")
+    second = MemoryTransport.local_options(tmp_path / "run-2")
+    assert first["network"] != second["network"]
+    assert local_options("memory", tmp_path / "run-1", create_plugin_manager()) == first
 
 
 def test_entry_point_belongs_to_this_distribution() -> None:
@@ -50,13 +49,14 @@ def test_entry_point_belongs_to_this_distribution() -> None:
 def test_registry_names_the_distribution() -> None:
     info = get_transport_registry(create_plugin_manager()).get("memory")
     assert info.distribution == "syft-flwr-memory"
-    assert info.description
+    assert info.transport_class is MemoryTransport
+    assert info.description == MemoryTransport.description
 
 
 def test_named_networks_connect_independent_transports(serving, wait_reply, later) -> None:
-    alice = create_transport(TransportSettings("alice@x.org", options={"network": "n1"}))
-    bob = create_transport(TransportSettings("bob@x.org", options={"network": "n1"}))
-    stranger = create_transport(TransportSettings("carol@x.org", options={"network": "n2"}))
+    alice = MemoryTransport(TransportSettings("alice@x.org", options={"network": "n1"}))
+    bob = MemoryTransport(TransportSettings("bob@x.org", options={"network": "n1"}))
+    stranger = MemoryTransport(TransportSettings("carol@x.org", options={"network": "n2"}))
     assert alice.network is bob.network is MemoryNetwork.named("n1")
     assert stranger.network is not alice.network
     bob.serve(APP, EP, lambda request: b"hi")
@@ -67,7 +67,7 @@ def test_named_networks_connect_independent_transports(serving, wait_reply, late
 
 
 def test_default_network_and_reset() -> None:
-    first = create_transport(TransportSettings("alice@x.org"))
+    first = MemoryTransport(TransportSettings("alice@x.org"))
     assert first.network is MemoryNetwork.named("default")
     first.send("bob@x.org", APP, EP, b"", 1e12)
     assert MemoryNetwork.named().inbox_size("bob@x.org") == 1
@@ -80,14 +80,12 @@ def test_default_network_and_reset() -> None:
 
 
 def test_key_documents_are_published_and_fetched_on_the_network() -> None:
-    manager = create_plugin_manager()
-    alice = create_transport(TransportSettings(identity="a@x.org", options={"network": "k"}))
-    bob = create_transport(TransportSettings(identity="b@x.org", options={"network": "k"}))
-    other = create_transport(TransportSettings(identity="c@x.org", options={"network": "z"}))
-    hook = manager.hook
-    assert hook.syft_flwr_fetch_key_document(transport=bob, datasite="a@x.org") is None
-    assert hook.syft_flwr_publish_key_document(transport=alice, document=b"{}") is True
-    assert hook.syft_flwr_fetch_key_document(transport=bob, datasite="a@x.org") == b"{}"
-    assert hook.syft_flwr_fetch_key_document(transport=other, datasite="a@x.org") is None
+    alice = MemoryTransport(TransportSettings(identity="a@x.org", options={"network": "k"}))
+    bob = MemoryTransport(TransportSettings(identity="b@x.org", options={"network": "k"}))
+    other = MemoryTransport(TransportSettings(identity="c@x.org", options={"network": "z"}))
+    assert bob.fetch_key_document("a@x.org") is None
+    alice.publish_key_document(b"{}")
+    assert bob.fetch_key_document("a@x.org") == b"{}"
+    assert other.fetch_key_document("a@x.org") is None
     for transport in (alice, bob, other):
         transport.close()

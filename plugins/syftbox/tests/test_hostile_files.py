@@ -32,7 +32,7 @@ from syft_flwr.wire import MAGIC as ENVELOPE_MAGIC
 from syft_flwr_syftbox import SyftBoxTransport, WireFormat
 from syft_flwr_syftbox.atomic import write_atomic, write_atomic_at
 from syft_flwr_syftbox.files import encode_rpc_file, read_rpc_file
-from syft_flwr_syftbox.keydocs import did_path, syft_flwr_fetch_key_document
+from syft_flwr_syftbox.keydocs import did_path
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.rpcfile import RpcFile
 from syft_flwr_syftbox.safe_fs import FirstTime, SafeRoot, open_regular
@@ -250,7 +250,7 @@ def test_a_symlinked_key_document_is_no_key_document(make, data_dir, tmp_path, c
     path.parent.mkdir(parents=True)
     os.symlink(passwd, path)
     with caplog.at_level(logging.WARNING):
-        assert syft_flwr_fetch_key_document(alice, MALLORY) is None
+        assert alice.fetch_key_document(MALLORY) is None
     assert warnings_about(caplog, str(path))
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from syft_flwr.demo.runner import run_local
 from syft_flwr.plugins import create_plugin_manager, get_transport_registry
+from syft_flwr.testing.local import local_options
 from syft_flwr.transport import TransportSettings
 from syft_flwr_syftbox import SyftBoxTransport
-from syft_flwr_syftbox.plugin import syft_flwr_local_options
 
 
 def test_entry_point_registers_syftbox(tmp_path: Path) -> None:
@@ -19,7 +19,8 @@ def test_entry_point_registers_syftbox(tmp_path: Path) -> None:
     manager = create_plugin_manager()
     info = get_transport_registry(manager).get("syftbox")
     assert info.distribution == "syft-flwr-syftbox" and info.description
-    options = manager.hook.syft_flwr_local_options(transport="syftbox", workdir=tmp_path)
+    assert info.transport_class is SyftBoxTransport
+    options = local_options("syftbox", tmp_path, manager)
     transport = get_transport_registry(manager).create(
         "syftbox", TransportSettings("a@x.org", options)
     )
@@ -28,10 +29,9 @@ def test_entry_point_registers_syftbox(tmp_path: Path) -> None:
 
 
 def test_local_options_make_a_fresh_folder(tmp_path: Path) -> None:
-    options = syft_flwr_local_options(transport="syftbox", workdir=tmp_path)
+    options = SyftBoxTransport.local_options(tmp_path)
     assert options == {"data_dir": str(tmp_path / "SyftBox"), "key_dir": str(tmp_path / "keys")}
     assert (tmp_path / "SyftBox" / "datasites").is_dir()
-    assert syft_flwr_local_options(transport="memory", workdir=tmp_path) is None
 
 
 def test_demo_runs_over_syftbox() -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "DowngradeError",
     "ExpiredError",
     "IdentityChangedError",
+    "KeyDocumentsUnsupportedError",
     "KeyStoreError",
     "MalformedEnvelopeError",
     "MissingKeyError",
@@ -42,6 +43,12 @@ class SyftCryptoIdentityError(KeyStoreError):
 
 class MissingKeyError(CryptoError):
     """A datasite has published no (valid) key document, so nothing can be sealed to it."""
+
+
+class KeyDocumentsUnsupportedError(MissingKeyError):
+    """The transport cannot publish or fetch key documents (it does not implement
+    ``publish_key_document``/``fetch_key_document``), so an encrypted run over it cannot
+    start; the message names the transport class and the method to implement."""
 
 
 class UnknownKeyError(CryptoError):

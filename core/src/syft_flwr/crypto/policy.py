@@ -23,11 +23,12 @@ import pluggy
 from syft_flwr.config import RuntimeSettings
 from syft_flwr.crypto.channel import SecureChannel
 from syft_flwr.crypto.document import build_document
-from syft_flwr.crypto.errors import KeyStoreError, MissingKeyError
+from syft_flwr.crypto.errors import KeyStoreError
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.crypto.keystore import KeyStore
 from syft_flwr.crypto.pins import PinStore
 from syft_flwr.crypto.replay import ReplayStore
+from syft_flwr.legacy_hooks import fetch_key_document, publish_key_document
 from syft_flwr.plugins import get_plugin_manager
 from syft_flwr.transport import Transport
 
@@ -72,18 +73,13 @@ def publish_keys(
 ) -> None:
     """Publish ``keys``' public document through ``transport``.
 
-    :raises MissingKeyError: no installed plugin can publish key documents for it.
-    :raises SyftCryptoIdentityError: the plugin found another identity's syft-crypto
+    :raises KeyDocumentsUnsupportedError: the transport cannot publish key documents (a
+        :class:`~syft_flwr.crypto.errors.MissingKeyError` naming the method to implement).
+    :raises SyftCryptoIdentityError: the transport found another identity's syft-crypto
         document in its place (see :mod:`~syft_flwr.crypto.syft_crypto_keys`).
     """
     data = json.dumps(build_document(keys), indent=2).encode()
-    manager = plugin_manager or get_plugin_manager()
-    done = manager.hook.syft_flwr_publish_key_document(transport=transport, document=data)
-    if not done:
-        raise MissingKeyError(
-            f"cannot publish the key document of {transport.identity}: no plugin implements "
-            f"syft_flwr_publish_key_document for {type(transport).__name__}"
-        )
+    publish_key_document(transport, data, plugin_manager or get_plugin_manager())
 
 
 def open_channel(
@@ -95,7 +91,9 @@ def open_channel(
 
     :raises KeyStoreError: the keys cannot be read or created.
     :raises SyftCryptoIdentityError: new keys would replace this identity's syft-crypto keys.
-    :raises MissingKeyError: this identity's key document cannot be published.
+    :raises MissingKeyError: this identity's key document cannot be published (the
+        transport does not implement ``publish_key_document``:
+        :class:`~syft_flwr.crypto.errors.KeyDocumentsUnsupportedError`).
     """
     if not encryption_enabled(transport, runtime):
         if runtime.encryption_enabled is False:
@@ -114,10 +112,7 @@ def open_channel(
     manager = plugin_manager or get_plugin_manager()
 
     def fetch(datasite: str) -> bytes | None:
-        result: bytes | None = manager.hook.syft_flwr_fetch_key_document(
-            transport=transport, datasite=datasite
-        )
-        return result
+        return fetch_key_document(transport, datasite, manager)
 
     folder = store.path(transport.identity).parent
     replay = ReplayStore(folder / REPLAY_FILE)

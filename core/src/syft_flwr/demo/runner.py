@@ -82,7 +82,7 @@ def run_local(
             on_round(report)
 
     with tempfile.TemporaryDirectory(prefix="syft-flwr-demo-") as workdir:
-        options = local_options(transport, Path(workdir), manager)
+        options = local_options(transport, Path(workdir), manager, registry)
         poll_interval = RuntimeSettings.from_env().poll_interval
 
         def make(identity: str) -> Transport:

@@ -1,22 +1,37 @@
-"""Engine events: what a run did, for plugins (the ``syft_flwr_event`` hook) and the workspace.
+"""Engine events: the engine's delivery of :class:`~syft_flwr.events.EngineEvent` to plugins
+and to local listeners (the run's workspace).
 
-Every event has a name, the run it belongs to, when it happened and a small JSON-friendly
-``data`` mapping. The names below are the ones the engine fires itself; applications may fire
-their own names through :meth:`~syft_flwr.engine.server_engine.ServerEngine.fire_event`.
+The event classes and names live in the leaf module :mod:`syft_flwr.events`; they are
+re-exported here so ``from syft_flwr.engine.events import EngineEvent`` keeps working.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
 
 from syft_flwr.errors import EngineError
-from syft_flwr.plugins import get_plugin_manager
+from syft_flwr.events import (
+    CLIENT_JOINED,
+    CLIENT_LOST,
+    ENGINE_EVENTS,
+    MESSAGE_FAILED,
+    MESSAGE_RECEIVED,
+    MESSAGE_SENT,
+    ROUND_FINISHED,
+    ROUND_STARTED,
+    RUN_FINISHED,
+    RUN_INTERRUPTED,
+    RUN_RESUMED,
+    RUN_STARTED,
+    STOP_SIGNAL_SENT,
+    EngineEvent,
+)
+from syft_flwr.plugins import fire_event
 
 __all__ = [
     "CLIENT_JOINED",
@@ -38,64 +53,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RUN_STARTED = "run_started"
-RUN_RESUMED = "run_resumed"
-RUN_FINISHED = "run_finished"
-RUN_INTERRUPTED = "run_interrupted"
-ROUND_STARTED = "round_started"
-ROUND_FINISHED = "round_finished"
-MESSAGE_SENT = "message_sent"
-MESSAGE_RECEIVED = "message_received"
-MESSAGE_FAILED = "message_failed"
-CLIENT_JOINED = "client_joined"
-CLIENT_LOST = "client_lost"
-STOP_SIGNAL_SENT = "stop_signal_sent"
-
-ENGINE_EVENTS = frozenset(
-    {
-        RUN_STARTED,
-        RUN_RESUMED,
-        RUN_FINISHED,
-        RUN_INTERRUPTED,
-        ROUND_STARTED,
-        ROUND_FINISHED,
-        MESSAGE_SENT,
-        MESSAGE_RECEIVED,
-        MESSAGE_FAILED,
-        CLIENT_JOINED,
-        CLIENT_LOST,
-        STOP_SIGNAL_SENT,
-    }
-)
-"""The names the engine fires itself."""
-
 _RESERVED = frozenset({"name", "run_id", "time"})
 
 
-@dataclass(frozen=True)
-class EngineEvent:
-    """One thing that happened in a run.
-
-    :param name: what happened, e.g. ``"round_finished"``.
-    :param run_id: the run it happened in.
-    :param time: when, as a Unix timestamp.
-    :param data: details, JSON-friendly (names, numbers, strings).
-    """
-
-    name: str
-    run_id: int
-    time: float
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The event as one line of the workspace's ``events.jsonl``."""
-        return {"name": self.name, "run_id": self.run_id, "time": self.time, **self.data}
-
-
 class EventBus:
-    """Delivers events to the ``syft_flwr_event`` hook and to local listeners.
+    """Delivers engine events to local listeners and, through the one dispatcher
+    (:func:`syft_flwr.plugins.fire_event`), to the ``syft_flwr_event`` hook.
 
-    A raising hook implementation or listener is logged and skipped: observers never break a
+    A raising listener or hook implementation is logged and skipped: observers never break a
     run. The engine adds the workspace as a listener, so every event is also on disk.
     """
 
@@ -108,9 +73,19 @@ class EventBus:
         self._listeners.append(listener)
 
     def fire(self, name: str, run_id: int, /, **data: Any) -> EngineEvent:
-        """Deliver an event named ``name`` and return it.
+        """Deliver an event named ``name`` to the listeners and the plugins, and return it.
 
-        :raises EngineError: ``name`` is not a non-empty string.
+        :raises EngineError: ``name`` is not a non-empty string, or ``data`` uses a reserved key.
+        """
+        event = self.record(name, run_id, **data)
+        fire_event(event, self._plugins)
+        return event
+
+    def record(self, name: str, run_id: int, /, **data: Any) -> EngineEvent:
+        """Deliver an event to the local listeners only: for a fact plugins already received
+        as a lifecycle event (``stop_signal_sent``), so they do not see it twice.
+
+        :raises EngineError: ``name`` is not a non-empty string, or ``data`` uses a reserved key.
         """
         if not isinstance(name, str) or not name.strip():
             raise EngineError(f"an event name must be a non-empty string, got {name!r}")
@@ -123,14 +98,4 @@ class EventBus:
                 listener(event)
             except Exception:
                 logger.exception("an event listener raised on %s; ignoring it", name)
-        # each implementation on its own: one raising observer must not hide the event from
-        # the others (a plain hook call stops at the first exception)
-        manager = self._plugins or get_plugin_manager()
-        for impl in manager.hook.syft_flwr_event.get_hookimpls():
-            try:
-                impl.function(event=event)
-            except Exception:
-                logger.exception(
-                    "plugin %s raised on event %s; ignoring it", impl.plugin_name, name
-                )
         return event

@@ -831,8 +831,8 @@ class ServerEngine:
         elif event == "reply_pulled":
             failed = fields.get("error_code") is not None
             self.fire_event(ev.MESSAGE_FAILED if failed else ev.MESSAGE_RECEIVED, **data)
-        elif event == "stop_signal_sent":
-            self.fire_event(ev.STOP_SIGNAL_SENT, **data)
+        elif event == "stop_signal_sent":  # plugins had it from the grid: only recorded here
+            self.events.record(ev.STOP_SIGNAL_SENT, self.run_id or 0, **data)
 
     def _liveness_changed(self, datasite: str, lost: bool, reason: str) -> None:
         name = ev.CLIENT_LOST if lost else ev.CLIENT_JOINED

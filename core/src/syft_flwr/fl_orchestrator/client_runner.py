@@ -71,10 +71,11 @@ from syft_flwr.engine.resources import (
     parse_check_request,
 )
 from syft_flwr.errors import AuxError, RequestRefusedError, RunDeniedError, SyftFlwrError
+from syft_flwr.events import StopSignalReceived
 from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
 from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
 from syft_flwr.node_ids import normalise_email
-from syft_flwr.plugins import get_plugin_manager, notify
+from syft_flwr.plugins import fire_event, get_plugin_manager
 from syft_flwr.transport import Request, Transport
 
 __all__ = ["APPROVAL_CHECK_INTERVAL", "ClientRunner"]
@@ -437,11 +438,8 @@ class ClientRunner:
     def _stop(self, reason: str) -> None:
         logger.info("%s received the stop signal: %s", self.transport.identity, reason)
         self.stop_reason = reason
-        notify(
-            "syft_flwr_stop_signal_received",
-            self._plugins,
-            datasite=self.transport.identity,
-            reason=reason,
+        fire_event(
+            StopSignalReceived(datasite=self.transport.identity, reason=reason), self._plugins
         )
         self.transport.stop()
 

@@ -22,9 +22,10 @@ from syft_flwr.errors import (
     SilentDatasitesError,
     WorkspaceIOError,
 )
+from syft_flwr.events import ServerFinished, ServerStarted
 from syft_flwr.fl_orchestrator.syft_grid import SyftGrid, claim_task_identity
 from syft_flwr.kill_points import kill_point
-from syft_flwr.plugins import notify
+from syft_flwr.plugins import fire_event
 from syft_flwr.transport import Transport
 
 __all__ = ["APP_PREFIX", "new_run_id", "syftbox_flwr_server"]
@@ -121,12 +122,9 @@ def _serve(
     run_id = engine.grid.run.run_id
     claim_task_identity(run_id, force=True)
     context.run_id = run_id
-    notify(
-        "syft_flwr_server_started",
+    fire_event(
+        ServerStarted(run_id=run_id, app_name=app_name, datasites=list(engine.grid.datasites)),
         plugin_manager,
-        run_id=run_id,
-        app_name=app_name,
-        datasites=engine.grid.datasites,
     )
     error: BaseException | None = None
     fault: BaseException | None = None
@@ -145,7 +143,7 @@ def _serve(
         logger.error("Traceback: %s", traceback.format_exc())
         updated_context = context
     finally:
-        notify("syft_flwr_server_finished", plugin_manager, run_id=run_id, error=error or fault)
+        fire_event(ServerFinished(run_id=run_id, error=error or fault), plugin_manager)
     if fault is not None:
         engine.interrupt(fault)
         raise RunInterruptedError(

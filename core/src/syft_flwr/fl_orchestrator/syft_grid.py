@@ -79,11 +79,18 @@ from syft_flwr.errors import (
     WireFormatError,
     WorkspaceIOError,
 )
+from syft_flwr.events import (
+    ExchangeFinished,
+    LifecycleEvent,
+    MessagePushed,
+    ReplyPulled,
+    StopSignalSent,
+)
 from syft_flwr.inbound import UNOPENABLE
 from syft_flwr.kill_points import kill_point
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_table
-from syft_flwr.plugins import notify
+from syft_flwr.plugins import fire_event
 from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
 from syft_flwr.transport import Reply, ReplyStatus, Transport
 from syft_flwr.wire import decode_message, encode_message_frames
@@ -153,13 +160,14 @@ class SyftGrid(Grid):
         else the transport's default), exactly as ``syftbox_flwr_server`` opens it, so the
         reference API's ``SyftGrid(app_name=..., datasites=..., client=...)`` seals on an
         encrypted project and never sends plaintext unasked.
-    :param reports_rounds: notify ``syft_flwr_round_finished`` after each ``send_and_receive``;
+    :param reports_rounds: fire :class:`~syft_flwr.events.ExchangeFinished` after each
+        ``send_and_receive``;
         off for grids that carry something other than strategy rounds (aux requests).
     :param journal: record messages and collected replies so a resumed round can claim them
         (only meaningful over a transport whose futures survive a restart).
     :param liveness: track which datasites answer, and stop waiting for lost ones.
-    :param observer: called as ``observer(event, fields)`` next to every lifecycle hook
-        (``event`` is the hook name without ``syft_flwr_``); the engine turns these into events.
+    :param observer: called as ``observer(event.name, event.fields())`` next to every
+        lifecycle event the grid fires; the engine turns these into its events.
     :raises GridError: a datasite is listed twice or two datasites share a node id.
     """
 
@@ -342,12 +350,13 @@ class SyftGrid(Grid):
             self._pending[message_id] = pending
             self._by_future[pending.future_id] = message_id
         self._notify(
-            "syft_flwr_message_pushed",
-            run_id=run_id,
-            message_id=message_id,
-            datasite=datasite,
-            message_type=metadata.message_type,
-            group_id=metadata.group_id,
+            MessagePushed(
+                run_id=run_id,
+                message_id=message_id,
+                datasite=datasite,
+                message_type=metadata.message_type,
+                group_id=metadata.group_id,
+            )
         )
         return message_id
 
@@ -706,11 +715,12 @@ class SyftGrid(Grid):
             self._record_seen(marks)
             self.transport.forget(pending.future_id)
             self._notify(
-                "syft_flwr_reply_pulled",
-                run_id=self.run.run_id,
-                message_id=message_id,
-                datasite=pending.datasite,
-                error_code=reply.error.code if reply.has_error() else None,
+                ReplyPulled(
+                    run_id=self.run.run_id,
+                    message_id=message_id,
+                    datasite=pending.datasite,
+                    error_code=reply.error.code if reply.has_error() else None,
+                )
             )
         return reply
 
@@ -911,7 +921,7 @@ class SyftGrid(Grid):
             datasite, self.app_name, self.endpoint, body, metadata.created_at + ttl
         )
         self.transport.forget(future_id)
-        self._notify("syft_flwr_stop_signal_sent", run_id=run_id, datasite=datasite, reason=reason)
+        self._notify(StopSignalSent(run_id=run_id, datasite=datasite, reason=reason))
 
     # -- hooks --------------------------------------------------------------------------
 
@@ -920,20 +930,21 @@ class SyftGrid(Grid):
             return
         failures = sum(1 for reply in replies if reply.has_error())
         self._notify(
-            "syft_flwr_round_finished",
-            run_id=self.run.run_id,
-            group_id=sent[0].metadata.group_id,
-            replies=len(replies) - failures,
-            failures=failures,
+            ExchangeFinished(
+                run_id=self.run.run_id,
+                group_id=sent[0].metadata.group_id,
+                replies=len(replies) - failures,
+                failures=failures,
+            )
         )
 
-    def _notify(self, hook_name: str, **kwargs: object) -> None:
-        notify(hook_name, self._plugins, **kwargs)
+    def _notify(self, event: LifecycleEvent) -> None:
+        fire_event(event, self._plugins)
         if self.observer is not None:
             try:
-                self.observer(hook_name.removeprefix("syft_flwr_"), kwargs)
+                self.observer(event.name, event.fields())
             except Exception:
-                logger.exception("the grid's observer raised on %s; ignoring it", hook_name)
+                logger.exception("the grid's observer raised on %s; ignoring it", event.name)
 
 
 def claim_task_identity(run_id: int, *, force: bool = False) -> None:

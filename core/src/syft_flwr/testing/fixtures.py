@@ -30,7 +30,7 @@ class TransportFixtures:
     """What the suite needs to know about the transport under test.
 
     :cvar transport_name: the installed transport name; enough when the plugin implements
-        ``syft_flwr_local_options``. Otherwise override :meth:`make_transport`.
+        ``Transport.local_options``. Otherwise override :meth:`make_transport`.
     :cvar timeout: upper bound, in seconds, of every wait for a delivery or a reply; a
         passing test never comes close to it.
     :cvar ttl: the short time-to-live used by the expiry tests.
@@ -60,13 +60,13 @@ class TransportFixtures:
         if self.transport_name is None:
             raise NotImplementedError(
                 f'{type(self).__name__}: set `transport_name = "<your transport>"` (and '
-                "implement the syft_flwr_local_options hook in your plugin), or override "
+                "implement the classmethod local_options on your transport), or override "
                 "the `make_transport` fixture to return `factory(identity) -> Transport`"
             )
         manager = create_plugin_manager()
         registry = get_transport_registry(manager)
         options = {
-            **local_options(self.transport_name, tmp_path, manager),
+            **local_options(self.transport_name, tmp_path, manager, registry),
             **self.transport_options,
         }
         built: list[Transport] = []

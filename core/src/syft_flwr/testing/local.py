@@ -19,6 +19,7 @@ from flwr.app import Context, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
+from syft_flwr import legacy_hooks
 from syft_flwr.errors import ConfigError, SyftFlwrError
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
 from syft_flwr.plugins import get_plugin_manager, get_transport_registry
@@ -39,18 +40,26 @@ def empty_context(**node_config: Any) -> Context:
 
 
 def local_options(
-    transport: str, workdir: Path, manager: pluggy.PluginManager | None = None
+    transport: str,
+    workdir: Path,
+    manager: pluggy.PluginManager | None = None,
+    registry: TransportRegistry | None = None,
 ) -> dict[str, Any]:
-    """The options that make ``transport`` run on this machine (``syft_flwr_local_options``).
+    """The options that make ``transport`` run on this machine (its class's
+    :meth:`~syft_flwr.transport.Transport.local_options`).
 
-    :raises ConfigError: the transport's plugin does not implement the hook.
+    :param registry: the registry to look ``transport`` up in; the manager's by default.
+    :raises UnknownTransportError: ``transport`` is not installed.
+    :raises ConfigError: the transport class does not implement ``local_options``.
     """
-    hook = (manager or get_plugin_manager()).hook.syft_flwr_local_options
-    options = hook(transport=transport, workdir=workdir)
+    manager = manager or get_plugin_manager()
+    info = (registry or get_transport_registry(manager)).get(transport)
+    options = legacy_hooks.local_options(info, workdir, manager)
     if options is None:
+        where = info.transport_class.__qualname__ if info.transport_class else "its class"
         raise ConfigError(
-            f"transport {transport!r} cannot run locally: its plugin does not implement "
-            "the syft_flwr_local_options hook"
+            f"transport {transport!r} cannot run locally: {where} does not implement the "
+            "classmethod local_options(cls, workdir)"
         )
     return dict(options)
 
@@ -61,7 +70,7 @@ class LocalFederation:
     :param transport: an installed transport name.
     :param num_datasites: how many datasites (clients) take part.
     :param manager: the plugin manager to use (a fresh one loading entry points if ``None``).
-    :param options: transport options; by default from ``syft_flwr_local_options``.
+    :param options: transport options; by default the transport's ``local_options``.
     :param poll_interval: poll interval handed to the transports.
     """
 
@@ -87,7 +96,7 @@ class LocalFederation:
         self.options = (
             dict(options)
             if options is not None
-            else (local_options(transport, Path(self._workdir.name), self.manager))
+            else local_options(transport, Path(self._workdir.name), self.manager, self.registry)
         )
         self.poll_interval = poll_interval
         self.transports: list[Transport] = []

@@ -3,7 +3,7 @@
 Modelled on fsspec's abstract tests: the suite is a set of mixin classes collected by
 pytest through a subclass in the plugin's own tests. The one thing the suite needs is a
 way to build connected transport instances; by default it asks the plugin for local
-options through ``syft_flwr_local_options``, so a plugin's whole test file can be::
+options from the transport class's ``local_options``, so a plugin's whole test file can be::
 
     from syft_flwr.testing.transport_suite import TransportSuite
 

@@ -37,6 +37,8 @@ import time
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 from syft_flwr.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr.errors import (
@@ -90,6 +92,18 @@ class SqliteTransport(Transport):
     :raises ConfigError: an option is missing or malformed, or the database is unusable.
     :raises InvalidAddressError: the identity is not a safe email.
     """
+
+    name: ClassVar[str] = "sqlite"
+    """What users write in ``[tool.syft_flwr] transport = "sqlite"``."""
+
+    description: ClassVar[str] = (
+        "Processes on one machine exchanging messages through a shared SQLite database file."
+    )
+
+    @classmethod
+    def local_options(cls, workdir: Path) -> dict[str, Any]:
+        """A database file in the run's private ``workdir``, shared by all its participants."""
+        return {"database": str(workdir / "syft-flwr.sqlite3")}
 
     def __init__(self, settings: TransportSettings) -> None:
         super().__init__(settings)

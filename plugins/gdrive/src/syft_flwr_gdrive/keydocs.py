@@ -8,8 +8,9 @@ with each peer by email anyway. So every pair folder we own carries our current 
 
 Publishing happens before the transport knows its peers, hence a small knock protocol:
 
-* :func:`syft_flwr_publish_key_document` keeps the document on the transport and writes it
-  into every pair folder we already own; pair folders created later get it when first used.
+* :func:`publish` (``GDriveTransport.publish_key_document``) keeps the document on the
+  transport and writes it into every pair folder we already own; pair folders created later
+  get it when first used.
 * Fetching a peer's document first makes sure our pair folder to that peer exists (created and
   shared if needed, with our document inside): that is the knock.
 * A serving peer's poller discovers the knocking pair folder and answers by creating its pair
@@ -30,22 +31,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syft_flwr.errors import ConfigError, SyftFlwrError
-from syft_flwr.hookspecs import hookimpl
-from syft_flwr.transport import Transport
 from syft_flwr_gdrive.folders import owner_of
 from syft_flwr_gdrive.layout import FOLDER_MIME, check_datasite, pair_name, quote
 from syft_flwr_gdrive.options import WIRE_SYFT_FLWR_P2P
-from syft_flwr_gdrive.transport import GDriveTransport
 
-__all__ = [
-    "DID_FILE",
-    "KeyDocuments",
-    "syft_flwr_fetch_key_document",
-    "syft_flwr_publish_key_document",
-]
+if TYPE_CHECKING:  # the transport's methods call this module
+    from syft_flwr_gdrive.transport import GDriveTransport
+
+__all__ = ["DID_FILE", "KeyDocuments", "fetch", "publish"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,15 +169,12 @@ class KeyDocuments:
         return self.transport.identity
 
 
-@hookimpl
-def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> bool | None:
+def publish(transport: GDriveTransport, document: bytes) -> None:
     """Publish into our pair folders (see the module docstring); refuse the compat wire.
 
     :raises ConfigError: the transport speaks syft-flwr 0.5's wire, which carries no
         encryption: encryption must then be turned off explicitly.
     """
-    if not isinstance(transport, GDriveTransport):
-        return None
     if transport.options.wire == WIRE_SYFT_FLWR_P2P:
         raise ConfigError(
             f"{transport.identity}: the gdrive wire {WIRE_SYFT_FLWR_P2P!r} (syft-flwr 0.5 "
@@ -189,12 +182,8 @@ def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> boo
             "SYFT_FLWR_ENCRYPTION_ENABLED=false to run in plaintext, or use the native wire"
         )
     KeyDocuments.of(transport).publish(document)
-    return True
 
 
-@hookimpl
-def syft_flwr_fetch_key_document(transport: Transport, datasite: str) -> bytes | None:
+def fetch(transport: GDriveTransport, datasite: str) -> bytes | None:
     """``datasite``'s document from its pair folder to us, or ``None`` if none is there yet."""
-    if not isinstance(transport, GDriveTransport):
-        return None
     return KeyDocuments.of(transport).fetch(datasite)

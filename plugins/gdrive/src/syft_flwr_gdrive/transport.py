@@ -35,6 +35,7 @@ import uuid
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from syft_flwr.errors import (
@@ -53,7 +54,7 @@ from syft_flwr.transport import (
     TransportCapabilities,
     TransportSettings,
 )
-from syft_flwr_gdrive import bodies
+from syft_flwr_gdrive import bodies, keydocs, local
 from syft_flwr_gdrive.api import DriveApi
 from syft_flwr_gdrive.auth import load_credentials
 from syft_flwr_gdrive.errors import CredentialsError, DriveContentError
@@ -147,6 +148,17 @@ class GDriveTransport(Transport):
     """
 
     encrypt_by_default: ClassVar[bool] = True
+
+    name: ClassVar[str] = "gdrive"
+    description: ClassVar[str] = (
+        "Google Drive v3 (syft-flwr's p2p folder layout), polling; for Colab-style users."
+    )
+
+    @classmethod
+    def local_options(cls, workdir: Path) -> dict[str, Any]:
+        """A fake Drive on 127.0.0.1 for this run, one account per participant
+        (:mod:`~syft_flwr_gdrive.local`)."""
+        return local.local_options(workdir)
 
     def __init__(self, settings: TransportSettings) -> None:
         super().__init__(settings)
@@ -768,6 +780,18 @@ class GDriveTransport(Transport):
                     f"(SYFTBOX_EMAIL / [tool.syft_flwr.gdrive] email) to {owner}"
                 )
             self._verified = True
+
+    def publish_key_document(self, document: bytes) -> None:
+        """Publish into our pair folders (see :mod:`~syft_flwr_gdrive.keydocs`).
+
+        :raises ConfigError: the transport speaks syft-flwr 0.5's wire, which carries no
+            encryption: encryption must then be turned off explicitly.
+        """
+        keydocs.publish(self, document)
+
+    def fetch_key_document(self, datasite: str) -> bytes | None:
+        """``datasite``'s document from its pair folder to us, ``None`` if none is there yet."""
+        return keydocs.fetch(self, datasite)
 
 
 def _clip_utf8(text: str, limit: int) -> str:

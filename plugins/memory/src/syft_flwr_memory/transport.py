@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from syft_flwr.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr.errors import BodyTooLargeError, ConfigError, RequestRefusedError, TransportError
@@ -50,6 +51,17 @@ class MemoryTransport(Transport):
     :raises InvalidAddressError: the identity is not a safe email.
     :raises ConfigError: an option is malformed.
     """
+
+    name: ClassVar[str] = "memory"
+    description: ClassVar[str] = (
+        "In-process transport for tests, demos and simulation (one Python process)."
+    )
+
+    @classmethod
+    def local_options(cls, workdir: Path) -> dict[str, Any]:
+        """A network named after the run's private ``workdir``, so two local runs in one
+        process never deliver to each other's (identically named) datasites."""
+        return {"network": f"local-{workdir.name}"}
 
     def __init__(
         self, settings: TransportSettings, *, network: MemoryNetwork | None = None
@@ -268,6 +280,14 @@ class MemoryTransport(Transport):
             detail = f"reply body of {len(payload)} bytes exceeds max_body_size of {limit} bytes"
             return Reply(request.id, ReplyStatus.REJECTED, detail=detail)
         return Reply(request.id, ReplyStatus.OK, body=payload)
+
+    def publish_key_document(self, document: bytes) -> None:
+        """Key documents live on the network, like a datasite's public folder."""
+        self.network.publish_key_document(self.identity, document)
+
+    def fetch_key_document(self, datasite: str) -> bytes | None:
+        """The document ``datasite`` published on this transport's network, if any."""
+        return self.network.key_document(datasite)
 
 
 def _as_bytes(body: _Body) -> bytes:

@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syft_flwr.crypto.syft_crypto_keys import check_replaceable
 from syft_flwr.errors import UnsafeFileError
-from syft_flwr.hookspecs import hookimpl
-from syft_flwr.transport import Transport
 from syft_flwr_syftbox.acl import PUBLIC, ensure_permissions
 from syft_flwr_syftbox.addresses import check_datasite
-from syft_flwr_syftbox.transport import SyftBoxTransport
 
-__all__ = [
-    "did_path",
-    "syft_flwr_fetch_key_document",
-    "syft_flwr_publish_key_document",
-]
+if TYPE_CHECKING:  # the transport's methods call this module
+    from syft_flwr_syftbox.transport import SyftBoxTransport
+
+__all__ = ["did_path", "fetch", "publish"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +37,7 @@ def did_path(transport: SyftBoxTransport, datasite: str) -> Path:
     return transport.layout.datasites / check_datasite(datasite) / "public" / "did.json"
 
 
-@hookimpl
-def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> bool | None:
+def publish(transport: SyftBoxTransport, document: bytes) -> None:
     """Write ``public/did.json`` of this datasite atomically (and its permission files if
     absent).
 
@@ -51,21 +47,15 @@ def syft_flwr_publish_key_document(transport: Transport, document: bytes) -> boo
     :raises UnsafeFileError: ``did.json`` or a folder on the way is a symlink (or the file
         is a FIFO or a folder).
     """
-    if not isinstance(transport, SyftBoxTransport):
-        return None
     path = did_path(transport, transport.identity)
     check_replaceable(_read(transport, path), document, transport.identity, str(path))
     fsync = transport.options.fsync
     ensure_permissions(transport.fs, path.parent, PUBLIC, fsync=fsync, keep_existing=True)
     transport.fs.write_atomic(path, [document], replace=True, fsync=fsync)
-    return True
 
 
-@hookimpl
-def syft_flwr_fetch_key_document(transport: Transport, datasite: str) -> bytes | None:
+def fetch(transport: SyftBoxTransport, datasite: str) -> bytes | None:
     """The bytes of ``datasite``'s ``public/did.json``, or ``None`` if it has none yet."""
-    if not isinstance(transport, SyftBoxTransport):
-        return None
     path = did_path(transport, datasite)
     try:
         return _read(transport, path)

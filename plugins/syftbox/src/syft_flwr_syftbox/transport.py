@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from syft_flwr.errors import (
     BodyTooLargeError,
@@ -69,6 +69,7 @@ from syft_flwr.transport import (
     TransportCapabilities,
     TransportSettings,
 )
+from syft_flwr_syftbox import keydocs
 from syft_flwr_syftbox.acl import ensure_rpc_acl
 from syft_flwr_syftbox.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr_syftbox.atomic import Frame, is_temp_name
@@ -118,6 +119,25 @@ class SyftBoxTransport(Transport):
 
     encrypt_by_default: ClassVar[bool] = True
     """End-to-end encryption is on unless ``SYFT_FLWR_ENCRYPTION_ENABLED=false``."""
+
+    name: ClassVar[str] = "syftbox"
+    description: ClassVar[str] = (
+        "SyftBox file RPC over a synced datasites folder, woken by filesystem events."
+    )
+
+    @classmethod
+    def local_options(cls, workdir: Path) -> dict[str, Any]:
+        """A fresh SyftBox folder under the run's private ``workdir``.
+
+        Every participant of a local run (threads or processes) gets the same ``data_dir``,
+        as datasites see one another's files when the SyftBox client syncs them into one
+        folder. A separate process joins with these options, or with
+        ``SYFTBOX_FOLDER=<data_dir>``. Private keys of a local run stay in the run's
+        ``workdir``, never in the user's key store.
+        """
+        data_dir = workdir / "SyftBox"
+        (data_dir / "datasites").mkdir(parents=True, exist_ok=True)
+        return {"data_dir": str(data_dir), "key_dir": str(workdir / "keys")}
 
     def __init__(
         self, settings: TransportSettings, *, environ: Mapping[str, str] | None = None
@@ -1058,6 +1078,19 @@ class SyftBoxTransport(Transport):
                 f"{what} body of {size} bytes exceeds the syftbox transport's max_body_size of "
                 f"{limit} bytes; raise [tool.syft_flwr.syftbox] max_body_size if this is intended"
             )
+
+    def publish_key_document(self, document: bytes) -> None:
+        """Write ``public/did.json`` of this datasite (see :mod:`~syft_flwr_syftbox.keydocs`).
+
+        :raises SyftCryptoIdentityError: the file is another identity's syft-crypto document.
+        :raises UnsafeFileError: ``did.json`` or a folder on the way is a symlink (or the file
+            is a FIFO or a folder).
+        """
+        keydocs.publish(self, document)
+
+    def fetch_key_document(self, datasite: str) -> bytes | None:
+        """The bytes of ``datasite``'s ``public/did.json``, or ``None`` if it has none yet."""
+        return keydocs.fetch(self, datasite)
 
 
 def _claims_problem(rpc: RpcFile, location: RpcLocation) -> str | None:
