@@ -25,12 +25,14 @@ import enum
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 __all__ = [
+    "Body",
+    "Buffer",
     "Reply",
     "ReplyStatus",
     "Request",
@@ -40,7 +42,59 @@ __all__ = [
     "Transport",
     "TransportCapabilities",
     "TransportSettings",
+    "body_frames",
+    "body_size",
+    "join_body",
+    "outgoing_body",
 ]
+
+Buffer = bytes | bytearray | memoryview
+"""One contiguous piece of a body."""
+
+Body = Buffer | Sequence[Buffer]
+"""What :meth:`Transport.send` (and a :data:`RequestHandler`) may hand over: one buffer, or the
+*frames* of one body (the wire codec's :func:`~syft_flwr.wire.encode_message_frames`: a small
+header, then each array's own buffer, referenced, not copied). The body is their concatenation;
+a transport that writes a file or streams an upload writes the frames one after the other, so a
+multi-gigabyte model is never joined into one more copy."""
+
+
+def body_frames(body: Body) -> Iterator[memoryview]:
+    """The non-empty frames of ``body`` as byte views, in order (nothing is copied).
+
+    :raises TypeError: ``body`` is neither a buffer nor a sequence of buffers.
+    """
+    frames = (body,) if isinstance(body, Buffer) else body
+    if not isinstance(frames, Sequence):
+        raise TypeError(f"a body is bytes or a sequence of bytes, not {type(body).__name__}")
+    for frame in frames:
+        if not isinstance(frame, Buffer):
+            raise TypeError(
+                f"a body frame must be bytes or a memoryview, not {type(frame).__name__}"
+            )
+        view = memoryview(frame).cast("B")
+        if len(view):
+            yield view
+
+
+def body_size(body: Body) -> int:
+    """The length in bytes of ``body``, without joining its frames.
+
+    :raises TypeError: as :func:`body_frames`.
+    """
+    return sum(len(view) for view in body_frames(body))
+
+
+def join_body(body: Body) -> bytes:
+    """``body`` as one ``bytes`` object: itself if it already is one, else one copy.
+
+    For transports that must hold a body in one piece (an in-process queue, a database row).
+
+    :raises TypeError: as :func:`body_frames`.
+    """
+    if isinstance(body, bytes):
+        return body
+    return b"".join(body_frames(body))
 
 
 @dataclass(frozen=True)
@@ -59,6 +113,9 @@ class TransportCapabilities:
     :param delivery_latency: the typical time, in seconds, a file or object takes from its
         writer to its reader over the medium (a sync's cycle: about two sync intervals per hop);
         waits that cover a peer's lag (a key document arriving late) scale with it.
+    :param accepts_frames: :meth:`Transport.send` takes a :data:`Body` given as frames. A
+        transport written against ``body: bytes`` leaves it ``False`` and the core joins the
+        frames for it (:func:`outgoing_body`); one that sets it writes or streams the frames.
     """
 
     notifies: bool
@@ -68,6 +125,7 @@ class TransportCapabilities:
     in_process_only: bool = False
     screens_requests: bool = False
     delivery_latency: float = 0.0
+    accepts_frames: bool = False
 
 
 class ReplyStatus(enum.Enum):
@@ -194,8 +252,12 @@ class Transport(ABC):
     # -- sending side ---------------------------------------------------------------
 
     @abstractmethod
-    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+    def send(self, datasite: str, app: str, endpoint: str, body: Body, expires_at: float) -> str:
         """Send ``body`` to ``endpoint`` of ``app`` at ``datasite``; return a new future id.
+
+        ``body`` is one buffer, or its frames when ``capabilities.accepts_frames`` (the core
+        passes frames only then, see :func:`outgoing_body`); its size is
+        :func:`body_size` and the recipient's ``Request.body`` is their concatenation.
 
         :raises BodyTooLargeError: ``body`` exceeds ``capabilities.max_body_size``.
         :raises InvalidAddressError: an address part is unsafe.
@@ -312,3 +374,13 @@ class Transport(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def outgoing_body(transport: Transport, body: Body) -> Body:
+    """``body`` as ``transport`` takes it: the frames themselves when it accepts frames, else
+    joined once (a transport written against ``body: bytes``).
+
+    The grid and the client runner pass every body through this, so frames reach a transport
+    that can write them and nothing else.
+    """
+    return body if transport.capabilities.accepts_frames else join_body(body)

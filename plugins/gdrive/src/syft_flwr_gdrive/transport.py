@@ -37,6 +37,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from syft_flwr.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr.errors import (
     BodyTooLargeError,
     RequestRefusedError,
@@ -44,6 +45,7 @@ from syft_flwr.errors import (
     TransportError,
 )
 from syft_flwr.transport import (
+    Body,
     Reply,
     ReplyStatus,
     Request,
@@ -52,6 +54,7 @@ from syft_flwr.transport import (
     Transport,
     TransportCapabilities,
     TransportSettings,
+    body_size,
 )
 from syft_flwr_gdrive import bodies
 from syft_flwr_gdrive.api import DriveApi
@@ -68,9 +71,7 @@ from syft_flwr_gdrive.layout import (
     PROP_DETAIL,
     PROP_EXPIRES,
     PROP_STATUS,
-    check_app,
-    check_datasite,
-    check_endpoint,
+    QUERY_UNSAFE,
     message_name,
     quote,
 )
@@ -150,7 +151,7 @@ class GDriveTransport(Transport):
 
     def __init__(self, settings: TransportSettings) -> None:
         super().__init__(settings)
-        check_datasite(settings.identity)
+        check_datasite(settings.identity, forbid=QUERY_UNSAFE)
         self.options = GDriveOptions.from_settings(settings)
         options = self.options
         self._retrier = Retrier(
@@ -178,6 +179,7 @@ class GDriveTransport(Transport):
             max_body_size=options.max_body_size,
             persistent=False,
             screens_requests=True,
+            accepts_frames=True,
         )
         self.stats = PollStats()
         self._schedule = PollSchedule(options.poll_interval, options.max_poll_interval)
@@ -203,8 +205,11 @@ class GDriveTransport(Transport):
 
     # -- sending side -------------------------------------------------------------------------
 
-    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+    def send(self, datasite: str, app: str, endpoint: str, body: Body, expires_at: float) -> str:
         """Upload ``body`` as a request into our outbox to ``datasite``; return the future id.
+
+        Frames are streamed into the upload (never joined whole); with
+        ``wire = "syft-flwr-p2p"`` an envelope is converted to Flower protobuf first.
 
         Creates (and shares) the outbox folders on the first message to a peer.
 
@@ -212,15 +217,16 @@ class GDriveTransport(Transport):
         :raises BodyTooLargeError: the body exceeds ``max_body_size``.
         :raises TransportError: the transport is closed, or Drive failed for good.
         """
-        check_datasite(datasite)
+        check_datasite(datasite, forbid=QUERY_UNSAFE)
         check_app(app)
         check_endpoint(endpoint)
         if math.isnan(expires_at):
             raise ValueError("expires_at must be a time, not NaN")
         limit = self._capabilities.max_body_size
-        if limit is not None and len(body) > limit:
+        size = body_size(body)
+        if limit is not None and size > limit:
             raise BodyTooLargeError(
-                f"body of {len(body)} bytes exceeds the gdrive transport's max_body_size "
+                f"body of {size} bytes exceeds the gdrive transport's max_body_size "
                 f"of {limit} bytes"
             )
         if self._closed:

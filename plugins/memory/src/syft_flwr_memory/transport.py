@@ -15,6 +15,7 @@ from typing import Any
 from syft_flwr.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr.errors import BodyTooLargeError, ConfigError, RequestRefusedError, TransportError
 from syft_flwr.transport import (
+    Body,
     Reply,
     ReplyStatus,
     Request,
@@ -23,6 +24,7 @@ from syft_flwr.transport import (
     Transport,
     TransportCapabilities,
     TransportSettings,
+    join_body,
 )
 from syft_flwr_memory.faults import FaultPlan
 from syft_flwr_memory.network import MemoryNetwork, expired_reply
@@ -63,6 +65,7 @@ class MemoryTransport(Transport):
             persistent=False,
             in_process_only=True,
             screens_requests=True,
+            accepts_frames=True,
         )
         self._network = network if network is not None else MemoryNetwork.named(_name(options))
         plan = _fault_plan(options)
@@ -89,11 +92,12 @@ class MemoryTransport(Transport):
 
     # -- sending side -----------------------------------------------------------------------
 
-    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+    def send(self, datasite: str, app: str, endpoint: str, body: Body, expires_at: float) -> str:
         """Send ``body`` to ``endpoint`` of ``app`` at ``datasite``; return a new future id.
 
-        The body is shared, not copied (a ``bytearray`` or ``memoryview`` is converted to
-        ``bytes`` once). Delivery is asynchronous: it never runs a handler in this thread.
+        A ``bytes`` body is shared, not copied; frames (or a ``bytearray``/``memoryview``)
+        are joined into ``bytes`` once, which an in-process queue needs anyway. Delivery is
+        asynchronous: it never runs a handler in this thread.
 
         :raises InvalidAddressError: an address part is unsafe.
         :raises BodyTooLargeError: the body exceeds ``max_body_size``.
@@ -103,7 +107,7 @@ class MemoryTransport(Transport):
         check_datasite(datasite)
         check_app(app)
         check_endpoint(endpoint)
-        payload = _as_bytes(body)
+        payload = join_body(body)
         limit = self._capabilities.max_body_size
         if limit is not None and len(payload) > limit:
             raise BodyTooLargeError(
