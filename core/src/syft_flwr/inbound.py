@@ -5,14 +5,21 @@ and each must be protected the same way, in this order:
 
 1. **who is asking**: the sender the transport established must be one the
    :class:`~syft_flwr.authorization.SenderPolicy` trusts; a stranger is refused before a byte of
-   its body is opened (transports that can look first call :meth:`RequestGate.screen`);
-2. a request delivered twice is answered once; the same message arriving again under a new
-   request id (a server that sent it again after a crash) is answered with the reply already
-   given, without running the ``ClientApp`` again;
-3. an expired request is dropped;
-4. a sealed request must open (authentic, sealed by that same sender, addressed here, fresh)
-   before anything is decoded, and a plaintext one is refused when encryption is on;
-5. a message addressed to another node is refused.
+   its body is opened. Checked once: by the transport through :meth:`RequestGate.screen` when
+   it declares ``screens_requests`` and this gate is its screen (:meth:`RequestGate.install`),
+   else here;
+2. a request delivered twice is answered once (by its request id, remembered here unless the
+   transport declares ``delivers_once``); the same message arriving again under a new request
+   id (a server that sent it again after a crash) is answered with the reply already given,
+   without running the ``ClientApp`` again, and a sealed envelope is accepted once (the
+   channel's persistent replay store);
+3. a sealed request must open (authentic, sealed by that same sender, addressed here, within
+   its authenticated validity window, not a replay) before anything is decoded, and a
+   plaintext one is refused when encryption is on;
+4. a message addressed to another node is refused;
+5. a request or message that expired while it was opened and decoded is dropped (the one
+   time-of-use check before work; a transport never delivers an expired request, see the
+   table in :mod:`syft_flwr.transport`).
 
 :class:`RequestGate` does all of that in one place, so the Flower path and the aux path cannot
 drift apart, and seals the reply to the request's sender in the scheme the request came in.
@@ -149,13 +156,34 @@ class RequestGate:
         self._given: OrderedDict[tuple[str, str], tuple[float, int, Message]] = OrderedDict()
         self._warned: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self._lock = threading.Lock()
+        self._transport: Transport | None = None
+
+    def install(self, transport: Transport) -> None:
+        """Make this gate ``transport``'s request screen, so a transport that screens refuses
+        strangers before reading their bodies and :meth:`admit` need not ask the policy again."""
+        transport.set_request_screen(self.screen)
+        self._transport = transport
+
+    def _delivered_once(self) -> bool:
+        """Whether the transport guarantees each request id reaches a handler at most once."""
+        transport = self._transport
+        return transport is not None and transport.capabilities.delivers_once
+
+    def _screened(self) -> bool:
+        """Whether the transport applied this gate's screen to every request it hands over."""
+        transport = self._transport
+        return (
+            transport is not None
+            and transport.capabilities.screens_requests
+            and transport.request_screen == self.screen
+        )
 
     # -- who is asking ----------------------------------------------------------------------
 
     def screen(self, head: RequestHead) -> str | None:
         """A :data:`~syft_flwr.transport.RequestScreen`: refuse a stranger before reading.
 
-        Install it with ``transport.set_request_screen(gate.screen)``.
+        Install it with :meth:`install`.
         """
         reason = self.policy.refusal(head.sender)
         if reason is not None:
@@ -191,19 +219,17 @@ class RequestGate:
         :raises UnauthorizedSenderError: the sender is not trusted.
         :raises RequestRefusedError: it cannot be opened, is malformed or is misaddressed.
         """
-        reason = self.policy.refusal(request.sender)
+        reason = None if self._screened() else self.policy.refusal(request.sender)
         if reason is not None:
             self._refused_stranger(
                 request.sender, request.id, request.endpoint, len(request.body), reason
             )
             raise UnauthorizedSenderError(reason)
-        if self._remember(f"request:{request.id}", request.expires_at):
+        if not self._delivered_once() and self._remember(
+            f"request:{request.id}", request.expires_at
+        ):
             logger.info("ignoring duplicate delivery of request %s", request.id)
             self._drop(request, "a duplicate delivery of this request")
-            return None
-        if request.expired():
-            logger.warning("dropping expired request %s from %s", request.id, request.sender)
-            self._drop(request, "expired before it was opened")
             return None
         try:
             body, envelope_id = self._open(request)
@@ -250,6 +276,11 @@ class RequestGate:
             )
             self.record(admitted, REFUSED, reason)
             raise RequestRefusedError(reason)
+        if not admitted.still_fresh():
+            # opening (a key document one sync late) and decoding take time
+            logger.warning("dropping request %s: it expired before it was served", request.id)
+            self.record(admitted, DROPPED, "expired before it was served")
+            return None
         return admitted
 
     def answer_again(self, admitted: Admitted) -> bytes | None:

@@ -17,6 +17,73 @@ request before reading its body, it asks :meth:`Transport.screen_request` first,
 200 MiB file is refused without being read. A handler refuses a request by raising
 :class:`~syft_flwr.errors.RequestRefusedError`; the transport answers ``REJECTED`` with the
 error's message as the detail.
+
+One owner per guarantee
+-----------------------
+
+Each guarantee has one owner that checks it; the other layers rely on it instead of checking
+again. The layers are the *transport* (both ends of the medium), the *grid* (the server side,
+:mod:`syft_flwr.fl_orchestrator.syft_grid`, which opens replies with its channel) and the *client
+gate* (:class:`syft_flwr.inbound.RequestGate`, which opens requests with its channel, for the
+Flower and the aux endpoints alike). A layer that sees bytes no owner has checked yet checks them
+itself, and where two checks differ in strength the strong one stays with its owner. The
+capabilities ``screens_requests`` and ``delivers_once`` are how a transport takes a check over.
+
+===============  ===========================================  ======================================
+Guarantee        Owner: what it checks                        The others may assume
+===============  ===========================================  ======================================
+Sender           Transport: ``Request.sender`` comes from     Nobody reads a sender from a body. The
+                 the medium (a folder only that sender        seal check is the strong one and stays
+                 writes, an owner-checked account); a file    with the channel.
+                 whose own header claims another sender or
+                 address is refused. Encrypted: the channel
+                 (gate's and grid's) verifies the seal
+                 against that sender, recipient, app and
+                 endpoint.
+
+Who may ask      Gate: its ``SenderPolicy``, applied once:    A screening transport calls the
+                 by the transport through the gate's screen   installed screen first; the gate asks
+                 before a body is read                        its policy only for requests its own
+                 (``screens_requests``, gate installed with   screen did not see.
+                 ``RequestGate.install``), else in
+                 ``admit``.
+
+Expiry           Transport: no request reaches a handler      The gate does not compare the
+                 after ``expires_at``; an answer after it is  transport's ``expires_at`` before
+                 ignored (``EXPIRED``). Gate: a sealed        opening; an approval hold waits no
+                 envelope's authenticated window, and one     longer than the request lives.
+                 time-of-use check after opening and
+                 decoding. Grid: its own deadline per
+                 message (the TTL).
+
+Once to the app  Transport with ``delivers_once``: a request  The gate keeps request ids only for
+                 id at most once, across duplicates and       transports without ``delivers_once``.
+                 restarts. Gate: request ids otherwise;       The grid collects a reply once and
+                 message ids across request ids and           records a sealed reply as seen once it
+                 endpoints (answered with the reply given);   is journaled.
+                 sealed, the channel's persistent replay
+                 store.
+
+Body, size       Transport: a body arrives whole, byte for    Grid and gate decode strictly
+                 byte, or not yet (partial files wait);       (anything malformed is a
+                 ``max_body_size`` is refused before          ``WireFormatError``).
+                 reading. Channel: the AEAD tag.
+
+Addresses        ``syft_flwr.addresses`` in every             Grid and gate pass addresses through;
+                 transport's ``send`` and ``serve`` and on    no name read from a medium is routed
+                 every name it reads back from its medium,    unchecked.
+                 with the options the medium needs.
+
+Right future     Transport: a reply is the answer to its      The grid checks only what the body
+                 future (its own header must match). Grid: a  claims (this message id, run and
+                 sealed reply opens only as the answer to     node); a foreign reply is ignored,
+                 that envelope (``reply_to``).                never used.
+
+Confidentiality  Channel (grid and gate): every body is       Transports move opaque bytes
+                 sealed end to end when encryption is on; a   (``encrypted`` is a capability, not a
+                 reply that cannot be sealed is not sent.     requirement).
+===============  ===========================================  ======================================
+
 """
 
 from __future__ import annotations
@@ -113,6 +180,10 @@ class TransportCapabilities:
     :param delivery_latency: the typical time, in seconds, a file or object takes from its
         writer to its reader over the medium (a sync's cycle: about two sync intervals per hop);
         waits that cover a peer's lag (a key document arriving late) scale with it.
+    :param delivers_once: a request id reaches a handler at most once, also when the medium
+        delivers it twice and across a restart of the serving process (the transport records
+        it as served before the handler runs); the client gate then keeps no memory of request
+        ids of its own. Without it, a transport may hand a request over twice.
     :param accepts_frames: :meth:`Transport.send` takes a :data:`Body` given as frames. A
         transport written against ``body: bytes`` leaves it ``False`` and the core joins the
         frames for it (:func:`outgoing_body`); one that sets it writes or streams the frames.
@@ -125,6 +196,7 @@ class TransportCapabilities:
     in_process_only: bool = False
     screens_requests: bool = False
     delivery_latency: float = 0.0
+    delivers_once: bool = False
     accepts_frames: bool = False
 
 
@@ -330,6 +402,12 @@ class Transport(ABC):
         One screen per transport, for every endpoint it serves; ``None`` removes it.
         """
         self._screen = screen
+
+    @property
+    def request_screen(self) -> RequestScreen | None:
+        """The screen :meth:`set_request_screen` installed, if any (a gate checks that it is
+        its own before it relies on the transport having applied it)."""
+        return self._screen
 
     def screen_request(self, head: RequestHead) -> str | None:
         """The reason to refuse a request seen only by its head, or ``None`` to read it.

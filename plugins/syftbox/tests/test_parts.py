@@ -19,6 +19,7 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import msgpack  # type: ignore[import-untyped]
@@ -192,7 +193,7 @@ def test_frames_are_written_as_parts_without_being_joined(
     server, alice = make(SERVER, part_size=PART), make(ALICE, part_size=PART)
     data = os.urandom(32 * PART + 17)
     cuts = [0, 5, PART - 3, PART + 1, 2 * PART + PART // 2, 20 * PART + 7, len(data)]
-    frames = [memoryview(data)[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    frames = [memoryview(data)[a:b] for a, b in pairwise(cuts)]
     tracemalloc.start()
     try:
         future_id = server.send(ALICE, APP, EP, frames, later())

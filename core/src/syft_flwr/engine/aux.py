@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from flwr.app import ConfigRecord, Error, Message, Metadata, RecordDict
 from flwr.common.constant import ErrorCode
 
-from syft_flwr.audit import DROPPED, AuditTrail
+from syft_flwr.audit import AuditTrail
 from syft_flwr.authorization import SenderPolicy
 from syft_flwr.errors import AuxError, SyftFlwrError
 from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
@@ -340,10 +340,6 @@ class AuxService:
             return None
         if admitted.answered is not None:
             return self.gate.answer_again(admitted)
-        if not admitted.still_fresh():
-            logger.warning("dropping aux request %s: it expired before dispatch", request.id)
-            self.gate.record(admitted, DROPPED, "expired before it was served")
-            return None
         self.gate.accept(admitted)
         return self.answer(admitted)
 
@@ -380,7 +376,7 @@ def serve_aux(
         audit=audit,
         key_retry_window=key_retry_window(transport),
     )
-    transport.set_request_screen(gate.screen)
+    gate.install(transport)
     service = AuxService(registry, gate)
     transport.serve(app_name, AUX_ENDPOINT, service.handle)
     return service

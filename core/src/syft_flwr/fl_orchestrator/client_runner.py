@@ -171,7 +171,7 @@ class ClientRunner:
 
     def run(self) -> str | None:
         """Serve until the stop signal (returns its reason) or until the transport stops."""
-        self.transport.set_request_screen(self.gate.screen)
+        self.gate.install(self.transport)
         self.transport.serve(self.app_name, self.endpoint, self.handle)
         self.transport.serve(self.app_name, AUX_ENDPOINT, self.handle_aux)
         self.transport.run()
@@ -225,11 +225,6 @@ class ClientRunner:
             this datasite's job, or the owner denied the run.
         """
         request, metadata = admitted.request, admitted.message.metadata
-        if not admitted.still_fresh():
-            # checked again right before the work: opening and decoding take time
-            logger.warning("dropping request %s: it expired before the app saw it", request.id)
-            self.gate.record(admitted, DROPPED, "expired before it was served")
-            return False
         run_id = metadata.run_id
         try:
             self._check_owner(run_id, request.sender)

@@ -102,6 +102,7 @@ class SqliteTransport(Transport):
             max_body_size=self.options.max_body_size,
             persistent=True,
             screens_requests=True,
+            delivers_once=True,
             accepts_frames=True,
         )
         self._store = Store(self.options.database, self.options.busy_timeout)

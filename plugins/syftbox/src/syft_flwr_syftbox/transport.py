@@ -143,6 +143,8 @@ class SyftBoxTransport(Transport):
             encrypted=False,
             screens_requests=True,
             delivery_latency=2.0 * self.options.sync_interval,
+            delivers_once=True,
+            accepts_frames=True,
         )
         self._store = StateStore(self.options.state_dir(settings.identity) / "state.sqlite3")
         self._cond = threading.Condition()
