@@ -8,8 +8,9 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Message, Metadata, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, Metadata, RecordDict
 
 from syft_flwr.audit import AuditTrail, read_audit
 from syft_flwr.authorization import SenderPolicy
@@ -27,6 +28,7 @@ from syft_flwr.transport import (
     Transport,
     TransportCapabilities,
     TransportSettings,
+    join_body,
 )
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
@@ -302,10 +304,15 @@ def test_replies_kept_for_second_deliveries_stay_within_their_budget(
 class _Screening(Transport):
     """Just enough of a transport to install a gate on: it only reports its capabilities."""
 
-    def __init__(self, screens: bool = False, delivers_once: bool = False) -> None:
+    def __init__(
+        self, screens: bool = False, delivers_once: bool = False, frames: bool = False
+    ) -> None:
         super().__init__(TransportSettings(ME))
         self._capabilities = TransportCapabilities(
-            notifies=True, screens_requests=screens, delivers_once=delivers_once
+            notifies=True,
+            screens_requests=screens,
+            delivers_once=delivers_once,
+            accepts_frames=frames,
         )
 
     @property
@@ -371,3 +378,21 @@ def test_request_ids_are_remembered_only_where_the_transport_does_not() -> None:
         assert gate.admit(request(plain)) is not None
         again = gate.admit(request(plain))
         assert (again is not None) is delivers_once
+
+
+def test_a_plaintext_reply_goes_as_frames_only_to_a_transport_that_takes_them() -> None:
+    """The reply's array buffers reach a framing transport as they are (no join); a transport
+    written against ``bytes`` gets the joined envelope."""
+    weights = Array(np.arange(2048, dtype=np.float32))
+    for frames in (True, False):
+        gate = RequestGate(ME, policy=TRUST_SERVER)
+        gate.install(_Screening(frames=frames))
+        admitted = gate.admit(request(encode_message(flower_message(f"m-{frames}"))))
+        assert admitted is not None
+        reply = Message(RecordDict({"a": ArrayRecord({"w": weights})}), reply_to=admitted.message)
+        body = gate.seal_reply(admitted, reply)
+        assert body is not None
+        assert isinstance(body, bytes) is not frames
+        if frames:
+            assert any(frame is weights.data for frame in body), "the reply's array was copied"
+        assert decode_message(join_body(body)).metadata.reply_to_message_id == f"m-{frames}"

@@ -55,7 +55,14 @@ from syft_flwr.crypto.errors import (
 )
 from syft_flwr.errors import RequestRefusedError, UnauthorizedSenderError, WireFormatError
 from syft_flwr.node_ids import node_id_for, node_ids_of, normalise_email
-from syft_flwr.transport import Request, RequestHead, Transport
+from syft_flwr.transport import (
+    Body,
+    Request,
+    RequestHead,
+    Transport,
+    join_body,
+    outgoing_body,
+)
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 __all__ = [
@@ -283,7 +290,7 @@ class RequestGate:
             return None
         return admitted
 
-    def answer_again(self, admitted: Admitted) -> bytes | None:
+    def answer_again(self, admitted: Admitted) -> Body | None:
         """Answer a message's second delivery with the reply it already got (recorded)."""
         assert admitted.answered is not None
         self.record(
@@ -377,21 +384,28 @@ class RequestGate:
                 del self._given[old]
                 held -= old_size
 
-    def seal_reply(self, admitted: Admitted, reply: Message) -> bytes | None:
+    def seal_reply(self, admitted: Admitted, reply: Message) -> Body | None:
         """The reply's body, sealed to the request's sender as the answer to its envelope.
 
         ``None`` (logged) when it cannot be sealed: a reply is never sent in plaintext
         instead. A reply that is sent is kept for a second delivery of the same message.
+        Plaintext goes as the codec's frames to the transport this gate is installed on when
+        it takes frames (:func:`~syft_flwr.transport.outgoing_body`), so a model is not joined.
         """
         body = self._seal(admitted, reply)
         if body is not None:
             self._keep_reply(admitted, reply)
         return body
 
-    def _seal(self, admitted: Admitted, reply: Message) -> bytes | None:
+    def _seal(self, admitted: Admitted, reply: Message) -> Body | None:
         request = admitted.request
         if self.channel is None:
-            return encode_message(reply)
+            frames = encode_message_frames(reply)
+            return (
+                join_body(frames)
+                if self._transport is None
+                else outgoing_body(self._transport, frames)
+            )
         try:
             if not admitted.envelope_id:
                 return self.channel.seal_compat(request.sender, encode_message(reply))

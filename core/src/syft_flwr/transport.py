@@ -243,8 +243,12 @@ class Request:
         return (time.time() if now is None else now) >= self.expires_at
 
 
-RequestHandler = Callable[[Request], "bytes | None"]
+RequestHandler = Callable[[Request], "Body | None"]
 """Serves one request; returns the reply body, or ``None`` to send no reply.
+
+The core's handlers return frames only to a transport that declares ``accepts_frames``
+(:func:`outgoing_body`), bytes to any other; a transport that takes frames checks what a
+handler returned with :func:`body_frames` (a ``TypeError`` for anything but a body).
 
 Raising :class:`~syft_flwr.errors.RequestRefusedError` refuses the request: the transport
 answers ``REJECTED`` with the error's message as ``Reply.detail``. Any other exception is a

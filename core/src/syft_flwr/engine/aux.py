@@ -43,7 +43,7 @@ from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_id_for
 from syft_flwr.stop_signal import SYSTEM_MESSAGE_TYPE
-from syft_flwr.transport import Request, Transport
+from syft_flwr.transport import Body, Request, Transport
 
 if TYPE_CHECKING:
     from syft_flwr.crypto.channel import SecureChannel
@@ -330,7 +330,7 @@ class AuxService:
         self.registry = registry
         self.gate = gate
 
-    def handle(self, request: Request) -> bytes | None:
+    def handle(self, request: Request) -> Body | None:
         """The sealed reply to one transport request, or ``None`` when it is dropped.
 
         :raises RequestRefusedError: the gate refuses it (the transport answers so).
@@ -343,7 +343,7 @@ class AuxService:
         self.gate.accept(admitted)
         return self.answer(admitted)
 
-    def answer(self, admitted: Admitted) -> bytes | None:
+    def answer(self, admitted: Admitted) -> Body | None:
         """Dispatch a request the caller admitted and accepted, and seal the reply."""
         request = admitted.request
         reply = self.registry.dispatch(

@@ -75,7 +75,7 @@ from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
 from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
 from syft_flwr.node_ids import normalise_email
 from syft_flwr.plugins import get_plugin_manager, notify
-from syft_flwr.transport import Request, Transport
+from syft_flwr.transport import Body, Request, Transport
 
 __all__ = ["APPROVAL_CHECK_INTERVAL", "ClientRunner"]
 
@@ -177,7 +177,7 @@ class ClientRunner:
         self.transport.run()
         return self.stop_reason
 
-    def handle(self, request: Request) -> bytes | None:
+    def handle(self, request: Request) -> Body | None:
         """Answer one Flower request; ``None`` means no reply (stop signal, duplicate, ...).
 
         :raises RequestRefusedError: the request is refused (the transport answers so).
@@ -205,7 +205,7 @@ class ClientRunner:
         self.gate.accept(admitted)
         return self.gate.seal_reply(admitted, self._call_app(message))
 
-    def handle_aux(self, request: Request) -> bytes | None:
+    def handle_aux(self, request: Request) -> Body | None:
         """Answer one aux request (never through the ``ClientApp``); ``None``: no reply.
 
         :raises RequestRefusedError: the request is refused (the transport answers so).

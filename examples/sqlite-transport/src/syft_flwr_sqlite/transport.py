@@ -333,9 +333,10 @@ class SqliteTransport(Transport):
             return self._rejected(request, f"handler raised {type(exc).__name__}: {exc}", exc)
         if body is None:
             return None
-        if not isinstance(body, bytes | bytearray | memoryview):
+        try:
+            payload = join_body(body)  # a reply may be frames; a row holds one blob
+        except TypeError:
             return self._rejected(request, f"handler returned {type(body).__name__}, not bytes")
-        payload = bytes(body)
         try:
             self._check_size(payload, "reply body")
         except BodyTooLargeError as exc:

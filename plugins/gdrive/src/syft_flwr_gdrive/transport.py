@@ -54,6 +54,7 @@ from syft_flwr.transport import (
     Transport,
     TransportCapabilities,
     TransportSettings,
+    body_frames,
     body_size,
 )
 from syft_flwr_gdrive import bodies
@@ -705,7 +706,7 @@ class GDriveTransport(Transport):
 
     def _call(
         self, handler: RequestHandler, request: Request
-    ) -> tuple[ReplyStatus | None, bytes, str]:
+    ) -> tuple[ReplyStatus | None, Body, str]:
         try:
             body = handler(request)
         except RequestRefusedError as exc:  # an outcome, not a fault: no traceback
@@ -729,13 +730,15 @@ class GDriveTransport(Transport):
             return ReplyStatus.REJECTED, b"", f"handler raised {type(exc).__name__}: {exc}"
         if body is None:
             return None, b"", ""
-        if not isinstance(body, bytes | bytearray | memoryview):
+        try:
+            frames = tuple(body_frames(body))  # streamed into the upload, never joined whole
+        except TypeError:
             detail = f"handler returned {type(body).__name__}, not bytes"
             logger.error("%s: %s", self.identity, detail)
             return ReplyStatus.REJECTED, b"", detail
-        return ReplyStatus.OK, bytes(body), ""
+        return ReplyStatus.OK, frames, ""
 
-    def _respond(self, delivery: _Delivery, status: ReplyStatus, body: bytes, detail: str) -> None:
+    def _respond(self, delivery: _Delivery, status: ReplyStatus, body: Body, detail: str) -> None:
         peer, app, endpoint, request_id = delivery.key
         properties = {MARKER[0]: MARKER[1], PROP_EXPIRES: repr(delivery.expires_at)}
         if status is ReplyStatus.REJECTED:

@@ -33,8 +33,6 @@ __all__ = ["MemoryTransport"]
 
 logger = logging.getLogger(__name__)
 
-_Body = bytes | bytearray | memoryview
-
 
 class MemoryTransport(Transport):
     """An in-process transport; transports on one network reach each other by identity.
@@ -249,7 +247,9 @@ class MemoryTransport(Transport):
             return Reply(request.id, ReplyStatus.REJECTED, detail=detail)
         if body is None:
             return None
-        if not isinstance(body, _Body):
+        try:
+            payload = join_body(body)  # a reply may be frames; a mailbox holds one bytes
+        except TypeError:
             logger.error(
                 "%s: handler for %s/%s returned %s instead of bytes",
                 self.identity,
@@ -259,7 +259,6 @@ class MemoryTransport(Transport):
             )
             detail = f"handler returned {type(body).__name__}, not bytes"
             return Reply(request.id, ReplyStatus.REJECTED, detail=detail)
-        payload = _as_bytes(body)
         limit = self._capabilities.max_body_size
         if limit is not None and len(payload) > limit:
             logger.error(
@@ -272,14 +271,6 @@ class MemoryTransport(Transport):
             detail = f"reply body of {len(payload)} bytes exceeds max_body_size of {limit} bytes"
             return Reply(request.id, ReplyStatus.REJECTED, detail=detail)
         return Reply(request.id, ReplyStatus.OK, body=payload)
-
-
-def _as_bytes(body: _Body) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, bytearray | memoryview):
-        return bytes(body)
-    raise TypeError(f"body must be bytes, bytearray or memoryview, not {type(body).__name__}")
 
 
 def _name(options: Mapping[str, Any]) -> str:

@@ -103,7 +103,6 @@ __all__ = ["SyftBoxTransport"]
 
 logger = logging.getLogger(__name__)
 
-_Body = bytes | bytearray | memoryview
 _CLOSE_WAIT = 30.0
 _SLOT_ATTEMPTS = 5
 """How often a reply slot taken by a folder is cleared before the reply is given up."""
@@ -792,13 +791,14 @@ class SyftBoxTransport(Transport):
             # could only contradict that.
             logger.info("%s: dropping the late answer to expired request %s", self.identity, rpc.id)
             return
-        if not isinstance(reply, _Body):
+        try:
+            payload: Body = tuple(body_frames(reply))  # written frame by frame, never joined
+        except TypeError:
             logger.error("%s: handler returned %s, not bytes", self.identity, type(reply).__name__)
             self._refuse(path, location, rpc, "handler returned no bytes", code=500)
             return
-        payload = _as_bytes(reply)
         try:
-            self._check_size(len(payload), "reply")
+            self._check_size(body_size(payload), "reply")
             if converted:
                 payload = _to_protobuf(payload)
         except (BodyTooLargeError, WireFormatError) as exc:
@@ -831,7 +831,7 @@ class SyftBoxTransport(Transport):
         rpc: RpcFile | None,
         status: ReplyStatus,
         *,
-        body: bytes = b"",
+        body: Body = b"",
         detail: str = "",
         code: int | None = None,
         wire: WireFormat = WireFormat.NATIVE,
@@ -1119,14 +1119,6 @@ def _to_envelope(body: bytes) -> tuple[bytes, bool]:
     if is_envelope(body) or is_sealed(body) or is_compat_payload(body):
         return body, False
     return protobuf_to_envelope(body), True
-
-
-def _as_bytes(body: _Body) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, bytearray | memoryview):
-        return bytes(body)
-    raise TypeError(f"body must be bytes, bytearray or memoryview, not {type(body).__name__}")
 
 
 def _medium_error(what: str, exc: OSError | UnsafeFileError) -> TransportError:
