@@ -121,7 +121,8 @@ class Admitted:
     def still_fresh(self) -> bool:
         """Whether neither the request nor the message has expired since it was admitted.
 
-        Opening and decoding take time, so a handler checks this right before doing work.
+        Opening and decoding take time, so :meth:`RequestGate.admit` checks this last, and a
+        wait that holds an admitted request (an owner's approval) checks it again.
         """
         metadata = self.message.metadata
         return not self.request.expired() and time.time() < metadata.created_at + metadata.ttl
