@@ -16,6 +16,7 @@ from syft_flwr.engine.journal import FutureJournal, JournalEntry
 from syft_flwr.errors import WorkspaceError
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.testing.strategies import canonical_message
+from syft_flwr.wire import encode_message
 
 SITE_A = "a@x.org"
 SITE_B = "b@x.org"
@@ -266,7 +267,7 @@ def test_concurrent_claims_never_hand_out_an_entry_twice(journal: FutureJournal)
 def test_a_collected_reply_round_trips(journal: FutureJournal) -> None:
     journal.record(make_entry("m1"))
     reply = make_reply("m1")
-    journal.collected("m1", reply)
+    journal.collected("m1", encode_message(reply))
     (entry,) = journal.entries()
     assert entry.collected is True
     stored = journal.stored_reply("m1")
@@ -278,7 +279,7 @@ def test_a_collected_reply_round_trips(journal: FutureJournal) -> None:
 def test_an_error_reply_round_trips(journal: FutureJournal) -> None:
     journal.record(make_entry("m1"))
     reply = make_reply("m1", error=True)
-    journal.collected("m1", reply)
+    journal.collected("m1", encode_message(reply))
     stored = journal.stored_reply("m1")
     assert stored.has_error() and stored.error.reason == "client failed"
     assert canonical_message(stored) == canonical_message(reply)
@@ -288,7 +289,7 @@ def test_a_collected_reply_is_there_after_reopening(journal: FutureJournal) -> N
     journal.record(make_entry("m1"))
     journal.record(make_entry("m2", datasite=SITE_B))
     reply = make_reply("m1")
-    journal.collected("m1", reply)
+    journal.collected("m1", encode_message(reply))
     resumed = reopen(journal)
     try:
         first = resumed.claim(1, SITE_A, "train", "1")
@@ -303,7 +304,7 @@ def test_a_collected_reply_is_there_after_reopening(journal: FutureJournal) -> N
 def test_collecting_only_marks_that_entry(journal: FutureJournal) -> None:
     journal.record(make_entry("m1"))
     journal.record(make_entry("m2"))
-    journal.collected("m2", make_reply("m2"))
+    journal.collected("m2", encode_message(make_reply("m2")))
     assert [(e.message_id, e.collected) for e in journal.entries()] == [
         ("m1", False),
         ("m2", True),
@@ -320,7 +321,7 @@ def test_stored_reply_of_an_uncollected_message_is_a_workspace_error(
 
 def test_a_damaged_stored_reply_is_a_workspace_error(journal: FutureJournal) -> None:
     journal.record(make_entry("m1"))
-    journal.collected("m1", make_reply("m1"))
+    journal.collected("m1", encode_message(make_reply("m1")))
     path = journal.directory / "replies" / "m1.sfwm"
     path.write_bytes(path.read_bytes()[:10])
     with pytest.raises(WorkspaceError, match="unusable") as info:
@@ -331,7 +332,7 @@ def test_a_damaged_stored_reply_is_a_workspace_error(journal: FutureJournal) -> 
 @pytest.mark.parametrize("message_id", ["../evil", "a/b", "", ".hidden", "id with space", "a\\b"])
 def test_unsafe_message_ids_are_refused(journal: FutureJournal, message_id: str) -> None:
     with pytest.raises(WorkspaceError, match="unsafe message id"):
-        journal.collected(message_id, make_reply())
+        journal.collected(message_id, encode_message(make_reply()))
     with pytest.raises(WorkspaceError, match="unsafe message id"):
         journal.stored_reply(message_id)
     assert list((journal.directory / "replies").iterdir()) == []
@@ -347,7 +348,7 @@ def test_drop_through_removes_committed_rounds_and_their_replies(journal: Future
     journal.record(make_entry("r1b", epoch=1, datasite=SITE_B))
     journal.record(make_entry("r3a", epoch=3))
     for message_id in ("r1a", "r2a", "r3a"):
-        journal.collected(message_id, make_reply(message_id))
+        journal.collected(message_id, encode_message(make_reply(message_id)))
 
     dropped = journal.drop_through(2)
     assert [e.message_id for e in dropped] == ["r1a", "r2a", "r1b"]

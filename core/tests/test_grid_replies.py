@@ -10,22 +10,28 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 
-from flwr.app import ConfigRecord, Message, RecordDict
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.common.constant import ErrorCode
 
+from syft_flwr.engine.journal import FutureJournal
 from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
 from syft_flwr.node_ids import node_id_for
 from syft_flwr.testing.protocol import instruction
 from syft_flwr.transport import (
+    Body,
     Reply,
     ReplyStatus,
     RequestHandler,
     Transport,
     TransportCapabilities,
     TransportSettings,
+    join_body,
 )
-from syft_flwr.wire import decode_message, encode_message
+from syft_flwr.wire import codec, decode_message, encode_message
 
 ALICE, BOB = "alice@replies.test", "bob@replies.test"
 APP = "flwr/replies"
@@ -166,3 +172,74 @@ def test_waiting_for_a_notifying_transport_does_not_spin() -> None:
     transport.put(future, other_message_reply(grid))
     collect(replies)
     assert transport.polls < 10, f"polled {transport.polls} times while waiting"
+
+
+class FramingTransport(ScriptedTransport):
+    """A scripted transport that declares ``accepts_frames`` and keeps what ``send`` got."""
+
+    def __init__(self) -> None:
+        super().__init__(notifies=True)
+        self.given: list[Body] = []
+
+    @property
+    def capabilities(self) -> TransportCapabilities:
+        return TransportCapabilities(notifies=True, accepts_frames=True)
+
+    def send(self, datasite: str, app: str, endpoint: str, body: Body, expires_at: float) -> str:
+        self.given.append(body)
+        return super().send(datasite, app, endpoint, join_body(body), expires_at)
+
+
+def with_arrays(grid: SyftGrid) -> Message:
+    message = instruction(grid, grid.node_id_of(ALICE), "train", ttl=30)
+    arrays = ArrayRecord({"w": Array(np.arange(4096, dtype=np.float64))})
+    message.content["arrays"] = arrays
+    return message
+
+
+def test_the_grid_hands_frames_only_to_a_transport_that_takes_them() -> None:
+    """Plaintext goes to a framing transport as the codec's frames, the model's buffer among
+    them (referenced, not joined); a transport written against ``body: bytes`` gets bytes."""
+    framing = FramingTransport()
+    grid = SyftGrid(APP, [ALICE], framing, msg_timeout=30)
+    grid.set_run(3)
+    message = with_arrays(grid)
+    grid.push_messages([message])
+    (given,) = framing.given
+    assert not isinstance(given, bytes) and len(given) > 1, "the grid joined the frames"
+    model = message.content.array_records["arrays"]["w"].data
+    assert any(frame is model for frame in given), "the array buffer was copied"
+    assert decode_message(join_body(given)).metadata.message_type == "train"
+
+    plain = ScriptedTransport(notifies=True)
+    grid = SyftGrid(APP, [ALICE], plain, msg_timeout=30)
+    grid.set_run(3)
+    grid.push_messages([with_arrays(grid)])
+    ((_, body),) = plain.sent.items()
+    assert isinstance(body, bytes)
+
+
+def test_the_journal_keeps_the_reply_bytes_that_arrived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collected reply is journaled as the very envelope the grid decoded, not encoded again."""
+    transport = ScriptedTransport(notifies=True)
+    grid = SyftGrid(APP, [ALICE], transport, msg_timeout=30, journal=FutureJournal(tmp_path))
+    grid.set_run(3)
+    (message_id,) = grid.push_messages([instruction(grid, grid.node_id_of(ALICE), "query")])
+    ((future, request_body),) = transport.sent.items()
+    reply_body = answer(request_body)
+    encoded_replies: list[str] = []
+    original = codec.encode_message_frames
+
+    def counting(message: Message) -> list[bytes | memoryview]:
+        if message.metadata.reply_to_message_id:
+            encoded_replies.append(message.metadata.reply_to_message_id)
+        return original(message)
+
+    monkeypatch.setattr(codec, "encode_message_frames", counting)
+    transport.put(future, reply_body)
+    (reply,) = grid.pull_messages([message_id])
+    assert not reply.has_error()
+    assert (tmp_path / "replies" / f"{message_id}.sfwm").read_bytes() == reply_body
+    assert encoded_replies == [], "the reply was encoded again for the journal"

@@ -8,8 +8,9 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Message, Metadata, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, Metadata, RecordDict
 
 from syft_flwr.audit import AuditTrail, read_audit
 from syft_flwr.authorization import SenderPolicy
@@ -21,7 +22,14 @@ from syft_flwr.errors import RequestRefusedError, UnauthorizedSenderError
 from syft_flwr.inbound import SEEN_CAPACITY, RequestGate
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_id_for
-from syft_flwr.transport import Request, RequestHead
+from syft_flwr.transport import (
+    Request,
+    RequestHead,
+    Transport,
+    TransportCapabilities,
+    TransportSettings,
+    join_body,
+)
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 ME = "alice@gate.test"
@@ -92,12 +100,17 @@ def test_drops_expired_and_refuses_garbage_and_misaddressed_requests() -> None:
         gate.admit(request(other, rid="r3"))
 
 
-def test_a_message_past_its_own_ttl_is_not_fresh() -> None:
-    gate = RequestGate(ME, policy=TRUST_SERVER)
+def test_a_message_past_its_own_ttl_is_dropped_after_it_opened(tmp_path: Path) -> None:
+    """The gate's one time-of-use check: the transport delivered the request in time, but the
+    message inside is past its own TTL (or went stale while it was opened), so no handler
+    sees it, and the drop is audited."""
+    trail = AuditTrail(tmp_path / "audit.jsonl")
+    gate = RequestGate(ME, policy=TRUST_SERVER, audit=trail)
     stale = flower_message()
     stale.metadata.__dict__["_created_at"] = time.time() - 60
-    admitted = gate.admit(request(encode_message(stale)))
-    assert admitted is not None and not admitted.still_fresh()
+    assert gate.admit(request(encode_message(stale))) is None
+    (record,) = read_audit(tmp_path / "audit.jsonl")
+    assert (record["outcome"], record["reason"]) == ("dropped", "expired before it was served")
 
 
 def test_plaintext_reply_is_the_encoded_message() -> None:
@@ -259,8 +272,7 @@ def test_a_second_delivery_of_a_message_gets_the_reply_already_given(
     assert other.admit(request(body, rid="r3", sender=MALLORY)) is not None
     # once its request expired, the reply is not given again (nor is the message fresh)
     monkeypatch.setattr("syft_flwr.inbound.time.time", lambda: time.time_ns() / 1e9 + 3600)
-    late = gate.admit(request(body, rid="r4", ttl=7200))
-    assert late is not None and late.answered is None and not late.still_fresh()
+    assert gate.admit(request(body, rid="r4", ttl=7200)) is None
 
 
 def test_replies_kept_for_second_deliveries_stay_within_their_budget(
@@ -287,3 +299,100 @@ def test_replies_kept_for_second_deliveries_stay_within_their_budget(
         gate.admit(request(encode_message(flower_message(f"m{i}")), rid=f"x{i}")) for i in range(3)
     ]
     assert all(item is not None and item.answered is not None for item in kept)
+
+
+class _Screening(Transport):
+    """Just enough of a transport to install a gate on: it only reports its capabilities."""
+
+    def __init__(
+        self, screens: bool = False, delivers_once: bool = False, frames: bool = False
+    ) -> None:
+        super().__init__(TransportSettings(ME))
+        self._capabilities = TransportCapabilities(
+            notifies=True,
+            screens_requests=screens,
+            delivers_once=delivers_once,
+            accepts_frames=frames,
+        )
+
+    @property
+    def capabilities(self) -> TransportCapabilities:
+        return self._capabilities
+
+    def send(self, *args: object) -> str:
+        raise AssertionError("not used")
+
+    def poll(self, future_id: str) -> None:
+        raise AssertionError("not used")
+
+    def forget(self, future_id: str) -> None:
+        raise AssertionError("not used")
+
+    def serve(self, *args: object) -> None:
+        raise AssertionError("not used")
+
+    def run(self) -> None:
+        raise AssertionError("not used")
+
+    def stop(self) -> None:
+        pass
+
+
+def test_the_sender_policy_is_asked_once_per_request() -> None:
+    """Sender policy has one owner per request: the transport's screen when it screens with
+    this very gate, else :meth:`RequestGate.admit`; never both, never neither."""
+    asked: list[str] = []
+
+    class Counting(SenderPolicy):
+        def refusal(self, sender: str) -> str | None:
+            asked.append(sender)
+            return super().refusal(sender)
+
+    body = encode_message(flower_message())
+    screening = _Screening(screens=True)
+    gate = RequestGate(ME, policy=Counting([SERVER]))
+    gate.install(screening)
+    assert screening.screen_request(RequestHead("r1", SERVER, ME, "flwr/app", "messages")) is None
+    assert gate.admit(request(body)) is not None
+    assert asked == [SERVER], "admit asked the policy again after the transport's screen"
+
+    for transport, rid in ((_Screening(screens=False), "r2"), (_Screening(screens=True), "r3")):
+        asked.clear()
+        gate = RequestGate(ME, policy=Counting([SERVER]))
+        gate.install(transport)
+        if transport.capabilities.screens_requests:
+            transport.set_request_screen(lambda head: None)  # someone else's screen now
+        with pytest.raises(UnauthorizedSenderError):
+            gate.admit(request(encode_message(flower_message(f"m{rid}")), rid, sender=MALLORY))
+        assert asked == [MALLORY], "a request no screen of this gate saw must be checked here"
+
+
+def test_request_ids_are_remembered_only_where_the_transport_does_not() -> None:
+    """A transport that declares ``delivers_once`` owns "this request id once": the gate does
+    not keep a second memory of it. Any other transport may deliver twice, and the gate drops
+    the second delivery."""
+    for delivers_once in (False, True):
+        gate = RequestGate(ME, policy=TRUST_SERVER)
+        gate.install(_Screening(delivers_once=delivers_once))
+        plain = encode_message(flower_message(""))  # no message id: only the request id counts
+        assert gate.admit(request(plain)) is not None
+        again = gate.admit(request(plain))
+        assert (again is not None) is delivers_once
+
+
+def test_a_plaintext_reply_goes_as_frames_only_to_a_transport_that_takes_them() -> None:
+    """The reply's array buffers reach a framing transport as they are (no join); a transport
+    written against ``bytes`` gets the joined envelope."""
+    weights = Array(np.arange(2048, dtype=np.float32))
+    for frames in (True, False):
+        gate = RequestGate(ME, policy=TRUST_SERVER)
+        gate.install(_Screening(frames=frames))
+        admitted = gate.admit(request(encode_message(flower_message(f"m-{frames}"))))
+        assert admitted is not None
+        reply = Message(RecordDict({"a": ArrayRecord({"w": weights})}), reply_to=admitted.message)
+        body = gate.seal_reply(admitted, reply)
+        assert body is not None
+        assert isinstance(body, bytes) is not frames
+        if frames:
+            assert any(frame is weights.data for frame in body), "the reply's array was copied"
+        assert decode_message(join_body(body)).metadata.reply_to_message_id == f"m-{frames}"

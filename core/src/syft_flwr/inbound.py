@@ -5,14 +5,21 @@ and each must be protected the same way, in this order:
 
 1. **who is asking**: the sender the transport established must be one the
    :class:`~syft_flwr.authorization.SenderPolicy` trusts; a stranger is refused before a byte of
-   its body is opened (transports that can look first call :meth:`RequestGate.screen`);
-2. a request delivered twice is answered once; the same message arriving again under a new
-   request id (a server that sent it again after a crash) is answered with the reply already
-   given, without running the ``ClientApp`` again;
-3. an expired request is dropped;
-4. a sealed request must open (authentic, sealed by that same sender, addressed here, fresh)
-   before anything is decoded, and a plaintext one is refused when encryption is on;
-5. a message addressed to another node is refused.
+   its body is opened. Checked once: by the transport through :meth:`RequestGate.screen` when
+   it declares ``screens_requests`` and this gate is its screen (:meth:`RequestGate.install`),
+   else here;
+2. a request delivered twice is answered once (by its request id, remembered here unless the
+   transport declares ``delivers_once``); the same message arriving again under a new request
+   id (a server that sent it again after a crash) is answered with the reply already given,
+   without running the ``ClientApp`` again, and a sealed envelope is accepted once (the
+   channel's persistent replay store);
+3. a sealed request must open (authentic, sealed by that same sender, addressed here, within
+   its authenticated validity window, not a replay) before anything is decoded, and a
+   plaintext one is refused when encryption is on;
+4. a message addressed to another node is refused;
+5. a request or message that expired while it was opened and decoded is dropped (the one
+   time-of-use check before work; a transport never delivers an expired request, see the
+   table in :mod:`syft_flwr.transport`).
 
 :class:`RequestGate` does all of that in one place, so the Flower path and the aux path cannot
 drift apart, and seals the reply to the request's sender in the scheme the request came in.
@@ -48,7 +55,14 @@ from syft_flwr.crypto.errors import (
 )
 from syft_flwr.errors import RequestRefusedError, UnauthorizedSenderError, WireFormatError
 from syft_flwr.node_ids import node_id_for, node_ids_of, normalise_email
-from syft_flwr.transport import Request, RequestHead, Transport
+from syft_flwr.transport import (
+    Body,
+    Request,
+    RequestHead,
+    Transport,
+    join_body,
+    outgoing_body,
+)
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 __all__ = [
@@ -107,7 +121,8 @@ class Admitted:
     def still_fresh(self) -> bool:
         """Whether neither the request nor the message has expired since it was admitted.
 
-        Opening and decoding take time, so a handler checks this right before doing work.
+        Opening and decoding take time, so :meth:`RequestGate.admit` checks this last, and a
+        wait that holds an admitted request (an owner's approval) checks it again.
         """
         metadata = self.message.metadata
         return not self.request.expired() and time.time() < metadata.created_at + metadata.ttl
@@ -149,13 +164,34 @@ class RequestGate:
         self._given: OrderedDict[tuple[str, str], tuple[float, int, Message]] = OrderedDict()
         self._warned: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self._lock = threading.Lock()
+        self._transport: Transport | None = None
+
+    def install(self, transport: Transport) -> None:
+        """Make this gate ``transport``'s request screen, so a transport that screens refuses
+        strangers before reading their bodies and :meth:`admit` need not ask the policy again."""
+        transport.set_request_screen(self.screen)
+        self._transport = transport
+
+    def _delivered_once(self) -> bool:
+        """Whether the transport guarantees each request id reaches a handler at most once."""
+        transport = self._transport
+        return transport is not None and transport.capabilities.delivers_once
+
+    def _screened(self) -> bool:
+        """Whether the transport applied this gate's screen to every request it hands over."""
+        transport = self._transport
+        return (
+            transport is not None
+            and transport.capabilities.screens_requests
+            and transport.request_screen == self.screen
+        )
 
     # -- who is asking ----------------------------------------------------------------------
 
     def screen(self, head: RequestHead) -> str | None:
         """A :data:`~syft_flwr.transport.RequestScreen`: refuse a stranger before reading.
 
-        Install it with ``transport.set_request_screen(gate.screen)``.
+        Install it with :meth:`install`.
         """
         reason = self.policy.refusal(head.sender)
         if reason is not None:
@@ -191,19 +227,17 @@ class RequestGate:
         :raises UnauthorizedSenderError: the sender is not trusted.
         :raises RequestRefusedError: it cannot be opened, is malformed or is misaddressed.
         """
-        reason = self.policy.refusal(request.sender)
+        reason = None if self._screened() else self.policy.refusal(request.sender)
         if reason is not None:
             self._refused_stranger(
                 request.sender, request.id, request.endpoint, len(request.body), reason
             )
             raise UnauthorizedSenderError(reason)
-        if self._remember(f"request:{request.id}", request.expires_at):
+        if not self._delivered_once() and self._remember(
+            f"request:{request.id}", request.expires_at
+        ):
             logger.info("ignoring duplicate delivery of request %s", request.id)
             self._drop(request, "a duplicate delivery of this request")
-            return None
-        if request.expired():
-            logger.warning("dropping expired request %s from %s", request.id, request.sender)
-            self._drop(request, "expired before it was opened")
             return None
         try:
             body, envelope_id = self._open(request)
@@ -250,9 +284,14 @@ class RequestGate:
             )
             self.record(admitted, REFUSED, reason)
             raise RequestRefusedError(reason)
+        if not admitted.still_fresh():
+            # opening (a key document one sync late) and decoding take time
+            logger.warning("dropping request %s: it expired before it was served", request.id)
+            self.record(admitted, DROPPED, "expired before it was served")
+            return None
         return admitted
 
-    def answer_again(self, admitted: Admitted) -> bytes | None:
+    def answer_again(self, admitted: Admitted) -> Body | None:
         """Answer a message's second delivery with the reply it already got (recorded)."""
         assert admitted.answered is not None
         self.record(
@@ -346,21 +385,28 @@ class RequestGate:
                 del self._given[old]
                 held -= old_size
 
-    def seal_reply(self, admitted: Admitted, reply: Message) -> bytes | None:
+    def seal_reply(self, admitted: Admitted, reply: Message) -> Body | None:
         """The reply's body, sealed to the request's sender as the answer to its envelope.
 
         ``None`` (logged) when it cannot be sealed: a reply is never sent in plaintext
         instead. A reply that is sent is kept for a second delivery of the same message.
+        Plaintext goes as the codec's frames to the transport this gate is installed on when
+        it takes frames (:func:`~syft_flwr.transport.outgoing_body`), so a model is not joined.
         """
         body = self._seal(admitted, reply)
         if body is not None:
             self._keep_reply(admitted, reply)
         return body
 
-    def _seal(self, admitted: Admitted, reply: Message) -> bytes | None:
+    def _seal(self, admitted: Admitted, reply: Message) -> Body | None:
         request = admitted.request
         if self.channel is None:
-            return encode_message(reply)
+            frames = encode_message_frames(reply)
+            return (
+                join_body(frames)
+                if self._transport is None
+                else outgoing_body(self._transport, frames)
+            )
         try:
             if not admitted.envelope_id:
                 return self.channel.seal_compat(request.sender, encode_message(reply))

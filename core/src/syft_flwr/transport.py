@@ -17,6 +17,73 @@ request before reading its body, it asks :meth:`Transport.screen_request` first,
 200 MiB file is refused without being read. A handler refuses a request by raising
 :class:`~syft_flwr.errors.RequestRefusedError`; the transport answers ``REJECTED`` with the
 error's message as the detail.
+
+One owner per guarantee
+-----------------------
+
+Each guarantee has one owner that checks it; the other layers rely on it instead of checking
+again. The layers are the *transport* (both ends of the medium), the *grid* (the server side,
+:mod:`syft_flwr.fl_orchestrator.syft_grid`, which opens replies with its channel) and the *client
+gate* (:class:`syft_flwr.inbound.RequestGate`, which opens requests with its channel, for the
+Flower and the aux endpoints alike). A layer that sees bytes no owner has checked yet checks them
+itself, and where two checks differ in strength the strong one stays with its owner. The
+capabilities ``screens_requests`` and ``delivers_once`` are how a transport takes a check over.
+
+===============  ===========================================  ======================================
+Guarantee        Owner: what it checks                        The others may assume
+===============  ===========================================  ======================================
+Sender           Transport: ``Request.sender`` comes from     Nobody reads a sender from a body. The
+                 the medium (a folder only that sender        seal check is the strong one and stays
+                 writes, an owner-checked account); a file    with the channel.
+                 whose own header claims another sender or
+                 address is refused. Encrypted: the channel
+                 (gate's and grid's) verifies the seal
+                 against that sender, recipient, app and
+                 endpoint.
+
+Who may ask      Gate: its ``SenderPolicy``, applied once:    A screening transport calls the
+                 by the transport through the gate's screen   installed screen first; the gate asks
+                 before a body is read                        its policy only for requests its own
+                 (``screens_requests``, gate installed with   screen did not see.
+                 ``RequestGate.install``), else in
+                 ``admit``.
+
+Expiry           Transport: no request reaches a handler      The gate does not compare the
+                 after ``expires_at``; an answer after it is  transport's ``expires_at`` before
+                 ignored (``EXPIRED``). Gate: a sealed        opening; an approval hold waits no
+                 envelope's authenticated window, and one     longer than the request lives.
+                 time-of-use check after opening and
+                 decoding. Grid: its own deadline per
+                 message (the TTL).
+
+Once to the app  Transport with ``delivers_once``: a request  The gate keeps request ids only for
+                 id at most once, across duplicates and       transports without ``delivers_once``.
+                 restarts. Gate: request ids otherwise;       The grid collects a reply once and
+                 message ids across request ids and           records a sealed reply as seen once it
+                 endpoints (answered with the reply given);   is journaled.
+                 sealed, the channel's persistent replay
+                 store.
+
+Body, size       Transport: a body arrives whole, byte for    Grid and gate decode strictly
+                 byte, or not yet (partial files wait);       (anything malformed is a
+                 ``max_body_size`` is refused before          ``WireFormatError``).
+                 reading. Channel: the AEAD tag.
+
+Addresses        ``syft_flwr.addresses`` in every             Grid and gate pass addresses through;
+                 transport's ``send`` and ``serve`` and on    no name read from a medium is routed
+                 every name it reads back from its medium,    unchecked.
+                 with the options the medium needs.
+
+Right future     Transport: a reply is the answer to its      The grid checks only what the body
+                 future (its own header must match). Grid: a  claims (this message id, run and
+                 sealed reply opens only as the answer to     node); a foreign reply is ignored,
+                 that envelope (``reply_to``).                never used.
+
+Confidentiality  Channel (grid and gate): every body is       Transports move opaque bytes
+                 sealed end to end when encryption is on; a   (``encrypted`` is a capability, not a
+                 reply that cannot be sealed is not sent.     requirement).
+===============  ===========================================  ======================================
+
 """
 
 from __future__ import annotations
@@ -25,12 +92,14 @@ import enum
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 __all__ = [
+    "Body",
+    "Buffer",
     "Reply",
     "ReplyStatus",
     "Request",
@@ -40,7 +109,59 @@ __all__ = [
     "Transport",
     "TransportCapabilities",
     "TransportSettings",
+    "body_frames",
+    "body_size",
+    "join_body",
+    "outgoing_body",
 ]
+
+Buffer = bytes | bytearray | memoryview
+"""One contiguous piece of a body."""
+
+Body = Buffer | Sequence[Buffer]
+"""What :meth:`Transport.send` (and a :data:`RequestHandler`) may hand over: one buffer, or the
+*frames* of one body (the wire codec's :func:`~syft_flwr.wire.encode_message_frames`: a small
+header, then each array's own buffer, referenced, not copied). The body is their concatenation;
+a transport that writes a file or streams an upload writes the frames one after the other, so a
+multi-gigabyte model is never joined into one more copy."""
+
+
+def body_frames(body: Body) -> Iterator[memoryview]:
+    """The non-empty frames of ``body`` as byte views, in order (nothing is copied).
+
+    :raises TypeError: ``body`` is neither a buffer nor a sequence of buffers.
+    """
+    frames = (body,) if isinstance(body, Buffer) else body
+    if not isinstance(frames, Sequence):
+        raise TypeError(f"a body is bytes or a sequence of bytes, not {type(body).__name__}")
+    for frame in frames:
+        if not isinstance(frame, Buffer):
+            raise TypeError(
+                f"a body frame must be bytes or a memoryview, not {type(frame).__name__}"
+            )
+        view = memoryview(frame).cast("B")
+        if len(view):
+            yield view
+
+
+def body_size(body: Body) -> int:
+    """The length in bytes of ``body``, without joining its frames.
+
+    :raises TypeError: as :func:`body_frames`.
+    """
+    return sum(len(view) for view in body_frames(body))
+
+
+def join_body(body: Body) -> bytes:
+    """``body`` as one ``bytes`` object: itself if it already is one, else one copy.
+
+    For transports that must hold a body in one piece (an in-process queue, a database row).
+
+    :raises TypeError: as :func:`body_frames`.
+    """
+    if isinstance(body, bytes):
+        return body
+    return b"".join(body_frames(body))
 
 
 @dataclass(frozen=True)
@@ -59,6 +180,13 @@ class TransportCapabilities:
     :param delivery_latency: the typical time, in seconds, a file or object takes from its
         writer to its reader over the medium (a sync's cycle: about two sync intervals per hop);
         waits that cover a peer's lag (a key document arriving late) scale with it.
+    :param delivers_once: a request id reaches a handler at most once, also when the medium
+        delivers it twice and across a restart of the serving process (the transport records
+        it as served before the handler runs); the client gate then keeps no memory of request
+        ids of its own. Without it, a transport may hand a request over twice.
+    :param accepts_frames: :meth:`Transport.send` takes a :data:`Body` given as frames. A
+        transport written against ``body: bytes`` leaves it ``False`` and the core joins the
+        frames for it (:func:`outgoing_body`); one that sets it writes or streams the frames.
     """
 
     notifies: bool
@@ -68,6 +196,8 @@ class TransportCapabilities:
     in_process_only: bool = False
     screens_requests: bool = False
     delivery_latency: float = 0.0
+    delivers_once: bool = False
+    accepts_frames: bool = False
 
 
 class ReplyStatus(enum.Enum):
@@ -113,8 +243,12 @@ class Request:
         return (time.time() if now is None else now) >= self.expires_at
 
 
-RequestHandler = Callable[[Request], "bytes | None"]
+RequestHandler = Callable[[Request], "Body | None"]
 """Serves one request; returns the reply body, or ``None`` to send no reply.
+
+The core's handlers return frames only to a transport that declares ``accepts_frames``
+(:func:`outgoing_body`), bytes to any other; a transport that takes frames checks what a
+handler returned with :func:`body_frames` (a ``TypeError`` for anything but a body).
 
 Raising :class:`~syft_flwr.errors.RequestRefusedError` refuses the request: the transport
 answers ``REJECTED`` with the error's message as ``Reply.detail``. Any other exception is a
@@ -226,8 +360,12 @@ class Transport(ABC):
     # -- sending side ---------------------------------------------------------------
 
     @abstractmethod
-    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+    def send(self, datasite: str, app: str, endpoint: str, body: Body, expires_at: float) -> str:
         """Send ``body`` to ``endpoint`` of ``app`` at ``datasite``; return a new future id.
+
+        ``body`` is one buffer, or its frames when ``capabilities.accepts_frames`` (the core
+        passes frames only then, see :func:`outgoing_body`); its size is
+        :func:`body_size` and the recipient's ``Request.body`` is their concatenation.
 
         :raises BodyTooLargeError: ``body`` exceeds ``capabilities.max_body_size``.
         :raises InvalidAddressError: an address part is unsafe.
@@ -300,6 +438,12 @@ class Transport(ABC):
         One screen per transport, for every endpoint it serves; ``None`` removes it.
         """
         self._screen = screen
+
+    @property
+    def request_screen(self) -> RequestScreen | None:
+        """The screen :meth:`set_request_screen` installed, if any (a gate checks that it is
+        its own before it relies on the transport having applied it)."""
+        return self._screen
 
     def screen_request(self, head: RequestHead) -> str | None:
         """The reason to refuse a request seen only by its head, or ``None`` to read it.
@@ -390,3 +534,13 @@ def _unsupported(message: str) -> Exception:
     from syft_flwr.crypto.errors import KeyDocumentsUnsupportedError
 
     return KeyDocumentsUnsupportedError(message)
+
+
+def outgoing_body(transport: Transport, body: Body) -> Body:
+    """``body`` as ``transport`` takes it: the frames themselves when it accepts frames, else
+    joined once (a transport written against ``body: bytes``).
+
+    The grid and the client runner pass every body through this, so frames reach a transport
+    that can write them and nothing else.
+    """
+    return body if transport.capabilities.accepts_frames else join_body(body)

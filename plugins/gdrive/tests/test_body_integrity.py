@@ -90,7 +90,7 @@ def api_of(make: MakeTransport, email: str = "alice@x.org", **options: Any) -> D
 def test_our_multipart_framing_reads_back_exactly_under_a_strict_reading(tail: bytes) -> None:
     media = os.urandom(64) + tail
     metadata = {"id": "x", "name": "a.request", "parents": ["p"], "appProperties": {"k": "v"}}
-    content_type, body = multipart_body(metadata, memoryview(media), "application/octet-stream")
+    content_type, body = multipart_body(metadata, [memoryview(media)], "application/octet-stream")
     assert strict_rfc2046_parts(content_type, body) == [json.dumps(metadata).encode(), media]
     assert parse_multipart(content_type, body) == (metadata, media)
 
@@ -99,7 +99,7 @@ def test_a_boundary_that_occurs_in_the_media_is_not_used(monkeypatch: pytest.Mon
     tokens = iter(["a" * 32, "b" * 32])
     monkeypatch.setattr(transfers.secrets, "token_hex", lambda size: next(tokens))
     media = b"x\r\n--syft_flwr_" + b"a" * 32 + b"--\r\n\r"
-    content_type, body = multipart_body({"name": "n"}, memoryview(media), "application/x")
+    content_type, body = multipart_body({"name": "n"}, [memoryview(media)], "application/x")
     assert content_type == 'multipart/related; boundary="syft_flwr_' + "b" * 32 + '"'
     assert strict_rfc2046_parts(content_type, body)[1] == media
 

@@ -1,21 +1,26 @@
-"""Nothing that reaches the filesystem can escape its folder or be read two ways."""
+"""Nothing that reaches the filesystem can escape its folder or be read two ways.
+
+The rules are the core's :mod:`syft_flwr.addresses` with the options this transport uses
+(emails a ``syft://`` URL can carry, apps at most ``MAX_APP_SEGMENTS`` deep), checked here
+through :class:`Layout`, which applies them to every path it builds or parses.
+"""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syft_flwr import addresses
+from syft_flwr.addresses import check_endpoint, check_request_id
 from syft_flwr.errors import InvalidAddressError
-from syft_flwr_syftbox.addresses import (
-    check_app,
-    check_datasite,
-    check_endpoint,
-    check_request_id,
-)
-from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
+from syft_flwr_syftbox.layout import MAX_APP_SEGMENTS, FileKind, Layout, RpcLocation
+
+check_datasite = partial(addresses.check_datasite, syft_url=True)
+check_app = partial(addresses.check_app, max_segments=MAX_APP_SEGMENTS)
 
 GOOD_EMAILS = ["alice@x.org", "a.b+c_d-e@sub.example.co.uk", "aggregator@demo.syft-flwr.local"]
 BAD_EMAILS = [
@@ -48,8 +53,10 @@ def test_good_emails(email: str) -> None:
 
 @pytest.mark.parametrize("email", BAD_EMAILS)
 def test_bad_emails(email: str) -> None:
-    with pytest.raises(InvalidAddressError, match="not a usable email"):
+    with pytest.raises(InvalidAddressError, match="datasite"):
         check_datasite(email)
+    with pytest.raises(InvalidAddressError):  # the layout applies the same rule
+        Layout(Path("/srv/SyftBox/datasites")).rpc_dir(email, "flwr/demo")
 
 
 @pytest.mark.parametrize("app", ["flwr/demo", "flwr", "a.b/c-d/e_f", "flwr/rpc"])

@@ -19,6 +19,7 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import msgpack  # type: ignore[import-untyped]
@@ -181,6 +182,33 @@ def test_large_request_and_reply_travel_as_parts_written_before_their_manifest(
         head = read_rpc_file(folder / name, kind, 2**30)  # the manifest alone: empty body
         assert head.body == b"" and head.parts == declared(chunks(body))
         assert b"".join((folder / part).read_bytes() for part in parts) == body
+
+
+def test_frames_are_written_as_parts_without_being_joined(
+    make, serving, wait_reply, later, data_dir
+) -> None:
+    """A body given as frames whose boundaries fall inside parts (and a part spanning several
+    frames) lands as the same parts its joined bytes would, and sending never allocates a
+    copy of it (``tracemalloc`` sees far less than the body's size)."""
+    server, alice = make(SERVER, part_size=PART), make(ALICE, part_size=PART)
+    data = os.urandom(32 * PART + 17)
+    cuts = [0, 5, PART - 3, PART + 1, 2 * PART + PART // 2, 20 * PART + 7, len(data)]
+    frames = [memoryview(data)[a:b] for a, b in pairwise(cuts)]
+    tracemalloc.start()
+    try:
+        future_id = server.send(ALICE, APP, EP, frames, later())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(data) // 4, f"sending {len(data)} bytes of frames peaked at {peak} bytes"
+    folder = sender_dir(data_dir)
+    head = read_rpc_file(folder / f"{future_id}.request", FileKind.REQUEST, 2**30)
+    assert head.parts == declared(chunks(data))
+    seen: list[bytes] = []
+    alice.serve(APP, EP, lambda r: seen.append(r.body) or b"ok")
+    with serving(alice):
+        assert wait_reply(server, future_id).body == b"ok"
+    assert seen == [data]
 
 
 def test_a_body_of_exactly_part_size_is_one_file(make, serving, wait_reply, later, data_dir):

@@ -33,9 +33,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flwr.common.serde import message_from_proto, message_to_proto
-from flwr.proto.message_pb2 import Message as ProtoMessage
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from syft_flwr.crypto.document import KeyDocument
 from syft_flwr.crypto.errors import (
@@ -46,7 +43,7 @@ from syft_flwr.crypto.errors import (
 )
 from syft_flwr.crypto.keys import IdentityKeys, raw_public
 from syft_flwr.errors import WireFormatError
-from syft_flwr.wire import decode_message, encode_message
+from syft_flwr.wire.flower_proto import envelope_to_protobuf, protobuf_to_envelope
 
 __all__ = [
     "COMPAT_INFO",
@@ -143,12 +140,7 @@ def envelope_to_compat_text(body: bytes) -> bytes:
 
     :raises WireFormatError: ``body`` is not a valid envelope, or not expressible in protobuf.
     """
-    message = decode_message(body)
-    try:
-        proto = bytes(message_to_proto(message).SerializeToString())
-    except (TypeError, ValueError) as exc:
-        raise WireFormatError(f"message cannot be serialised to Flower protobuf: {exc}") from exc
-    return base64.b64encode(proto)
+    return base64.b64encode(envelope_to_protobuf(body))
 
 
 def compat_text_to_envelope(text: bytes) -> bytes:
@@ -157,12 +149,7 @@ def compat_text_to_envelope(text: bytes) -> bytes:
     :raises WireFormatError: not base64 of a Flower message.
     """
     try:
-        proto = ProtoMessage.FromString(base64.b64decode(text, validate=True))
-    except (binascii.Error, ValueError, DecodeError) as exc:
+        proto = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
         raise WireFormatError(f"decrypted body is not base64 Flower protobuf: {exc}") from exc
-    if not proto.HasField("metadata") or proto.HasField("content") == proto.HasField("error"):
-        raise WireFormatError("decrypted body is not a Flower message (metadata + content/error)")
-    try:
-        return encode_message(message_from_proto(proto))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise WireFormatError(f"Flower cannot rebuild the message: {exc}") from exc
+    return protobuf_to_envelope(proto)

@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING
 from flwr.app import ConfigRecord, Error, Message, Metadata, RecordDict
 from flwr.common.constant import ErrorCode
 
-from syft_flwr.audit import DROPPED, AuditTrail
+from syft_flwr.audit import AuditTrail
 from syft_flwr.authorization import SenderPolicy
 from syft_flwr.errors import AuxError, SyftFlwrError
 from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_id_for
 from syft_flwr.stop_signal import SYSTEM_MESSAGE_TYPE
-from syft_flwr.transport import Request, Transport
+from syft_flwr.transport import Body, Request, Transport
 
 if TYPE_CHECKING:
     from syft_flwr.crypto.channel import SecureChannel
@@ -330,7 +330,7 @@ class AuxService:
         self.registry = registry
         self.gate = gate
 
-    def handle(self, request: Request) -> bytes | None:
+    def handle(self, request: Request) -> Body | None:
         """The sealed reply to one transport request, or ``None`` when it is dropped.
 
         :raises RequestRefusedError: the gate refuses it (the transport answers so).
@@ -340,14 +340,10 @@ class AuxService:
             return None
         if admitted.answered is not None:
             return self.gate.answer_again(admitted)
-        if not admitted.still_fresh():
-            logger.warning("dropping aux request %s: it expired before dispatch", request.id)
-            self.gate.record(admitted, DROPPED, "expired before it was served")
-            return None
         self.gate.accept(admitted)
         return self.answer(admitted)
 
-    def answer(self, admitted: Admitted) -> bytes | None:
+    def answer(self, admitted: Admitted) -> Body | None:
         """Dispatch a request the caller admitted and accepted, and seal the reply."""
         request = admitted.request
         reply = self.registry.dispatch(
@@ -380,7 +376,7 @@ def serve_aux(
         audit=audit,
         key_retry_window=key_retry_window(transport),
     )
-    transport.set_request_screen(gate.screen)
+    gate.install(transport)
     service = AuxService(registry, gate)
     transport.serve(app_name, AUX_ENDPOINT, service.handle)
     return service

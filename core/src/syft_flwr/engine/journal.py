@@ -9,8 +9,9 @@ server was down are used and no client repeats work. Entries are dropped once th
 committed to a snapshot.
 
 Collected replies are stored after they were opened (sealed replies cannot be opened twice:
-the replay store remembers them), so the journal directory holds plaintext messages of one
-round; it lives in the server's private workspace with mode 0600.
+the replay store remembers them), as the envelope bytes the grid decoded them from, so nothing
+is encoded a second time; the journal directory holds plaintext messages of one round and lives
+in the server's private workspace with mode 0600.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from flwr.app import Message
 
 from syft_flwr.errors import WireFormatError, WorkspaceError, WorkspaceIOError
 from syft_flwr.files import write_atomic
-from syft_flwr.wire import decode_message, encode_message
+from syft_flwr.wire import decode_message
 
 __all__ = ["FutureJournal", "JournalEntry"]
 
@@ -115,9 +116,13 @@ class FutureJournal:
             )
             self._claimed.add(entry.message_id)
 
-    def collected(self, message_id: str, reply: Message) -> None:
-        """Store the reply the strategy got for ``message_id`` (before it is used)."""
-        write_atomic(self._reply_path(message_id), encode_message(reply))
+    def collected(self, message_id: str, envelope: bytes | bytearray | memoryview) -> None:
+        """Store the reply the strategy got for ``message_id`` (before it is used).
+
+        :param envelope: the reply's wire envelope, as the grid opened it (not re-encoded).
+        :raises WorkspaceIOError: the file cannot be written.
+        """
+        write_atomic(self._reply_path(message_id), envelope)
         with self._lock, self._writing():
             self._db.execute("UPDATE entries SET collected = 1 WHERE message_id = ?", (message_id,))
 

@@ -76,7 +76,7 @@ from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
 from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
 from syft_flwr.node_ids import normalise_email
 from syft_flwr.plugins import fire_event, get_plugin_manager
-from syft_flwr.transport import Request, Transport
+from syft_flwr.transport import Body, Request, Transport
 
 __all__ = ["APPROVAL_CHECK_INTERVAL", "ClientRunner"]
 
@@ -172,13 +172,13 @@ class ClientRunner:
 
     def run(self) -> str | None:
         """Serve until the stop signal (returns its reason) or until the transport stops."""
-        self.transport.set_request_screen(self.gate.screen)
+        self.gate.install(self.transport)
         self.transport.serve(self.app_name, self.endpoint, self.handle)
         self.transport.serve(self.app_name, AUX_ENDPOINT, self.handle_aux)
         self.transport.run()
         return self.stop_reason
 
-    def handle(self, request: Request) -> bytes | None:
+    def handle(self, request: Request) -> Body | None:
         """Answer one Flower request; ``None`` means no reply (stop signal, duplicate, ...).
 
         :raises RequestRefusedError: the request is refused (the transport answers so).
@@ -206,7 +206,7 @@ class ClientRunner:
         self.gate.accept(admitted)
         return self.gate.seal_reply(admitted, self._call_app(message))
 
-    def handle_aux(self, request: Request) -> bytes | None:
+    def handle_aux(self, request: Request) -> Body | None:
         """Answer one aux request (never through the ``ClientApp``); ``None``: no reply.
 
         :raises RequestRefusedError: the request is refused (the transport answers so).
@@ -226,11 +226,6 @@ class ClientRunner:
             this datasite's job, or the owner denied the run.
         """
         request, metadata = admitted.request, admitted.message.metadata
-        if not admitted.still_fresh():
-            # checked again right before the work: opening and decoding take time
-            logger.warning("dropping request %s: it expired before the app saw it", request.id)
-            self.gate.record(admitted, DROPPED, "expired before it was served")
-            return False
         run_id = metadata.run_id
         try:
             self._check_owner(run_id, request.sender)

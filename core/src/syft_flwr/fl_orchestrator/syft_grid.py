@@ -92,8 +92,8 @@ from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_table
 from syft_flwr.plugins import fire_event
 from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
-from syft_flwr.transport import Reply, ReplyStatus, Transport
-from syft_flwr.wire import decode_message, encode_message_frames
+from syft_flwr.transport import Body, Reply, ReplyStatus, Transport, join_body, outgoing_body
+from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 if TYPE_CHECKING:
     from syft_flwr.engine.rounds import RoundKeeper
@@ -437,7 +437,7 @@ class SyftGrid(Grid):
         metadata.__dict__["_created_at"] = entry.created_at
         metadata.__dict__["_ttl"] = entry.ttl
         stored = (
-            self.journal.stored_reply(entry.message_id)
+            _with_message_id(self.journal.stored_reply(entry.message_id))
             if (self.journal is not None and entry.collected)
             else None
         )
@@ -455,16 +455,19 @@ class SyftGrid(Grid):
 
     def _seal(
         self, datasite: str, frames: Sequence[bytes | memoryview], expires_at: float
-    ) -> tuple[bytes, bytes]:
+    ) -> tuple[Body, bytes]:
         """The body to send for an encoded message and its envelope id (``b""`` unless sealed
         natively).
 
-        Native sealing takes the codec's frames, so a model is never joined before encryption.
+        Plaintext goes to the transport as the codec's frames (joined only for a transport that
+        cannot take frames, :func:`~syft_flwr.transport.outgoing_body`), and native sealing
+        takes the frames too, so the grid never joins a model. Only syft-crypto's scheme, which
+        base64-encodes Flower protobuf, needs the message in one piece.
         """
         if self.channel is None:
-            return b"".join(frames), b""
+            return outgoing_body(self.transport, frames), b""
         if not self.channel.speaks_native(datasite):
-            return self.channel.seal_compat(datasite, b"".join(frames)), b""
+            return self.channel.seal_compat(datasite, join_body(frames)), b""
         return self.channel.seal(datasite, self.app_name, self.endpoint, frames, expires_at)
 
     def _open(self, pending: _Pending, body: bytes, marks: list[ReplayMark]) -> bytes:
@@ -503,12 +506,12 @@ class SyftGrid(Grid):
                 continue
             reply = self.transport.poll(pending.future_id)
             marks: list[ReplayMark] = []
-            message = (
+            answer = (
                 None if reply is None else self._reply_message(message_id, pending, reply, marks)
             )
-            if message is not None:
+            if answer is not None:
                 kill_point("reply.opened")
-                replies.append(self._finish(message_id, message, marks))
+                replies.append(self._finish(message_id, answer[0], marks, answer[1]))
             elif now >= pending.expires_at:
                 replies.append(self._finish(message_id, self._expired(pending)))
         return replies
@@ -695,11 +698,19 @@ class SyftGrid(Grid):
 
     # -- reply construction -------------------------------------------------------------
 
-    def _finish(self, message_id: str, reply: Message, marks: Sequence[ReplayMark] = ()) -> Message:
+    def _finish(
+        self,
+        message_id: str,
+        reply: Message,
+        marks: Sequence[ReplayMark] = (),
+        envelope: bytes | None = None,
+    ) -> Message:
         """Hand ``reply`` over: journal it, then record it as seen, then forget its future.
 
         That order is the one commit point of a collected reply: killed before the journal
         write, the restarted server opens the reply again; after it, it uses the stored one.
+        The journal stores ``envelope``, the bytes the reply was decoded from, as they are; only
+        a reply the grid made itself (an expiry, a refusal) is encoded for it.
         """
         with self._lock:
             pending = self._pending.pop(message_id, None)
@@ -710,7 +721,9 @@ class SyftGrid(Grid):
         if pending is not None:
             if self.journal is not None and pending.stored is None:
                 with self._faults():
-                    self.journal.collected(message_id, reply)
+                    self.journal.collected(
+                        message_id, encode_message(reply) if envelope is None else envelope
+                    )
                 kill_point("reply.journaled")
             self._record_seen(marks)
             self.transport.forget(pending.future_id)
@@ -738,11 +751,12 @@ class SyftGrid(Grid):
 
     def _reply_message(
         self, message_id: str, pending: _Pending, reply: Reply, marks: list[ReplayMark]
-    ) -> Message | None:
-        """The strategy's reply for a transport reply; ``None`` for a foreign one (ignored)."""
+    ) -> tuple[Message, bytes | None] | None:
+        """The strategy's reply for a transport reply, with the envelope it was decoded from
+        (``None``: the grid made it); ``None`` for a foreign one (ignored)."""
         if reply.status is ReplyStatus.EXPIRED:
             self._forget_keys(pending.datasite)
-            return self._expired(pending)
+            return self._expired(pending), None
         if reply.status is ReplyStatus.REJECTED:
             self._forget_keys(pending.datasite)
             with self._lock:
@@ -750,13 +764,14 @@ class SyftGrid(Grid):
             if self.liveness is not None:
                 self.liveness.answered(pending.datasite)
             if UNOPENABLE not in reply.detail or self.channel is None:
-                return self._error(
+                rejected = self._error(
                     pending,
                     ErrorCode.NODE_UNAVAILABLE,
                     f"{pending.datasite} rejected the message: {reply.detail}",
                 )
+                return rejected, None
             if pending.resends >= MAX_RESENDS or not pending.frames:
-                return self._cannot_open(pending, reply.detail)
+                return self._cannot_open(pending, reply.detail), None
             with self._lock:
                 if message_id not in self._refused:
                     logger.warning(
@@ -768,7 +783,8 @@ class SyftGrid(Grid):
                 self._refused[message_id] = _Refusal(reply.detail, time.time())
             return None
         try:
-            message = decode_message(self._open(pending, reply.body, marks))
+            envelope = self._open(pending, reply.body, marks)
+            message = decode_message(envelope)
         except (CryptoError, WireFormatError) as exc:
             self._ignore(message_id, pending, f"{type(exc).__name__}: {exc}")
             return None
@@ -780,9 +796,7 @@ class SyftGrid(Grid):
             self.liveness.answered(pending.datasite)
         with self._lock:
             self.answered.add(pending.datasite)
-        if not message.metadata.message_id:
-            message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
-        return message
+        return _with_message_id(message), envelope
 
     def _forget_keys(self, datasite: str) -> None:
         """A datasite refused or did not answer: read its key document again next time."""
@@ -964,3 +978,11 @@ def claim_task_identity(run_id: int, *, force: bool = False) -> None:
     TaskIdentity.run_id = run_id
     TaskIdentity.node_id = SERVER_NODE_ID
     TaskIdentity.task_id = 1
+
+
+def _with_message_id(message: Message) -> Message:
+    """``message`` with a fresh id if it has none (syft-flwr 0.5.x replies carry an empty one);
+    applied to a decoded reply and to one read back from the journal alike."""
+    if not message.metadata.message_id:
+        message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+    return message

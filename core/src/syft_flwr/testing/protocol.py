@@ -43,7 +43,7 @@ from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.testing.fixtures import APP, MakeTransport, TransportFixtures
 from syft_flwr.testing.local import empty_context
-from syft_flwr.transport import Request, Transport
+from syft_flwr.transport import Body, Request, Transport
 from syft_flwr.wire import decode_message
 
 __all__ = ["ACTIONS", "ProtocolMachineTests", "build_protocol_machine", "instruction"]
@@ -96,7 +96,7 @@ class _Gate:
         self.auto = False
         self._lock = threading.Lock()
 
-    def handle(self, request: Request) -> bytes | None:
+    def handle(self, request: Request) -> Body | None:
         with self._lock:  # so an arrival cannot slip in after release_all() drained the queue
             auto = self.auto
             arrival = _Arrival(request)

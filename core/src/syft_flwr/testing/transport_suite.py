@@ -47,12 +47,14 @@ from syft_flwr.testing.fixtures import (
 from syft_flwr.testing.local import empty_context
 from syft_flwr.testing.protocol import ProtocolMachineTests, instruction
 from syft_flwr.transport import (
+    Body,
     Reply,
     ReplyStatus,
     Request,
     RequestHandler,
     RequestHead,
     Transport,
+    outgoing_body,
 )
 from syft_flwr.wire import decode_message, encode_message
 
@@ -314,17 +316,37 @@ class RefusalTests(TransportFixtures):
 class BodyTests(TransportFixtures):
     """Bodies are opaque bytes: every byte value, empty, up to the declared maximum."""
 
-    def round_trip(self, make_transport: MakeTransport, body: bytes) -> bytes:
+    def round_trip(self, make_transport: MakeTransport, body: Body) -> bytes:
         server, client = (
             make_transport(self.identity("server")),
             make_transport(self.identity("client")),
         )
         client.serve(APP, ENDPOINT, lambda request: request.body[::-1])
         with self.serving(client):
-            future = server.send(client.identity, APP, ENDPOINT, body, self.later())
+            sent = outgoing_body(server, body)  # what the grid hands this transport
+            future = server.send(client.identity, APP, ENDPOINT, sent, self.later())
             reply = self.wait_reply(server, future)
         assert reply.status is ReplyStatus.OK
         return reply.body
+
+    def test_body_given_as_frames_arrives_as_their_concatenation(
+        self, make_transport: MakeTransport
+    ) -> None:
+        """``send`` with frames (as the grid passes the codec's, when the transport declares
+        ``accepts_frames``): the request body is the frames joined, in order, whatever mix of
+        ``bytes``, ``memoryview`` and empty frames they are."""
+        data = os.urandom(3000)
+        frames: list[bytes | memoryview] = [
+            b"\x00head",
+            memoryview(data)[:1000],
+            b"",
+            memoryview(bytearray(data[1000:2999])),
+            data[2999:],
+        ]
+        expected = b"\x00head" + data
+        assert self.round_trip(make_transport, frames) == expected[::-1], (
+            "Transport.send: a body given as frames must arrive as their concatenation"
+        )
 
     def test_binary_body_survives(self, make_transport: MakeTransport) -> None:
         body = bytes(range(256)) * 4 + b"\x00\r\n\x1a"

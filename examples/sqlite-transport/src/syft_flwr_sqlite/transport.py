@@ -48,6 +48,7 @@ from syft_flwr.errors import (
     TransportError,
 )
 from syft_flwr.transport import (
+    Body,
     Reply,
     ReplyStatus,
     Request,
@@ -56,6 +57,7 @@ from syft_flwr.transport import (
     Transport,
     TransportCapabilities,
     TransportSettings,
+    join_body,
 )
 
 from syft_flwr_sqlite.options import SqliteOptions
@@ -114,6 +116,8 @@ class SqliteTransport(Transport):
             max_body_size=self.options.max_body_size,
             persistent=True,
             screens_requests=True,
+            delivers_once=True,
+            accepts_frames=True,
         )
         self._store = Store(self.options.database, self.options.busy_timeout)
         self._instance = f"{settings.identity}/{uuid.uuid4().hex[:12]}"
@@ -132,11 +136,11 @@ class SqliteTransport(Transport):
 
     # -- sending side -----------------------------------------------------------------------
 
-    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+    def send(self, datasite: str, app: str, endpoint: str, body: Body, expires_at: float) -> str:
         """Queue ``body`` for ``endpoint`` of ``app`` at ``datasite``; return the future id.
 
         The recipient need not be running: the request waits in the database until it is
-        claimed or expires.
+        claimed or expires. A body given as frames is joined once: a row holds one blob.
 
         :raises InvalidAddressError: an address part is unsafe.
         :raises BodyTooLargeError: the body exceeds ``max_body_size``.
@@ -146,7 +150,7 @@ class SqliteTransport(Transport):
         check_datasite(datasite)
         check_app(app)
         check_endpoint(endpoint)
-        payload = bytes(body)
+        payload = join_body(body)
         self._check_size(payload, "body")
         if math.isnan(expires_at):
             raise ValueError("expires_at must be a time, not NaN")
@@ -343,9 +347,10 @@ class SqliteTransport(Transport):
             return self._rejected(request, f"handler raised {type(exc).__name__}: {exc}", exc)
         if body is None:
             return None
-        if not isinstance(body, bytes | bytearray | memoryview):
+        try:
+            payload = join_body(body)  # a reply may be frames; a row holds one blob
+        except TypeError:
             return self._rejected(request, f"handler returned {type(body).__name__}, not bytes")
-        payload = bytes(body)
         try:
             self._check_size(payload, "reply body")
         except BodyTooLargeError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 from googleapiclient.errors import HttpError  # type: ignore[import-untyped]
 from googleapiclient.http import MediaIoBaseUpload  # type: ignore[import-untyped]
 
+from syft_flwr.transport import Body, body_frames
 from syft_flwr_gdrive.layout import FOLDER_MIME
 from syft_flwr_gdrive.retry import Retrier
 from syft_flwr_gdrive.service import DriveService
@@ -127,21 +128,22 @@ class DriveApi:
         self,
         name: str,
         parent: str,
-        body: bytes | memoryview,
+        body: Body,
         properties: Mapping[str, str],
         what: str,
     ) -> str:
-        """Store ``body`` as file ``name`` in ``parent``; return the new file's id.
+        """Store ``body`` (one buffer or its frames) as file ``name`` in ``parent``; return the
+        new file's id.
 
         Bodies up to ``resumable_threshold`` go in one multipart request, larger ones in
-        resumable chunks; either way the stored content is exactly ``body``, whatever its
-        bytes.
+        resumable chunks cut from the frames as they are sent (never joined whole); either way
+        the stored content is exactly ``body``, whatever its bytes.
         """
         file_id = self.reserve_id()
         metadata = {"id": file_id, "name": name, "parents": [parent]}
         metadata["appProperties"] = dict(properties)  # type: ignore[assignment]
-        view = memoryview(body).cast("B")
-        if len(view) <= self.resumable_threshold:
+        view = tuple(body_frames(body))
+        if sum(frame.nbytes for frame in view) <= self.resumable_threshold:
             # The client library only supplies URI and headers: it frames multipart bodies
             # with bare LF, which loses a final CR byte (see transfers.multipart_upload).
             media = MediaIoBaseUpload(io.BytesIO(b""), _MEDIA_TYPE, resumable=False)

@@ -8,7 +8,9 @@ and turned into an envelope, and a reply to a protobuf request is written as pro
 clients answer a request they could not process with a JSON ``{"error": ...}`` body, which
 becomes a rejected reply.
 
-Protobuf bodies go through Flower's own (slow, copy-heavy) serializer: compatibility costs speed.
+The conversion itself is the core's one Flower bridge (:mod:`syft_flwr.wire.flower_proto`), so
+this plugin imports no Flower; protobuf bodies go through Flower's own (slow, copy-heavy)
+serializer there: compatibility costs speed.
 
 Bodies are opaque to a transport, with one exception: a reply that *claims* one of syft-flwr's
 framings (the envelope's or the sealed envelope's magic) but is not a well-formed one is a
@@ -21,14 +23,12 @@ import json
 import logging
 from dataclasses import dataclass
 
-from flwr.common.serde import message_from_proto, message_to_proto
-from flwr.proto.message_pb2 import Message as ProtoMessage
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
-
 from syft_flwr.crypto.envelope import is_sealed, parse_envelope
 from syft_flwr.crypto.errors import MalformedEnvelopeError
 from syft_flwr.errors import WireFormatError
-from syft_flwr.wire import MAGIC, decode_message, encode_message
+from syft_flwr.transport import Body, join_body
+from syft_flwr.wire import MAGIC, decode_message
+from syft_flwr.wire.flower_proto import envelope_to_protobuf, is_envelope, protobuf_to_envelope
 
 __all__ = ["Incoming", "defect", "from_drive", "to_protobuf"]
 
@@ -49,14 +49,13 @@ class Incoming:
     error: str | None = None
 
 
-def to_protobuf(envelope: bytes) -> bytes:
-    """The Flower protobuf bytes of an envelope; other bytes pass through unchanged."""
-    try:
-        message = decode_message(envelope)
-    except WireFormatError:
-        return envelope
-    data: bytes = message_to_proto(message).SerializeToString()
-    return data
+def to_protobuf(body: Body) -> bytes:
+    """The Flower protobuf bytes of an envelope; other bodies (sealed) pass through unchanged.
+
+    :raises WireFormatError: ``body`` claims to be an envelope but is not a valid one.
+    """
+    data = join_body(body)  # Flower's serializer needs the message in one piece
+    return envelope_to_protobuf(data) if is_envelope(data) else data
 
 
 def from_drive(raw: bytes) -> Incoming:
@@ -67,11 +66,8 @@ def from_drive(raw: bytes) -> Incoming:
     if error is not None:
         return Incoming(raw, error=error)
     try:
-        proto = ProtoMessage.FromString(raw)
-        if not proto.metadata.message_type:
-            return Incoming(raw)
-        return Incoming(encode_message(message_from_proto(proto)), protobuf=True)
-    except (DecodeError, ValueError, TypeError, WireFormatError) as exc:
+        return Incoming(protobuf_to_envelope(raw), protobuf=True)
+    except WireFormatError as exc:
         logger.debug(
             "body of %d bytes is neither an envelope nor Flower protobuf: %s", len(raw), exc
         )

@@ -33,9 +33,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from syft_flwr.addresses import check_datasite
 from syft_flwr.errors import ConfigError, SyftFlwrError
 from syft_flwr_gdrive.folders import owner_of
-from syft_flwr_gdrive.layout import FOLDER_MIME, check_datasite, pair_name, quote
+from syft_flwr_gdrive.layout import FOLDER_MIME, QUERY_UNSAFE, pair_name, quote
 from syft_flwr_gdrive.options import WIRE_SYFT_FLWR_P2P
 
 if TYPE_CHECKING:  # the transport's methods call this module
@@ -112,7 +113,7 @@ class KeyDocuments:
 
     def fetch(self, peer: str) -> bytes | None:
         """``peer``'s newest ``did.json`` in its pair folder to us, ``None`` if none yet."""
-        check_datasite(peer)
+        check_datasite(peer, forbid=QUERY_UNSAFE)
         try:
             self.place(peer)  # the knock: the peer's poller answers with its document
         except SyftFlwrError as exc:  # the peer may still have answered an earlier knock

@@ -13,8 +13,9 @@ Our files also carry ``appProperties`` (expiry, status): syft-flwr ignores them,
 peer skip expired requests and let us find our own leftovers with one indexed query.
 
 Addresses are checked with the core's :mod:`syft_flwr.addresses` (as strictly as a file-system
-transport checks them, so a run that works here works on every transport), emails a little more
-strictly. Every name read back from Drive goes through the same checks before it is routed.
+transport checks them, so a run that works here works on every transport), emails also without
+the quote a Drive query would have to escape (:data:`QUERY_UNSAFE`). Every name read back from
+Drive goes through the same checks before it is routed.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from __future__ import annotations
 import re
 from typing import Final, TypeGuard
 
-from syft_flwr import addresses
-from syft_flwr.addresses import check_app, check_endpoint
+from syft_flwr.addresses import check_datasite, check_request_id
 from syft_flwr.errors import InvalidAddressError
 
 __all__ = [
@@ -35,9 +35,7 @@ __all__ = [
     "PROP_DETAIL",
     "PROP_EXPIRES",
     "PROP_STATUS",
-    "check_app",
-    "check_datasite",
-    "check_endpoint",
+    "QUERY_UNSAFE",
     "is_file_id",
     "message_name",
     "pair_name",
@@ -57,21 +55,12 @@ PROP_EXPIRES: Final = "syft_flwr_expires"
 PROP_STATUS: Final = "syft_flwr_status"
 PROP_DETAIL: Final = "syft_flwr_detail"
 
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_MESSAGE_RE = re.compile(r"(?P<id>[A-Za-z0-9_-]{1,128})\.(?P<kind>request|response)")
+QUERY_UNSAFE: Final = "'"
+"""What an email must not contain here: every Drive query naming its pair folder would have to
+escape it (``check_datasite(email, forbid=QUERY_UNSAFE)``)."""
+
+_MESSAGE_RE = re.compile(r"(?P<id>[A-Za-z0-9][A-Za-z0-9_-]{0,127})\.(?P<kind>request|response)")
 _FILE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
-
-
-def check_datasite(datasite: str) -> str:
-    """Return ``datasite`` if :func:`syft_flwr.addresses.check_datasite` accepts it and it has
-    no ``'``, which every Drive query naming its pair folder would have to escape.
-
-    :raises InvalidAddressError: otherwise.
-    """
-    addresses.check_datasite(datasite)
-    if "'" in datasite:
-        raise InvalidAddressError(f"datasite {datasite!r} must not contain a quote (')")
-    return datasite
 
 
 def is_file_id(value: object) -> TypeGuard[str]:
@@ -99,7 +88,7 @@ def peer_of_inbox(name: str, me: str) -> str | None:
 
 def _valid_email(candidate: str) -> str | None:
     try:
-        return check_datasite(candidate)
+        return check_datasite(candidate, forbid=QUERY_UNSAFE)
     except InvalidAddressError:
         return None
 
@@ -109,9 +98,7 @@ def message_name(message_id: str, kind: str) -> str:
 
     :raises InvalidAddressError: the id is not a safe file-name stem.
     """
-    if not isinstance(message_id, str) or not _ID_RE.fullmatch(message_id):
-        raise InvalidAddressError(f"message id {message_id!r} is not a safe file name")
-    return f"{message_id}.{kind}"
+    return f"{check_request_id(message_id)}.{kind}"
 
 
 def parse_message_name(name: str) -> tuple[str, str] | None:

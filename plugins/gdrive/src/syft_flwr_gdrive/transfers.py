@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from googleapiclient.errors import HttpError  # type: ignore[import-untyped]
@@ -49,13 +49,14 @@ def _raise_for(status: int, response: Any, content: bytes, uri: str, ok: set[int
 
 
 def multipart_body(
-    metadata: Mapping[str, Any], media: memoryview, media_type: str
+    metadata: Mapping[str, Any], media: Sequence[memoryview], media_type: str
 ) -> tuple[str, bytes]:
     """A ``multipart/related`` upload body (metadata, then media), framed with CRLF.
 
     The boundary is random and checked not to occur in the media (a ``--boundary`` there
     would end the part early), so the only ones in the body are the delimiters; the CRLF before
-    each delimiter belongs to it (RFC 2046). The media is copied once, into the body.
+    each delimiter belongs to it (RFC 2046). The media (the frames of one body) is copied once,
+    into the body.
 
     :return: the ``Content-Type`` header value and the body.
     """
@@ -69,10 +70,11 @@ def multipart_body(
             f"{marker.decode()}\r\n"
             f"Content-Type: {media_type}\r\n\r\n"
         ).encode()
-        body = b"".join((head, media, b"\r\n", marker, b"--\r\n"))
+        body = b"".join((head, *media, b"\r\n", marker, b"--\r\n"))
+        size = sum(frame.nbytes for frame in media)
         # The marker has no line break and CRLF surrounds the media, so a match cannot
         # straddle its ends: searching inside it is enough.
-        if body.find(marker, len(head), len(head) + media.nbytes) < 0:
+        if body.find(marker, len(head), len(head) + size) < 0:
             return f'multipart/related; boundary="{boundary}"', body
 
 
@@ -80,7 +82,7 @@ def multipart_upload(
     service: DriveService,
     start: Any,
     metadata: Mapping[str, Any],
-    body: memoryview,
+    body: Sequence[memoryview],
     media_type: str,
 ) -> dict[str, Any]:
     """Create a file with ``metadata`` and content ``body`` in one multipart request.
@@ -106,19 +108,20 @@ def multipart_upload(
 def resumable_upload(
     service: DriveService,
     start: Any,
-    body: memoryview,
+    body: Sequence[memoryview],
     chunk_size: int,
     retrier: Retrier,
     what: str,
 ) -> dict[str, Any]:
-    """Upload ``body`` through a resumable session opened with the built request ``start``.
+    """Upload ``body`` (the frames of one body) through a resumable session opened with the
+    built request ``start``; each chunk is copied out of the frames as it is sent.
 
     :param start: a ``files().create(..., media_body=MediaIoBaseUpload(..., resumable=True))``
         request; its URI, metadata body and headers open the session.
     :return: the created file's JSON (empty if an earlier attempt turned out to have created it).
     :raises DriveError: the upload failed for good (see :class:`Retrier`).
     """
-    total = len(body)
+    total = sum(frame.nbytes for frame in body)
     failures = 0
     session: str | None = None
     offset = 0
@@ -184,11 +187,11 @@ def _probe(service: DriveService, session: str, total: int) -> int | dict[str, A
 
 
 def _put(
-    service: DriveService, session: str, body: memoryview, offset: int, chunk_size: int
+    service: DriveService, session: str, body: Sequence[memoryview], offset: int, chunk_size: int
 ) -> int | dict[str, Any]:
-    total = len(body)
+    total = sum(frame.nbytes for frame in body)
     end = min(offset + chunk_size, total)
-    chunk = bytes(body[offset:end])
+    chunk = _span(body, offset, end)
     headers = {
         "Content-Range": f"bytes {offset}-{end - 1}/{total}" if total else f"bytes */{total}",
         "Content-Length": str(len(chunk)),
@@ -269,3 +272,17 @@ def _ranged(response: Any, content: bytes, start: int, end: int, size: int) -> b
             f"bytes as {header!r}"
         )
     return content
+
+
+def _span(frames: Sequence[memoryview], start: int, end: int) -> bytes:
+    """Bytes ``start:end`` of the frames' concatenation (one copy of just that range)."""
+    pieces: list[memoryview] = []
+    position = 0
+    for frame in frames:
+        low, high = max(start - position, 0), min(end - position, frame.nbytes)
+        if low < high:
+            pieces.append(frame[low:high])
+        position += frame.nbytes
+        if position >= end:
+            break
+    return b"".join(pieces)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from syft_flwr.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr.errors import (
     BodyTooLargeError,
     RequestRefusedError,
@@ -45,6 +46,7 @@ from syft_flwr.errors import (
     TransportError,
 )
 from syft_flwr.transport import (
+    Body,
     Reply,
     ReplyStatus,
     Request,
@@ -53,6 +55,8 @@ from syft_flwr.transport import (
     Transport,
     TransportCapabilities,
     TransportSettings,
+    body_frames,
+    body_size,
 )
 from syft_flwr_gdrive import bodies, keydocs, local
 from syft_flwr_gdrive.api import DriveApi
@@ -69,9 +73,7 @@ from syft_flwr_gdrive.layout import (
     PROP_DETAIL,
     PROP_EXPIRES,
     PROP_STATUS,
-    check_app,
-    check_datasite,
-    check_endpoint,
+    QUERY_UNSAFE,
     message_name,
     quote,
 )
@@ -162,7 +164,7 @@ class GDriveTransport(Transport):
 
     def __init__(self, settings: TransportSettings) -> None:
         super().__init__(settings)
-        check_datasite(settings.identity)
+        check_datasite(settings.identity, forbid=QUERY_UNSAFE)
         self.options = GDriveOptions.from_settings(settings)
         options = self.options
         self._retrier = Retrier(
@@ -190,6 +192,7 @@ class GDriveTransport(Transport):
             max_body_size=options.max_body_size,
             persistent=False,
             screens_requests=True,
+            accepts_frames=True,
         )
         self.stats = PollStats()
         self._schedule = PollSchedule(options.poll_interval, options.max_poll_interval)
@@ -215,8 +218,11 @@ class GDriveTransport(Transport):
 
     # -- sending side -------------------------------------------------------------------------
 
-    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+    def send(self, datasite: str, app: str, endpoint: str, body: Body, expires_at: float) -> str:
         """Upload ``body`` as a request into our outbox to ``datasite``; return the future id.
+
+        Frames are streamed into the upload (never joined whole); with
+        ``wire = "syft-flwr-p2p"`` an envelope is converted to Flower protobuf first.
 
         Creates (and shares) the outbox folders on the first message to a peer.
 
@@ -224,15 +230,16 @@ class GDriveTransport(Transport):
         :raises BodyTooLargeError: the body exceeds ``max_body_size``.
         :raises TransportError: the transport is closed, or Drive failed for good.
         """
-        check_datasite(datasite)
+        check_datasite(datasite, forbid=QUERY_UNSAFE)
         check_app(app)
         check_endpoint(endpoint)
         if math.isnan(expires_at):
             raise ValueError("expires_at must be a time, not NaN")
         limit = self._capabilities.max_body_size
-        if limit is not None and len(body) > limit:
+        size = body_size(body)
+        if limit is not None and size > limit:
             raise BodyTooLargeError(
-                f"body of {len(body)} bytes exceeds the gdrive transport's max_body_size "
+                f"body of {size} bytes exceeds the gdrive transport's max_body_size "
                 f"of {limit} bytes"
             )
         if self._closed:
@@ -711,7 +718,7 @@ class GDriveTransport(Transport):
 
     def _call(
         self, handler: RequestHandler, request: Request
-    ) -> tuple[ReplyStatus | None, bytes, str]:
+    ) -> tuple[ReplyStatus | None, Body, str]:
         try:
             body = handler(request)
         except RequestRefusedError as exc:  # an outcome, not a fault: no traceback
@@ -735,13 +742,15 @@ class GDriveTransport(Transport):
             return ReplyStatus.REJECTED, b"", f"handler raised {type(exc).__name__}: {exc}"
         if body is None:
             return None, b"", ""
-        if not isinstance(body, bytes | bytearray | memoryview):
+        try:
+            frames = tuple(body_frames(body))  # streamed into the upload, never joined whole
+        except TypeError:
             detail = f"handler returned {type(body).__name__}, not bytes"
             logger.error("%s: %s", self.identity, detail)
             return ReplyStatus.REJECTED, b"", detail
-        return ReplyStatus.OK, bytes(body), ""
+        return ReplyStatus.OK, frames, ""
 
-    def _respond(self, delivery: _Delivery, status: ReplyStatus, body: bytes, detail: str) -> None:
+    def _respond(self, delivery: _Delivery, status: ReplyStatus, body: Body, detail: str) -> None:
         peer, app, endpoint, request_id = delivery.key
         properties = {MARKER[0]: MARKER[1], PROP_EXPIRES: repr(delivery.expires_at)}
         if status is ReplyStatus.REJECTED:

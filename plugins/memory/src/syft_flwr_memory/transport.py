@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from syft_flwr.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr.errors import BodyTooLargeError, ConfigError, RequestRefusedError, TransportError
 from syft_flwr.transport import (
+    Body,
     Reply,
     ReplyStatus,
     Request,
@@ -24,6 +25,7 @@ from syft_flwr.transport import (
     Transport,
     TransportCapabilities,
     TransportSettings,
+    join_body,
 )
 from syft_flwr_memory.faults import FaultPlan
 from syft_flwr_memory.network import MemoryNetwork, expired_reply
@@ -31,8 +33,6 @@ from syft_flwr_memory.network import MemoryNetwork, expired_reply
 __all__ = ["MemoryTransport"]
 
 logger = logging.getLogger(__name__)
-
-_Body = bytes | bytearray | memoryview
 
 
 class MemoryTransport(Transport):
@@ -75,6 +75,7 @@ class MemoryTransport(Transport):
             persistent=False,
             in_process_only=True,
             screens_requests=True,
+            accepts_frames=True,
         )
         self._network = network if network is not None else MemoryNetwork.named(_name(options))
         plan = _fault_plan(options)
@@ -101,11 +102,12 @@ class MemoryTransport(Transport):
 
     # -- sending side -----------------------------------------------------------------------
 
-    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+    def send(self, datasite: str, app: str, endpoint: str, body: Body, expires_at: float) -> str:
         """Send ``body`` to ``endpoint`` of ``app`` at ``datasite``; return a new future id.
 
-        The body is shared, not copied (a ``bytearray`` or ``memoryview`` is converted to
-        ``bytes`` once). Delivery is asynchronous: it never runs a handler in this thread.
+        A ``bytes`` body is shared, not copied; frames (or a ``bytearray``/``memoryview``)
+        are joined into ``bytes`` once, which an in-process queue needs anyway. Delivery is
+        asynchronous: it never runs a handler in this thread.
 
         :raises InvalidAddressError: an address part is unsafe.
         :raises BodyTooLargeError: the body exceeds ``max_body_size``.
@@ -115,7 +117,7 @@ class MemoryTransport(Transport):
         check_datasite(datasite)
         check_app(app)
         check_endpoint(endpoint)
-        payload = _as_bytes(body)
+        payload = join_body(body)
         limit = self._capabilities.max_body_size
         if limit is not None and len(payload) > limit:
             raise BodyTooLargeError(
@@ -257,7 +259,9 @@ class MemoryTransport(Transport):
             return Reply(request.id, ReplyStatus.REJECTED, detail=detail)
         if body is None:
             return None
-        if not isinstance(body, _Body):
+        try:
+            payload = join_body(body)  # a reply may be frames; a mailbox holds one bytes
+        except TypeError:
             logger.error(
                 "%s: handler for %s/%s returned %s instead of bytes",
                 self.identity,
@@ -267,7 +271,6 @@ class MemoryTransport(Transport):
             )
             detail = f"handler returned {type(body).__name__}, not bytes"
             return Reply(request.id, ReplyStatus.REJECTED, detail=detail)
-        payload = _as_bytes(body)
         limit = self._capabilities.max_body_size
         if limit is not None and len(payload) > limit:
             logger.error(
@@ -288,14 +291,6 @@ class MemoryTransport(Transport):
     def fetch_key_document(self, datasite: str) -> bytes | None:
         """The document ``datasite`` published on this transport's network, if any."""
         return self.network.key_document(datasite)
-
-
-def _as_bytes(body: _Body) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, bytearray | memoryview):
-        return bytes(body)
-    raise TypeError(f"body must be bytes, bytearray or memoryview, not {type(body).__name__}")
 
 
 def _name(options: Mapping[str, Any]) -> str:

@@ -19,10 +19,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from syft_flwr.addresses import check_datasite
 from syft_flwr.crypto.syft_crypto_keys import check_replaceable
 from syft_flwr.errors import UnsafeFileError
 from syft_flwr_syftbox.acl import PUBLIC, ensure_permissions
-from syft_flwr_syftbox.addresses import check_datasite
 
 if TYPE_CHECKING:  # the transport's methods call this module
     from syft_flwr_syftbox.transport import SyftBoxTransport
@@ -34,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 def did_path(transport: SyftBoxTransport, datasite: str) -> Path:
     """Where ``datasite`` publishes its key document, as syft-crypto's ``did_path``."""
-    return transport.layout.datasites / check_datasite(datasite) / "public" / "did.json"
+    return (
+        transport.layout.datasites / check_datasite(datasite, syft_url=True) / "public" / "did.json"
+    )
 
 
 def publish(transport: SyftBoxTransport, document: bytes) -> None:

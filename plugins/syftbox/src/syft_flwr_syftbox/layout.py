@@ -9,7 +9,8 @@ ACL lets only that sender write (see :mod:`syft_flwr_syftbox.acl`), which is why
 any field inside a file, is the sender's identity.
 
 :meth:`Layout.parse` is the inverse, used on every path a watcher or a directory scan
-reports: it validates each component with :mod:`syft_flwr_syftbox.addresses`, so a path that
+reports: it validates each component with the core's :mod:`syft_flwr.addresses` (emails as
+``syft://`` URLs need them, apps at most :data:`MAX_APP_SEGMENTS` folders deep), so a path that
 does not parse is simply not an RPC file.
 """
 
@@ -19,18 +20,20 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from syft_flwr.errors import InvalidAddressError
-from syft_flwr_syftbox.addresses import (
+from syft_flwr.addresses import (
     check_app,
     check_datasite,
     check_endpoint,
     check_request_id,
 )
+from syft_flwr.errors import InvalidAddressError
 
-__all__ = ["APP_DATA", "RPC", "FileKind", "Layout", "RpcLocation", "syft_url"]
+__all__ = ["APP_DATA", "MAX_APP_SEGMENTS", "RPC", "FileKind", "Layout", "RpcLocation", "syft_url"]
 
 APP_DATA = "app_data"
 RPC = "rpc"
+MAX_APP_SEGMENTS = 8
+"""How many folders deep an app name may reach below ``app_data`` (``flwr/diabetes`` is 2)."""
 
 
 class FileKind(enum.Enum):
@@ -65,7 +68,13 @@ class Layout:
 
     def rpc_dir(self, recipient: str, app: str) -> Path:
         """``<datasites>/<recipient>/app_data/<app>/rpc``: where the app's ACL file goes."""
-        return self.datasites / check_datasite(recipient) / APP_DATA / check_app(app) / RPC
+        return (
+            self.datasites
+            / check_datasite(recipient, syft_url=True)
+            / APP_DATA
+            / check_app(app, max_segments=MAX_APP_SEGMENTS)
+            / RPC
+        )
 
     def endpoint_dir(self, recipient: str, app: str, endpoint: str) -> Path:
         """The folder holding one sender folder per client of ``endpoint``."""
@@ -73,7 +82,7 @@ class Layout:
 
     def sender_dir(self, recipient: str, app: str, endpoint: str, sender: str) -> Path:
         """The folder only ``sender`` may write requests into."""
-        return self.endpoint_dir(recipient, app, endpoint) / check_datasite(sender)
+        return self.endpoint_dir(recipient, app, endpoint) / check_datasite(sender, syft_url=True)
 
     def file(self, location: RpcLocation) -> Path:
         """The path of the file ``location`` describes."""
@@ -102,10 +111,10 @@ class Layout:
             return None
         try:
             return RpcLocation(
-                recipient=check_datasite(parts[0]),
-                app=check_app("/".join(parts[2:-4])),
+                recipient=check_datasite(parts[0], syft_url=True),
+                app=check_app("/".join(parts[2:-4]), max_segments=MAX_APP_SEGMENTS),
                 endpoint=check_endpoint(parts[-3]),
-                sender=check_datasite(parts[-2]),
+                sender=check_datasite(parts[-2], syft_url=True),
                 id=check_request_id(stem),
                 kind=kind,
             )

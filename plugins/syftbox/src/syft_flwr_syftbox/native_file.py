@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Final
 import msgpack  # type: ignore[import-untyped]
 
 from syft_flwr.errors import BodyTooLargeError, WireFormatError
-from syft_flwr.transport import ReplyStatus
+from syft_flwr.transport import ReplyStatus, body_frames
 from syft_flwr_syftbox.layout import FileKind
 from syft_flwr_syftbox.rpcfile import IncompleteFileError, Part, RpcFile, WireFormat
 
@@ -52,7 +52,7 @@ _STATUSES: Final = {status.value: status for status in ReplyStatus}
 
 
 def encode(rpc: RpcFile) -> list[bytes | memoryview]:
-    """The file as ``[prefix + header, body]``; the body is the caller's object, not a copy."""
+    """The file as ``[prefix + header, *body frames]``; the frames are the caller's, not copies."""
     header: dict[str, Any] = {
         "id": rpc.id,
         "sender": rpc.sender,
@@ -68,9 +68,10 @@ def encode(rpc: RpcFile) -> list[bytes | memoryview]:
     if rpc.parts:
         header["parts"] = [[part.size, part.sha256] for part in rpc.parts]
     packed = msgpack.packb(header, use_bin_type=True)
-    body = memoryview(rpc.body).cast("B")
-    prefix = _PREFIX.pack(MAGIC, VERSION, _KIND_CODES[rpc.kind], len(packed), len(body))
-    return [prefix + packed, body]
+    body = list(body_frames(rpc.body))
+    size = sum(len(view) for view in body)
+    prefix = _PREFIX.pack(MAGIC, VERSION, _KIND_CODES[rpc.kind], len(packed), size)
+    return [prefix + packed, *body]
 
 
 def max_file_size(max_body_size: int) -> int:

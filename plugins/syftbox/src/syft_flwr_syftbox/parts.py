@@ -10,7 +10,7 @@ be far larger. So a native body larger than the transport's ``part_size`` is wri
                                             body whose header lists [size, sha256-hex] per part
 
 (``kind`` is ``request`` or ``response``), each file atomically through
-:class:`~syft_flwr_syftbox.safe_fs.SafeRoot`, the parts from slices of the caller's buffer.
+:class:`~syft_flwr_syftbox.safe_fs.SafeRoot`, the parts from slices of the caller's frames.
 The manifest appears only after every part, so a reader on the writer's machine never sees a
 partial message. A sync client may still deliver them in any order, and write each in place
 (SyftBox 0.4.0 sends small files first and writes downloads in place), so a reader treats a
@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from syft_flwr.errors import WireFormatError
+from syft_flwr.transport import Body, body_frames
 from syft_flwr_syftbox.rpcfile import IncompleteFileError, Part
 from syft_flwr_syftbox.safe_fs import SafeRoot, unsafe
 
@@ -67,16 +68,18 @@ def manifest_of(path: Path) -> Path | None:
 def write_parts(
     fs: SafeRoot,
     manifest: Path,
-    body: bytes | bytearray | memoryview,
+    body: Body,
     part_size: int,
     *,
     fsync: bool,
     replace: bool = False,
 ) -> tuple[Part, ...]:
-    """Write ``body`` as the parts of ``manifest``, in order; what its header must list.
+    """Write ``body`` (a buffer or its frames) as the parts of ``manifest``, in order; what its
+    header must list.
 
-    Each part is a slice of ``body`` (never a copy), written atomically, its folder created
-    if missing. The caller removes the parts written if this fails part-way.
+    Each part is made of slices of the body's frames (never a copy; a part boundary may fall
+    inside a frame, and a part may span several), written atomically, its folder created if
+    missing. The caller removes the parts written if this fails part-way.
 
     :param replace: replace whatever is at a part's name (a reply's slot may hold foreign
         objects); otherwise an existing name fails.
@@ -84,15 +87,32 @@ def write_parts(
     :raises UnsafeFileError: the folder is, or lies below, a symlink or non-folder.
     :raises OSError: the folder is not writable, the disk is full, ...
     """
-    view = memoryview(body).cast("B")
     parts = []
-    for index, start in enumerate(range(0, len(view), part_size)):
-        chunk = view[start : start + part_size]
+    for index, chunk in enumerate(_chunks(body, part_size)):
         fs.write_atomic(
-            part_path(manifest, index), [chunk], replace=replace, fsync=fsync, create=True
+            part_path(manifest, index), chunk, replace=replace, fsync=fsync, create=True
         )
-        parts.append(Part(len(chunk), hashlib.sha256(chunk).hexdigest()))
+        digest = hashlib.sha256()
+        for view in chunk:
+            digest.update(view)
+        parts.append(Part(sum(len(view) for view in chunk), digest.hexdigest()))
     return tuple(parts)
+
+
+def _chunks(body: Body, size: int) -> Iterator[list[memoryview]]:
+    """The body's bytes in runs of ``size`` (the last may be shorter), each as frame slices."""
+    chunk: list[memoryview] = []
+    room = size
+    for view in body_frames(body):
+        while len(view):
+            piece, view = view[:room], view[room:]
+            chunk.append(piece)
+            room -= len(piece)
+            if room == 0:
+                yield chunk
+                chunk, room = [], size
+    if chunk:
+        yield chunk
 
 
 def assemble(fs: SafeRoot, manifest: Path, parts: Sequence[Part]) -> bytes:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from syft_flwr.errors import WireFormatError
-from syft_flwr.transport import ReplyStatus
+from syft_flwr.transport import Body, ReplyStatus
 from syft_flwr_syftbox.layout import FileKind
 
 __all__ = [
@@ -65,6 +65,8 @@ class RpcFile:
         responses carry ``status`` and ``detail`` only.
     :param parts: a native manifest's parts, in order; the body is theirs concatenated (empty
         until the transport has read them). Empty for every other file.
+    :param body: ``bytes`` in a file that was read; a file about to be written may hold the
+        frames of its body (:data:`~syft_flwr.transport.Body`), written without joining them.
     """
 
     kind: FileKind
@@ -76,7 +78,7 @@ class RpcFile:
     endpoint: str
     created: float
     expires: float
-    body: bytes = b""
+    body: Body = b""
     status: ReplyStatus = ReplyStatus.OK
     detail: str = ""
     code: int = 200

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from syft_flwr.errors import WireFormatError
-from syft_flwr.transport import ReplyStatus
+from syft_flwr.transport import ReplyStatus, join_body
 from syft_flwr_syftbox.layout import APP_DATA, RPC, FileKind, syft_url
 from syft_flwr_syftbox.rpcfile import RpcFile, WireFormat
 
@@ -53,7 +53,7 @@ def encode(rpc: RpcFile) -> list[bytes | memoryview]:
     (``"Request expired"``); an empty body is ``null``, as syft-rpc writes for ``None``.
     """
     if rpc.kind is FileKind.REQUEST or rpc.status is ReplyStatus.OK:
-        body = rpc.body
+        body = join_body(rpc.body)  # base64 needs it in one piece
     else:
         body = rpc.detail.encode("utf-8")
     head = (

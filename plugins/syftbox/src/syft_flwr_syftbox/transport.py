@@ -50,6 +50,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from syft_flwr.addresses import check_app, check_datasite, check_endpoint
+from syft_flwr.crypto.compat import is_compat_payload
+from syft_flwr.crypto.envelope import is_sealed
 from syft_flwr.errors import (
     BodyTooLargeError,
     MediumError,
@@ -60,6 +63,7 @@ from syft_flwr.errors import (
 )
 from syft_flwr.node_ids import normalise_email
 from syft_flwr.transport import (
+    Body,
     Reply,
     ReplyStatus,
     Request,
@@ -68,10 +72,13 @@ from syft_flwr.transport import (
     Transport,
     TransportCapabilities,
     TransportSettings,
+    body_frames,
+    body_size,
+    join_body,
 )
+from syft_flwr.wire.flower_proto import envelope_to_protobuf, is_envelope, protobuf_to_envelope
 from syft_flwr_syftbox import keydocs
 from syft_flwr_syftbox.acl import ensure_rpc_acl
-from syft_flwr_syftbox.addresses import check_app, check_datasite, check_endpoint
 from syft_flwr_syftbox.atomic import Frame, is_temp_name
 from syft_flwr_syftbox.files import (
     decode_rpc_file,
@@ -79,8 +86,7 @@ from syft_flwr_syftbox.files import (
     encode_rpc_file,
     sniff_format,
 )
-from syft_flwr_syftbox.flower_bridge import envelope_to_protobuf, is_envelope, to_envelope
-from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
+from syft_flwr_syftbox.layout import MAX_APP_SEGMENTS, FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.options import SyftBoxOptions
 from syft_flwr_syftbox.parts import PartsIncompleteError, assemble, manifest_of, write_parts
 from syft_flwr_syftbox.rejections import RejectedRequests, refused_original
@@ -98,7 +104,6 @@ __all__ = ["SyftBoxTransport"]
 
 logger = logging.getLogger(__name__)
 
-_Body = bytes | bytearray | memoryview
 _CLOSE_WAIT = 30.0
 _SLOT_ATTEMPTS = 5
 """How often a reply slot taken by a folder is cleared before the reply is given up."""
@@ -143,7 +148,7 @@ class SyftBoxTransport(Transport):
         self, settings: TransportSettings, *, environ: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(settings)
-        check_datasite(settings.identity)
+        check_datasite(settings.identity, syft_url=True)
         self.options = SyftBoxOptions.resolve(settings, environ)
         datasites = _resolved(self.options.datasites)
         self.layout = Layout(datasites)
@@ -157,6 +162,8 @@ class SyftBoxTransport(Transport):
             encrypted=False,
             screens_requests=True,
             delivery_latency=2.0 * self.options.sync_interval,
+            delivers_once=True,
+            accepts_frames=True,
         )
         self._store = StateStore(self.options.state_dir(settings.identity) / "state.sqlite3")
         self._cond = threading.Condition()
@@ -193,13 +200,14 @@ class SyftBoxTransport(Transport):
 
     # -- sending side ---------------------------------------------------------------------
 
-    def send(self, datasite: str, app: str, endpoint: str, body: bytes, expires_at: float) -> str:
+    def send(self, datasite: str, app: str, endpoint: str, body: Body, expires_at: float) -> str:
         """Write a request for ``endpoint`` of ``app`` at ``datasite``; return its future id.
 
-        With ``wire = "syft-rpc"`` the body must be a core envelope: it is written as Flower
-        protobuf inside syft-rpc's JSON, as syft-flwr 0.5.x expects.
-        A native body larger than ``part_size`` is written as parts first, then the request
-        as their manifest.
+        A native body, given as frames or as one buffer, goes into the file frame by frame
+        (never joined); one larger than ``part_size`` is written as parts first (a part may
+        end inside a frame), then the request as their manifest. With ``wire = "syft-rpc"``
+        an envelope is written as Flower protobuf inside syft-rpc's JSON, as syft-flwr 0.5.x
+        expects (sealed bodies go as they are).
 
         :raises InvalidAddressError: an address part is unsafe.
         :raises BodyTooLargeError: the body exceeds ``max_body_size``.
@@ -207,15 +215,15 @@ class SyftBoxTransport(Transport):
         :raises TransportError: the transport is closed or the file cannot be written.
         :raises ValueError: ``expires_at`` is NaN.
         """
-        check_datasite(datasite)
-        check_app(app)
+        check_datasite(datasite, syft_url=True)
+        check_app(app, max_segments=MAX_APP_SEGMENTS)
         check_endpoint(endpoint)
-        payload = _as_bytes(body)
-        self._check_size(len(payload), "request")
+        payload: Body = tuple(body_frames(body))
+        self._check_size(body_size(payload), "request")
         if math.isnan(expires_at):
             raise ValueError("expires_at must be a time, not NaN")
-        if self.options.wire is WireFormat.SYFT_RPC and is_envelope(payload):
-            payload = envelope_to_protobuf(payload)  # sealed bodies go as they are
+        if self.options.wire is WireFormat.SYFT_RPC:
+            payload = _to_protobuf(payload)
         future_id = str(uuid.uuid4())
         record = FutureRecord(future_id, datasite, app, endpoint, expires_at)
         rpc = RpcFile(
@@ -356,7 +364,7 @@ class SyftBoxTransport(Transport):
         :raises InvalidAddressError: ``app`` or ``endpoint`` is unsafe.
         :raises TransportError: the transport is closed or the folder is not writable.
         """
-        check_app(app)
+        check_app(app, max_segments=MAX_APP_SEGMENTS)
         check_endpoint(endpoint)
         if not callable(handler):
             raise TypeError(f"handler {handler!r} is not callable")
@@ -494,7 +502,7 @@ class SyftBoxTransport(Transport):
     def _reply(self, record: FutureRecord, rpc: RpcFile) -> Reply:
         if rpc.status is not ReplyStatus.OK:
             return Reply(record.id, rpc.status, detail=rpc.detail)
-        body = rpc.body
+        body = join_body(rpc.body)  # read from a file: already bytes, nothing is copied
         if rpc.format is WireFormat.SYFT_RPC:
             if not body:
                 return Reply(
@@ -503,7 +511,7 @@ class SyftBoxTransport(Transport):
                     detail=f"{record.recipient} sent an empty reply",
                 )
             try:
-                body, _ = to_envelope(body)
+                body, _ = _to_envelope(body)
             except WireFormatError as exc:
                 return Reply(record.id, ReplyStatus.REJECTED, detail=f"unusable reply: {exc}")
         return Reply(record.id, ReplyStatus.OK, body=body)
@@ -753,10 +761,10 @@ class SyftBoxTransport(Transport):
         self, path: Path, location: RpcLocation, rpc: RpcFile, handler: RequestHandler
     ) -> None:
         converted = False
-        body = rpc.body
+        body = join_body(rpc.body)  # read from a file: already bytes, nothing is copied
         if rpc.format is WireFormat.SYFT_RPC:
             try:
-                body, converted = to_envelope(body)
+                body, converted = _to_envelope(body)
             except WireFormatError as exc:
                 logger.warning("%s: unusable request %s: %s", self.identity, rpc.id, exc)
                 self._refuse(path, location, rpc, f"unusable request body: {exc}", code=400)
@@ -803,15 +811,16 @@ class SyftBoxTransport(Transport):
             # could only contradict that.
             logger.info("%s: dropping the late answer to expired request %s", self.identity, rpc.id)
             return
-        if not isinstance(reply, _Body):
+        try:
+            payload: Body = tuple(body_frames(reply))  # written frame by frame, never joined
+        except TypeError:
             logger.error("%s: handler returned %s, not bytes", self.identity, type(reply).__name__)
             self._refuse(path, location, rpc, "handler returned no bytes", code=500)
             return
-        payload = _as_bytes(reply)
         try:
-            self._check_size(len(payload), "reply")
+            self._check_size(body_size(payload), "reply")
             if converted:
-                payload = envelope_to_protobuf(payload)
+                payload = _to_protobuf(payload)
         except (BodyTooLargeError, WireFormatError) as exc:
             logger.error("%s: cannot send the reply to %s: %s", self.identity, rpc.id, exc)
             self._refuse(path, location, rpc, f"reply refused: {exc}", code=500)
@@ -842,7 +851,7 @@ class SyftBoxTransport(Transport):
         rpc: RpcFile | None,
         status: ReplyStatus,
         *,
-        body: bytes = b"",
+        body: Body = b"",
         detail: str = "",
         code: int | None = None,
         wire: WireFormat = WireFormat.NATIVE,
@@ -922,7 +931,7 @@ class SyftBoxTransport(Transport):
 
         :param overwrite: replace whatever is at a part's name.
         """
-        if rpc.format is not WireFormat.NATIVE or len(rpc.body) <= self.options.part_size:
+        if rpc.format is not WireFormat.NATIVE or body_size(rpc.body) <= self.options.part_size:
             return rpc
         parts = write_parts(
             self.fs,
@@ -1122,12 +1131,27 @@ def _resolved(datasites: Path) -> Path:
     return datasites.resolve()
 
 
-def _as_bytes(body: _Body) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, bytearray | memoryview):
-        return bytes(body)
-    raise TypeError(f"body must be bytes, bytearray or memoryview, not {type(body).__name__}")
+def _to_protobuf(body: Body) -> bytes:
+    """What goes into a syft-rpc file for ``body``: an envelope as the Flower protobuf
+    syft-flwr 0.5.x reads, anything else (a sealed body) as it is.
+
+    :raises WireFormatError: it claims to be an envelope but is not a valid one.
+    """
+    data = join_body(body)
+    return envelope_to_protobuf(data) if is_envelope(data) else data
+
+
+def _to_envelope(body: bytes) -> tuple[bytes, bool]:
+    """A core envelope for a syft-rpc body, and whether it was converted from Flower protobuf.
+
+    Envelopes pass as they are; sealed bodies (ours, or syft-crypto's JSON payload) too: the
+    core's encryption layer opens them and converts what they contain.
+
+    :raises WireFormatError: ``body`` is neither an envelope, nor sealed, nor Flower protobuf.
+    """
+    if is_envelope(body) or is_sealed(body) or is_compat_payload(body):
+        return body, False
+    return protobuf_to_envelope(body), True
 
 
 def _medium_error(what: str, exc: OSError | UnsafeFileError) -> TransportError:
