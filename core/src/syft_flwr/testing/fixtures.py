@@ -16,6 +16,7 @@ from syft_flwr.plugins import create_plugin_manager, get_transport_registry
 from syft_flwr.testing import helpers
 from syft_flwr.testing.budget import budget
 from syft_flwr.testing.local import local_options
+from syft_flwr.testing.rules import RULES_COMMAND
 from syft_flwr.transport import Reply, Transport, TransportCapabilities, TransportSettings
 
 __all__ = ["APP", "ENDPOINT", "MAX_TESTED_BODY", "MakeTransport", "TransportFixtures"]
@@ -80,7 +81,8 @@ class TransportFixtures:
             raise NotImplementedError(
                 f'{type(self).__name__}: set `transport_name = "<your transport>"` (and '
                 "implement the syft_flwr_local_options hook in your plugin), or override "
-                "the `make_transport` fixture to return `factory(identity) -> Transport`"
+                "the `make_transport` fixture to return `factory(identity) -> Transport`; "
+                f"the rules the kit checks: {RULES_COMMAND}"
             )
         manager = create_plugin_manager()
         registry = get_transport_registry(manager)

@@ -50,6 +50,7 @@ from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.testing.fixtures import APP, ENDPOINT, MakeTransport, TransportFixtures
 from syft_flwr.testing.local import empty_context
+from syft_flwr.testing.rules import RULES_COMMAND
 from syft_flwr.transport import ReplyStatus, Request, Transport
 from syft_flwr.wire import decode_message, encode_message
 
@@ -318,7 +319,7 @@ def build_protocol_machine(
                     f"the handler of {where} within {timeout} s"
                 )
             return (
-                f"Transport.run/poll: {where} answered message {message_id} ({sent.action}) but "
+                f"Transport.run/poll: {where} handled message {message_id} ({sent.action}) but "
                 f"no reply reached the grid within {timeout} s"
             )
 
@@ -341,7 +342,9 @@ def build_protocol_machine(
         @invariant()
         def no_violation(self) -> None:
             late = [line for site in self.sites for line in site.gate.late]
-            assert not (self.violations or late), "\n".join(self.violations + late)
+            assert not (self.violations or late), "\n".join(
+                [*self.violations, *late, f"(the rules: {RULES_COMMAND})"]
+            )
 
         @invariant()
         def app_called_at_most_once_per_message(self) -> None:
