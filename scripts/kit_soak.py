@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: run {index + 1}/{args.runs} (seed {seed}) FAILED", flush=True)
                     print(result.stdout, result.stderr, sep="\n", flush=True)
                     return 1
+                if (index + 1) % 10 == 0 and index + 1 < args.runs:
+                    print(f"{name}: {index + 1}/{args.runs} passed so far", flush=True)
             elapsed = time.monotonic() - started
             print(f"{name}: passed {args.runs}/{args.runs} in {elapsed:.0f} s", flush=True)
     return 0

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pluggy
 import pytest
 
 from syft_flwr.plugins import create_plugin_manager, get_transport_registry
@@ -36,7 +37,9 @@ class TransportFixtures:
         ``syft_flwr_local_options``. Otherwise override :meth:`make_transport`.
     :cvar timeout: upper bound, in seconds, of every wait for a delivery or a reply; a
         passing test never comes close to it.
-    :cvar ttl: the short time-to-live used by the expiry tests.
+    :cvar ttl: the short time-to-live of requests meant to expire unanswered.
+    :cvar answer_ttl: a time-to-live short enough to wait out in a test yet long enough for a
+        request to reach its handler first (the test of an answer written after the expiry).
     :cvar poll_interval: poll interval handed to transports that cannot notify.
     :cvar supports_restart: override the transport's ``capabilities.persistent``.
     :cvar many_datasites: how many datasites the scale test uses.
@@ -54,7 +57,8 @@ class TransportFixtures:
 
     transport_name: ClassVar[str | None] = None
     timeout: ClassVar[float] = helpers.TIMEOUT
-    ttl: ClassVar[float] = 1.5
+    ttl: ClassVar[float] = 0.5
+    answer_ttl: ClassVar[float] = 1.5
     poll_interval: ClassVar[float] = 0.05
     supports_restart: ClassVar[bool | None] = None
     many_datasites: ClassVar[int] = 20
@@ -69,8 +73,17 @@ class TransportFixtures:
         with budget(seconds, request.node.nodeid):
             yield
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def kit_plugin_manager(cls) -> pluggy.PluginManager:
+        """One plugin manager per test class: loading the entry points is the slow part of
+        building a transport, and the kit's tests register nothing on it."""
+        return create_plugin_manager()
+
     @pytest.fixture
-    def make_transport(self, tmp_path: Path) -> Iterator[MakeTransport]:
+    def make_transport(
+        self, tmp_path: Path, kit_plugin_manager: pluggy.PluginManager
+    ) -> Iterator[MakeTransport]:
         """Build connected transport instances; **required** unless ``transport_name`` is set.
 
         Instances built with the same identity must reach the same mailbox (that is how
@@ -84,7 +97,7 @@ class TransportFixtures:
                 "the `make_transport` fixture to return `factory(identity) -> Transport`; "
                 f"the rules the kit checks: {RULES_COMMAND}"
             )
-        manager = create_plugin_manager()
+        manager = kit_plugin_manager
         registry = get_transport_registry(manager)
         options = {
             **local_options(self.transport_name, tmp_path, manager),

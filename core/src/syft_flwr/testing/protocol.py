@@ -484,7 +484,7 @@ class ProtocolMachineTests(TransportFixtures):
 
     protocol_examples: ClassVar[int] = 25
     protocol_steps: ClassVar[int] = 20
-    protocol_ttl: ClassVar[float] = 0.3
+    protocol_ttl: ClassVar[float] = 0.15
     protocol_lateness: ClassVar[float] = 1.0
     protocol_budget: ClassVar[float] = 120.0
 

@@ -399,14 +399,14 @@ class ExpiryTests(TransportFixtures):
 
         def late_handler(request: Request) -> bytes:
             handler_entered.set()
-            expired_seen.wait(self.ttl + self.timeout)
+            expired_seen.wait(self.answer_ttl + self.timeout)
             return b"too late"
 
         client.serve(APP, ENDPOINT, late_handler)
         with self.serving(client):
-            future = server.send(client.identity, APP, ENDPOINT, b"x", self.later(self.ttl))
+            future = server.send(client.identity, APP, ENDPOINT, b"x", self.later(self.answer_ttl))
             assert handler_entered.wait(self.timeout), "the request never reached the handler"
-            assert self.wait_reply(server, future, self.ttl + self.timeout).status is (
+            assert self.wait_reply(server, future, self.answer_ttl + self.timeout).status is (
                 ReplyStatus.EXPIRED
             )
             expired_seen.set()
