@@ -53,6 +53,7 @@ from syft_flwr.transport import (
     RequestHandler,
     RequestHead,
     Transport,
+    TransportCapabilities,
 )
 from syft_flwr.wire import decode_message, encode_message
 
@@ -450,13 +451,15 @@ class RestartTests(TransportFixtures):
             future = server.send(client.identity, APP, ENDPOINT, b"again", self.later())
             assert self.wait_reply(server, future).body == b"again"
 
-    def restartable(self, make_transport: MakeTransport) -> None:
-        persistent = make_transport(self.identity("probe")).capabilities.persistent
-        if not (persistent if self.supports_restart is None else self.supports_restart):
+    @staticmethod
+    def restartable(capabilities: TransportCapabilities) -> None:
+        if not capabilities.persistent:
             pytest.skip("the transport does not keep futures across a restart")
 
-    def test_requests_wait_for_a_restarted_client(self, make_transport: MakeTransport) -> None:
-        self.restartable(make_transport)
+    def test_requests_wait_for_a_restarted_client(
+        self, make_transport: MakeTransport, capabilities: TransportCapabilities
+    ) -> None:
+        self.restartable(capabilities)
         server, client_id = make_transport(self.identity("server")), self.identity("client")
         future = server.send(client_id, APP, ENDPOINT, b"queued", self.later())
         make_transport(client_id).close()  # an instance that came and went without serving
@@ -465,8 +468,10 @@ class RestartTests(TransportFixtures):
         with self.serving(client):
             assert self.wait_reply(server, future).body == b"queued"
 
-    def test_restarted_sender_collects_replies(self, make_transport: MakeTransport) -> None:
-        self.restartable(make_transport)
+    def test_restarted_sender_collects_replies(
+        self, make_transport: MakeTransport, capabilities: TransportCapabilities
+    ) -> None:
+        self.restartable(capabilities)
         server_id = self.identity("server")
         first, client = make_transport(server_id), make_transport(self.identity("client"))
         client.serve(APP, ENDPOINT, lambda request: b"re:" + request.body)
