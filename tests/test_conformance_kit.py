@@ -3,12 +3,18 @@ on a broken implementation (it is not vacuous)."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from syft_flwr.testing import hostile_files, protocol, transport_suite
+from syft_flwr.testing.budget import BudgetExceeded, budget
+from syft_flwr.testing.rules import RULES_COMMAND, rules_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +48,12 @@ def test_kit_ships_in_the_core_wheel(tmp_path):
         "strategies",
         "local",
         "pytest_plugin",
+        "helpers",
+        "budget",
+        "rules",
     ):
         assert f"syft_flwr/testing/{module}.py" in names
+    assert "syft_flwr/testing/RULES.md" in names, "the rules page must ship with the kit"
     assert "syft_flwr/scaffold/template/transport.py.tmpl" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -85,3 +95,132 @@ def test_kit_catches_a_runner_that_lets_duplicates_through(pytester):
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-k", "test_duplicate_delivery_reaches")
     result.assert_outcomes(failed=1)
+
+
+def kit_tests() -> list[str]:
+    """``Mixin.test_name`` of every test the kit defines."""
+    found = []
+    for module in (transport_suite, protocol, hostile_files):
+        for name, cls in vars(module).items():
+            if inspect.isclass(cls) and cls.__module__ == module.__name__:
+                found += [f"{name}.{test}" for test in vars(cls) if test.startswith("test_")]
+    return found
+
+
+def test_every_kit_test_is_stated_in_the_rules():
+    rules = rules_text()
+    assert len(kit_tests()) > 30
+    missing = [test for test in kit_tests() if test not in rules]
+    assert not missing, f"state the rule these check in testing/RULES.md: {missing}"
+
+
+def test_the_rules_print_from_the_installed_package():
+    command = [sys.executable, "-m", *RULES_COMMAND.split()[2:]]
+    printed = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    assert printed.stdout == rules_text()
+    assert printed.stdout.startswith("# The rules a syft-flwr transport must follow")
+
+
+def test_a_budget_ends_a_blocked_block_with_a_verdict():
+    started = time.monotonic()
+    with (
+        pytest.raises(BudgetExceeded, match=r"the blocked call ran out of its 0\.2 s budget"),
+        budget(0.2, "the blocked call"),
+    ):
+        time.sleep(30)
+    assert time.monotonic() - started < 5
+
+
+def test_a_hanging_transport_call_fails_within_the_test_budget(pytester):
+    pytester.makeconftest(
+        """
+        import time
+        import pytest
+        from syft_flwr_memory import MemoryTransport
+
+        @pytest.fixture(autouse=True)
+        def hanging_poll(monkeypatch):
+            monkeypatch.setattr(MemoryTransport, "poll", lambda self, future_id: time.sleep(60))
+        """
+    )
+    pytester.makepyfile(
+        """
+        from syft_flwr.testing.transport_suite import DeliveryTests
+
+        class TestMemory(DeliveryTests):
+            transport_name = "memory"
+            test_budget = 1.0
+        """
+    )
+    started = time.monotonic()
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "request_reaches_handler")
+    assert time.monotonic() - started < 30, "the budget did not end the test"
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ran out of its 1 s budget*"])
+
+
+def test_a_lost_stop_signal_is_a_verdict_in_bounded_time(pytester):
+    pytester.makeconftest(
+        """
+        import pytest
+        from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+
+        @pytest.fixture(autouse=True)
+        def lost_stop_signal(monkeypatch):
+            monkeypatch.setattr(SyftGrid, "send_stop", lambda self, datasite, **kwargs: None)
+        """
+    )
+    pytester.makepyfile(
+        """
+        from syft_flwr.testing.protocol import ProtocolMachineTests
+
+        class TestMemory(ProtocolMachineTests):
+            transport_name = "memory"
+            timeout = 1.0
+            protocol_examples = 2
+            protocol_steps = 3
+        """
+    )
+    started = time.monotonic()
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert time.monotonic() - started < 60, "a lost stop signal must not cost minutes"
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*the stop signal never reached site*Transport.send/serve lost it*"]
+    )
+
+
+def test_a_transport_that_answers_a_crash_with_silence_is_named(pytester):
+    pytester.makeconftest(
+        """
+        import pytest
+        from syft_flwr_memory import MemoryTransport
+
+        @pytest.fixture(autouse=True)
+        def silent_on_faults(monkeypatch):
+            call = MemoryTransport._call
+
+            def swallow(self, handler, request):
+                def guarded(request):
+                    try:
+                        return handler(request)
+                    except RuntimeError:
+                        return None
+
+                return call(self, guarded, request)
+
+            monkeypatch.setattr(MemoryTransport, "_call", swallow)
+        """
+    )
+    pytester.makepyfile(
+        """
+        from syft_flwr.testing.protocol import ProtocolMachineTests
+
+        class TestMemory(ProtocolMachineTests):
+            transport_name = "memory"
+            timeout = 1.0
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Transport.run/poll*crash*no reply reached the grid*"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from syft_flwr.engine.resources import (
 from syft_flwr.fl_orchestrator import syftbox_flwr_client
 from syft_flwr.fl_orchestrator.client_runner import ClientRunner
 from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+from syft_flwr.testing.helpers import eventually
 from syft_flwr.testing.local import LocalFederation, empty_context
 from syft_flwr.testing.protocol import instruction
 from syft_flwr.transport import Transport
@@ -47,13 +47,6 @@ def echo_app(calls: list[Message]) -> ClientApp:
         return Message(RecordDict({"echo": ConfigRecord({"ok": True})}), reply_to=message)
 
     return app
-
-
-def eventually(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def ask(transport: Transport, datasite: str, run_id: int, ttl: float = WAIT) -> Message:
@@ -182,7 +175,9 @@ def test_a_new_run_waits_for_the_owners_approval(
     replies: list[Message] = []
     asking = threading.Thread(target=lambda: replies.append(ask(server, site, 41)), daemon=True)
     asking.start()
-    eventually(lambda: pending(capsys, manual_project, site), "the run to be listed as pending")
+    eventually(
+        lambda: pending(capsys, manual_project, site), "the run to be listed as pending", WAIT
+    )
     (run,) = pending(capsys, manual_project, site)
     assert (run["run_id"], run["aggregator"], run["app"]) == (41, server.identity, APP)
     assert run["message_types"] == ["query"] and calls == []
@@ -203,7 +198,7 @@ def test_a_new_run_waits_for_the_owners_approval(
         ("accepted", 41),
     ]
     stop(server, site, 41)
-    eventually(lambda: result, "the datasite to stop")
+    eventually(lambda: result, "the datasite to stop", WAIT)
 
 
 def test_a_denied_run_is_refused_with_what_it_asked_for_listed(
@@ -226,7 +221,9 @@ def test_a_denied_run_is_refused_with_what_it_asked_for_listed(
         daemon=True,
     )
     checking.start()
-    eventually(lambda: pending(capsys, manual_project, site), "the run to be listed as pending")
+    eventually(
+        lambda: pending(capsys, manual_project, site), "the run to be listed as pending", WAIT
+    )
     (run,) = pending(capsys, manual_project, site)
     assert run["message_types"] == [RESOURCES_CHECK_TOPIC]
     assert run["resources"] == {"cpus": 1.0, "datasets": ["x"]}

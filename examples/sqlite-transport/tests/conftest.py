@@ -1,7 +1,9 @@
-"""Fixtures for the sqlite transport's own tests: a database per test, and bounded waits.
+"""Fixtures for the sqlite transport's own tests: a database per test, peer processes.
 
-Every wait has a timeout, so a bug shows up as a failure, never as a hang; nothing waits
-for a fixed time hoping something happened meanwhile.
+The bounded waits (``serving``, ``wait_reply``, ``later``, ``eventually``) come from the
+syft-flwr pytest plugin (:mod:`syft_flwr.testing.pytest_plugin`), as they would for any
+plugin published outside the syft-flwr repository; nothing waits for a fixed time hoping
+something happened meanwhile.
 """
 
 from __future__ import annotations
@@ -9,20 +11,15 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from syft_flwr.transport import Reply, TransportSettings
+from syft_flwr.transport import TransportSettings
 
 from syft_flwr_sqlite import SqliteTransport
-
-TIMEOUT = 10.0
-"""Upper bound of any single wait; a passing test never comes close."""
 
 POLL_INTERVAL = 0.02
 
@@ -33,8 +30,6 @@ PEER_TIMEOUT = 30.0
 """Upper bound of a peer process's whole life (it stops itself well before)."""
 
 MakeTransport = Callable[..., SqliteTransport]
-Serving = Callable[[SqliteTransport], AbstractContextManager[threading.Thread]]
-WaitReply = Callable[..., Reply]
 Query = Callable[..., list[tuple[Any, ...]]]
 
 
@@ -71,62 +66,6 @@ def query(database: Path) -> Query:
             return connection.execute(sql, parameters).fetchall()
 
     return run
-
-
-@pytest.fixture
-def serving() -> Serving:
-    """Run a transport's ``run()`` in a thread for the duration of a ``with`` block."""
-
-    @contextmanager
-    def running(transport: SqliteTransport) -> Iterator[threading.Thread]:
-        thread = threading.Thread(target=transport.run, daemon=True)
-        thread.start()
-        try:
-            yield thread
-        finally:
-            transport.stop()
-            thread.join(TIMEOUT)
-            assert not thread.is_alive(), "run() did not return after stop()"
-
-    return running
-
-
-@pytest.fixture
-def wait_reply() -> WaitReply:
-    """``wait_reply(transport, future_id)``: the reply, waiting at most ``TIMEOUT``."""
-
-    def wait(transport: SqliteTransport, future_id: str, timeout: float = TIMEOUT) -> Reply:
-        deadline = time.monotonic() + timeout
-        while (reply := transport.poll(future_id)) is None:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no reply for {future_id} within {timeout} s"
-            transport.wait_ready([future_id], remaining)
-        return reply
-
-    return wait
-
-
-@pytest.fixture
-def later() -> Callable[..., float]:
-    """``later(seconds=60.0)``: an ``expires_at`` that many seconds from now."""
-
-    def expires_at(seconds: float = 60.0) -> float:
-        return time.time() + seconds
-
-    return expires_at
-
-
-@pytest.fixture
-def wait_until() -> Callable[[Callable[[], bool], str], None]:
-    """``wait_until(condition, what)``: poll ``condition`` until it holds, at most ``TIMEOUT``."""
-
-    def wait(condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while not condition():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(POLL_INTERVAL)
-
-    return wait
 
 
 class Peers:

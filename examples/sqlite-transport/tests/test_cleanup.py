@@ -35,13 +35,13 @@ def test_forgotten_requests_go_as_soon_as_they_expired(make, query, later) -> No
     assert query("SELECT count(*) FROM requests WHERE id = ?", expired) == [(0,)]
 
 
-def test_the_serving_loop_cleans_up_too(make, serving, query, later, wait_until) -> None:
+def test_the_serving_loop_cleans_up_too(make, serving, query, later, eventually) -> None:
     make("server@x.org", cleanup_interval=3600.0).send(
         "client@x.org", APP, ENDPOINT, b"", later(-10)
     )
     client = make("client@x.org", retention=1.0, cleanup_interval=0.0)
     with serving(client):
-        wait_until(lambda: query("SELECT count(*) FROM requests") == [(0,)], "the clean-up")
+        eventually(lambda: query("SELECT count(*) FROM requests") == [(0,)], "the clean-up")
 
 
 def test_clean_up_runs_at_most_once_per_interval(make, query, later) -> None:

@@ -190,7 +190,7 @@ def test_forget_deletes_the_rows_of_an_answered_future(
 
 
 def test_a_forgotten_request_is_still_delivered_but_its_reply_not_kept(
-    make, serving, query, later, wait_until
+    make, serving, query, later, eventually
 ) -> None:
     """How the stop signal travels: sent, forgotten at once, still delivered."""
     seen: list[bytes] = []
@@ -205,7 +205,7 @@ def test_a_forgotten_request_is_still_delivered_but_its_reply_not_kept(
 
     client.serve(APP, ENDPOINT, handler)
     with serving(client):
-        wait_until(lambda: query("SELECT count(*) FROM requests") == [(0,)], "the row to go")
+        eventually(lambda: query("SELECT count(*) FROM requests") == [(0,)], "the row to go")
     assert seen == [b"fire and forget"]
     assert query("SELECT count(*) FROM replies") == [(0,)]
 

@@ -25,6 +25,7 @@ from googleapiclient.http import MediaIoBaseUpload
 
 from syft_flwr.crypto import IdentityKeys, SecureChannel
 from syft_flwr.crypto.envelope import open_envelope, parse_envelope, seal
+from syft_flwr.testing.helpers import Serving, WaitReply, later
 from syft_flwr.transport import ReplyStatus
 from syft_flwr_gdrive import transfers
 from syft_flwr_gdrive.api import DriveApi
@@ -33,7 +34,7 @@ from syft_flwr_gdrive.testing import FakeDrive, server
 from syft_flwr_gdrive.testing.wire import parse_multipart
 from syft_flwr_gdrive.transfers import multipart_body
 
-from .conftest import APP, EP, MakeTransport, Serving, WaitReply, later
+from .conftest import APP, EP, MakeTransport
 from .test_federated import assert_trained, federate
 
 CR = 0x0D

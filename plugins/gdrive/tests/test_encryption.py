@@ -16,12 +16,13 @@ from syft_flwr.demo.apps import RoundReport, make_client_app, make_server_app
 from syft_flwr.errors import ConfigError
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
 from syft_flwr.plugins import create_plugin_manager
+from syft_flwr.testing.helpers import TIMEOUT, Serving, eventually
 from syft_flwr_gdrive.keydocs import DID_FILE
 from syft_flwr_gdrive.layout import pair_name
 from syft_flwr_gdrive.testing import FakeDrive
 from syft_flwr_gdrive.testing.store import StoredFile
 
-from .conftest import APP, EP, TIMEOUT, MakeTransport, Serving, eventually
+from .conftest import APP, EP, MakeTransport
 from .test_federated import APP_NAME, SERVER, assert_trained, context, federate
 
 pytestmark = pytest.mark.slow

@@ -18,10 +18,11 @@ from syft_flwr.events import Event, ExchangeFinished
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.plugins import create_plugin_manager
+from syft_flwr.testing.helpers import TIMEOUT
 from syft_flwr_gdrive import GDriveTransport
 from syft_flwr_gdrive.testing import FakeDrive, Fault, FaultPlan
 
-from .conftest import TIMEOUT, MakeTransport
+from .conftest import MakeTransport
 
 pytestmark = pytest.mark.slow
 

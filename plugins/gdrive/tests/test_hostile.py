@@ -18,6 +18,7 @@ import httplib2
 import pytest
 
 from syft_flwr.errors import RequestRefusedError
+from syft_flwr.testing.helpers import Serving, WaitReply, eventually, later
 from syft_flwr.transport import ReplyStatus, Request, RequestHead
 from syft_flwr.wire import encode_message
 from syft_flwr_gdrive import DriveContentError, GDriveTransport
@@ -36,7 +37,7 @@ from syft_flwr_gdrive.testing import FakeDrive
 from syft_flwr_gdrive.testing.store import StoredFile
 from syft_flwr_gdrive.transfers import download
 
-from .conftest import APP, EP, MakeTransport, Serving, WaitReply, eventually, later
+from .conftest import APP, EP, MakeTransport
 from .test_transport import flower_message
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")

@@ -11,10 +11,9 @@ import pytest
 from syft_flwr.cli import main as syft_flwr_main
 from syft_flwr.demo.runner import run_local
 from syft_flwr.plugins import create_plugin_manager, get_transport_registry
+from syft_flwr.testing.helpers import eventually
 from syft_flwr.transport import TransportSettings
 from syft_flwr_gdrive import GDriveTransport
-
-from .conftest import eventually
 
 
 def test_entry_point_registers_gdrive() -> None:

@@ -12,6 +12,7 @@ from flwr.proto.message_pb2 import Message as ProtoMessage
 
 from syft_flwr.errors import BodyTooLargeError, InvalidAddressError, TransportError
 from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.testing.helpers import Serving, WaitReply, eventually, later
 from syft_flwr.transport import ReplyStatus, Request
 from syft_flwr.wire import decode_message, encode_message
 from syft_flwr_gdrive import GDriveTransport
@@ -19,7 +20,7 @@ from syft_flwr_gdrive.api import DriveApi
 from syft_flwr_gdrive.layout import FOLDER_MIME
 from syft_flwr_gdrive.testing import FakeDrive
 
-from .conftest import APP, EP, MakeTransport, Serving, WaitReply, eventually, later
+from .conftest import APP, EP, MakeTransport
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 

@@ -1,67 +1,96 @@
 """A stateful protocol test: ``SyftGrid`` + client runners + a transport, in random orders.
 
 Hypothesis drives a :class:`~hypothesis.stateful.RuleBasedStateMachine` through random
-interleavings of *push*, *pull*, *deliver* (with the client's answer chosen per request:
-reply, drop, garbage on the wire, duplicate, or delay, which reorders), *expire* and
-*restart*, and checks after every step:
+programs of *push* (to a datasite, with what that datasite will do with the message),
+*pull*, *settle*, *expire* and *restart*, and checks after every step:
 
 - a reply is delivered at most once, and to the request it answers;
-- nothing reaches the app after its expiry, and no message reaches the app twice;
-- every message ends in a reply or an error reply by its deadline;
-- the stop signal reaches every live datasite (checked at teardown).
+- a served message is answered, a refused one comes back refused with its reason, a
+  crashing handler is answered as a refusal, an unanswered one ends in an expiry;
+- no request reaches its handler after its expiry, no message reaches the app twice;
+- at teardown, the stop signal reaches every datasite and ``run()`` returns.
+
+**Deterministic by construction.** What a datasite does with a message (the *action*) is
+drawn with the push and travels inside the message, so the datasite's gate decides on arrival
+without waiting for the machine. No rule has a precondition and no draw depends on what has
+arrived or on the clock: the enabled rules and every draw are functions of the rules run so
+far. Time only bounds waits; a wait that runs out is a verdict naming the transport method
+responsible. (Hypothesis replays a failing program to shrink and report it; a machine whose
+steps depend on arrival times makes that replay differ, which hypothesis reports as
+``Flaky``/``FlakyStrategyDefinition`` instead of the violation.)
 
 The client side is real (a :class:`~syft_flwr.fl_orchestrator.client_runner.ClientRunner`
-serving a Flower ``ClientApp``), but each request waits at a *gate* in front of the runner
-until the machine decides what the datasite does with it. Because decisions are made on
-requests that really arrived, no step depends on timing luck; waits are bounded.
+serving a Flower ``ClientApp``); a gate in front of it applies the message's action.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import pytest
 from flwr.app import ConfigRecord, Context, Message, Metadata, RecordDict
 from flwr.clientapp import ClientApp
-from hypothesis import HealthCheck, settings
+from flwr.common.constant import ErrorCode
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
-    precondition,
     rule,
     run_state_machine_as_test,
 )
 
-from syft_flwr.errors import WireFormatError
+from syft_flwr.errors import RequestRefusedError, WireFormatError
 from syft_flwr.fl_orchestrator.client_runner import ClientRunner
 from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
 from syft_flwr.message_factory import message_with_metadata
-from syft_flwr.testing.fixtures import APP, MakeTransport, TransportFixtures
+from syft_flwr.testing.fixtures import APP, ENDPOINT, MakeTransport, TransportFixtures
 from syft_flwr.testing.local import empty_context
-from syft_flwr.transport import Body, Request, Transport
-from syft_flwr.wire import decode_message
+from syft_flwr.testing.rules import RULES_COMMAND
+from syft_flwr.transport import Body, ReplyStatus, Request, Transport
+from syft_flwr.wire import decode_message, encode_message
 
-__all__ = ["ACTIONS", "ProtocolMachineTests", "build_protocol_machine", "instruction"]
+__all__ = [
+    "ACTIONS",
+    "ANSWERED",
+    "UNANSWERED",
+    "ProtocolMachineTests",
+    "build_protocol_machine",
+    "instruction",
+]
 
-ACTIONS = ("reply", "drop", "garbage", "duplicate", "delay")
+ANSWERED = ("reply", "duplicate", "refuse", "crash")
+"""Actions that end in an answer: the app's reply (``duplicate``: the grid also sends a copy
+of the message, which must be answered with the same reply and not reach the app again), a
+refusal (``RequestRefusedError``: ``REJECTED`` with its message), a handler fault (an
+exception: ``REJECTED``). Such messages get a TTL far beyond the test."""
+
+UNANSWERED = ("ignore", "garbage")
+"""Actions that leave a message unanswered (no reply, or bytes that are no envelope): such a
+message is pushed with the short TTL and must end in an expiry."""
+
+ACTIONS = ANSWERED + UNANSWERED
 """What a datasite may do with a request that reached it."""
 
+ACTION_RECORD = "syft_flwr_kit"
+"""The content record carrying a message's action to the datasite's gate."""
+
 GARBAGE = b"\x00this is not an envelope"
-RELEASE_MARGIN = 0.05
-"""A request this close to its expiry is dropped rather than released to the app."""
-APP_LATENESS_TOLERANCE = 0.25
-"""How late after its deadline a request may reach the gate (or a message the app) that the
-transport (or the runner) let through in time: the thread can be descheduled in between on a
-loaded machine. A transport delivering expired requests is late by far more."""
+REFUSAL = "the kit's datasite refuses"
+LONG_TTL = 3600.0
 
 
 def instruction(
-    grid: SyftGrid, node_id: int, message_type: str, *, ttl: float | None = None
+    grid: SyftGrid,
+    node_id: int,
+    message_type: str,
+    *,
+    ttl: float | None = None,
+    content: RecordDict | None = None,
 ) -> Message:
     """An instruction message for ``node_id`` (no process-global Flower identity needed)."""
     metadata = Metadata(
@@ -72,57 +101,56 @@ def instruction(
         reply_to_message_id="",
         group_id="protocol",
         created_at=time.time(),
-        ttl=ttl if ttl is not None else 3600.0,
+        ttl=ttl if ttl is not None else LONG_TTL,
         message_type=message_type,
     )
-    return message_with_metadata(metadata, content=RecordDict())
+    return message_with_metadata(metadata, content=content or RecordDict())
 
 
-@dataclass
-class _Arrival:
-    request: Request
-    arrived_at: float = field(default_factory=time.time)
-    decided: threading.Event = field(default_factory=threading.Event)
-    action: str = "reply"
+def _action_of(request: Request) -> tuple[str, str] | None:
+    """``(message_id, action)`` of a machine's message; ``None`` for anything else."""
+    try:
+        message = decode_message(request.body)
+    except WireFormatError:
+        return None
+    if not message.has_content() or ACTION_RECORD not in message.content:
+        return None
+    return message.metadata.message_id, str(message.content[ACTION_RECORD]["action"])
 
 
 class _Gate:
-    """Holds each request in front of the runner until the machine decides its fate."""
+    """Applies each message's action in front of the runner; never waits for the machine."""
 
-    def __init__(self, runner: ClientRunner, timeout: float) -> None:
+    def __init__(self, runner: ClientRunner, site: str, lateness: float) -> None:
         self.runner = runner
-        self.timeout = timeout
-        self.arrivals: queue.Queue[_Arrival] = queue.Queue()
-        self.auto = False
+        self.site = site
+        self.lateness = lateness
+        self.arrivals: dict[str, int] = {}
+        self.late: list[str] = []
         self._lock = threading.Lock()
 
     def handle(self, request: Request) -> Body | None:
-        with self._lock:  # so an arrival cannot slip in after release_all() drained the queue
-            auto = self.auto
-            arrival = _Arrival(request)
-            if not auto:
-                self.arrivals.put(arrival)
-        if auto:
+        seen = _action_of(request)
+        if seen is None:  # the stop signal, or a foreign request: the runner decides
             return self.runner.handle(request)
-        if not arrival.decided.wait(self.timeout):
-            return None
-        if arrival.action == "reply":
-            return self.runner.handle(request)
-        if arrival.action == "garbage":
-            return GARBAGE
-        return None
-
-    def release_all(self) -> None:
-        """Answer everything waiting and everything that comes from now on."""
+        message_id, action = seen
         with self._lock:
-            self.auto = True
-        while True:
-            try:
-                arrival = self.arrivals.get_nowait()
-            except queue.Empty:
-                return
-            arrival.action = "reply"
-            arrival.decided.set()
+            self.arrivals[message_id] = self.arrivals.get(message_id, 0) + 1
+            late = time.time() - request.expires_at
+            if late > self.lateness:
+                self.late.append(
+                    f"Transport.run: request {request.id} (message {message_id}) reached the "
+                    f"handler of {self.site} {late:.2f} s after its expiry"
+                )
+        if action == "ignore":
+            return None
+        if action == "garbage":
+            return GARBAGE
+        if action == "refuse":
+            raise RequestRefusedError(f"{REFUSAL} message {message_id}")
+        if action == "crash":
+            raise RuntimeError(f"the kit's handler crashes on message {message_id}")
+        return self.runner.handle(request)
 
 
 @dataclass
@@ -131,16 +159,16 @@ class _Datasite:
     runner: ClientRunner
     gate: _Gate
     thread: threading.Thread
-    held: list[_Arrival] = field(default_factory=list)
     app_calls: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class _Sent:
-    datasite: int
+    site: int
+    action: str
     deadline: float
-    finished: bool = False
-    arrived: bool = False
+    copy_future: str | None = None
+    outcome: Message | None = None
 
 
 def build_protocol_machine(
@@ -150,20 +178,32 @@ def build_protocol_machine(
     timeout: float,
     ttl: float,
     datasites: int = 2,
+    lateness: float = 1.0,
+    poll_interval: float = 0.01,
 ) -> type[RuleBasedStateMachine]:
-    """A state machine class bound to a transport factory (for ``run_state_machine_as_test``)."""
+    """A state machine class bound to a transport factory (for ``run_state_machine_as_test``).
+
+    :param timeout: bound of every wait; running out of it is a violation.
+    :param ttl: the short TTL of messages meant to expire.
+    :param lateness: how long after its expiry a request may still reach a handler (the
+        transport checked it in time, then the thread was descheduled); a transport handing
+        out expired requests is late by far more.
+    """
 
     class GridProtocolMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.violations: list[str] = []
             self.sent: dict[str, _Sent] = {}
-            self.short_deadlines: list[float] = []
-            server_identity = identity("server")
-            self.sites = [
-                self._start_site(identity(f"site{i}"), server_identity) for i in range(datasites)
-            ]
-            server = make_transport(server_identity)
+            self.to_expire: list[str] = []
+            self.sites: list[_Datasite] = []
+            server = make_transport(identity("server"))
+            try:
+                for i in range(datasites):
+                    self.sites.append(self._start_site(identity(f"site{i}"), server.identity))
+            except BaseException:
+                server.close()
+                raise
             self.grid = SyftGrid(  # plaintext, as the runners: the machine tests the transport
                 APP,
                 [s.transport.identity for s in self.sites],
@@ -180,183 +220,250 @@ def build_protocol_machine(
             transport = make_transport(email)
             calls: dict[str, int] = {}
             runner = ClientRunner(
-                self._app(calls), empty_context(), transport, APP, trusted_aggregators=[server]
+                _counting_app(calls), empty_context(), transport, APP, trusted_aggregators=[server]
             )
-            gate = _Gate(runner, timeout)
-            transport.serve(APP, "messages", gate.handle)
-            thread = threading.Thread(target=transport.run, daemon=True)
+            gate = _Gate(runner, email, lateness)
+            transport.serve(APP, ENDPOINT, gate.handle)
+            thread = threading.Thread(target=transport.run, daemon=True, name=f"run {email}")
             thread.start()
             return _Datasite(transport, runner, gate, thread, app_calls=calls)
 
-        def _app(self, calls: dict[str, int]) -> ClientApp:
-            app = ClientApp()
-
-            @app.query()
-            def query(message: Message, context: Context) -> Message:
-                message_id = message.metadata.message_id
-                calls[message_id] = calls.get(message_id, 0) + 1
-                deadline = message.metadata.created_at + message.metadata.ttl
-                # The runner checks the deadline right before calling the app; allow for the
-                # thread being descheduled between that check and this line.
-                if time.time() > deadline + APP_LATENESS_TOLERANCE:
-                    self.violations.append(f"message {message_id} reached the app after expiry")
-                content = RecordDict({"echo": ConfigRecord({"id": message_id})})
-                return Message(content, reply_to=message)
-
-            return app
-
         # -- rules ------------------------------------------------------------------
 
-        @rule(site=st.integers(0, datasites - 1), short=st.booleans())
-        def push(self, site: int, short: bool) -> None:
+        @rule(site=st.integers(0, datasites - 1), action=st.sampled_from(ACTIONS))
+        def push(self, site: int, action: str) -> None:
+            short = action in UNANSWERED
+            content = RecordDict({ACTION_RECORD: ConfigRecord({"action": action})})
             message = instruction(
-                self.grid, self.nodes[site], "query", ttl=ttl if short else timeout
+                self.grid, self.nodes[site], "query", ttl=ttl if short else None, content=content
             )
             (message_id,) = self.grid.push_messages([message])
-            self.sent[message_id] = _Sent(site, time.time() + message.metadata.ttl)
+            metadata = message.metadata
+            sent = _Sent(site, action, metadata.created_at + metadata.ttl)
+            self.sent[message_id] = sent
             if short:
-                self.short_deadlines.append(self.sent[message_id].deadline)
-
-        @rule(
-            site=st.integers(0, datasites - 1),
-            action=st.sampled_from(ACTIONS),
-            pick=st.integers(0, 7),
-        )
-        def deliver(self, site: int, action: str, pick: int) -> None:
-            datasite = self.sites[site]
-            self._take_arrivals(datasite, wait=not datasite.held and self._live_to(site))
-            if not datasite.held or action == "delay":
-                return
-            arrival = datasite.held.pop(pick % len(datasite.held))
-            if arrival.request.expired(time.time() + RELEASE_MARGIN):
-                arrival.action = "drop"
-            elif action == "duplicate":
-                self.grid.transport.send(
-                    datasite.transport.identity,
+                self.to_expire.append(message_id)
+            if action == "duplicate":  # what a server resending after a crash does
+                sent.copy_future = self.grid.transport.send(
+                    self.sites[site].transport.identity,
                     APP,
-                    "messages",
-                    arrival.request.body,
-                    arrival.request.expires_at,
+                    ENDPOINT,
+                    encode_message(message),
+                    sent.deadline,
                 )
-                arrival.action = "reply"
-            else:
-                arrival.action = action
-            arrival.decided.set()
-
-        def _live_to(self, site: int) -> bool:
-            """Whether a message to ``site`` is still on its way (so an arrival must come)."""
-            now = time.time()
-            return any(
-                s.datasite == site and not (s.finished or s.arrived) and s.deadline > now
-                for s in self.sent.values()
-            )
-
-        def _take_arrivals(self, datasite: _Datasite, *, wait: bool) -> None:
-            deadline = time.monotonic() + (min(timeout, ttl * 2) if wait else 0.0)
-            while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    arrival = (
-                        datasite.gate.arrivals.get(timeout=max(remaining, 0.0))
-                        if remaining > 0
-                        else datasite.gate.arrivals.get_nowait()
-                    )
-                except queue.Empty:
-                    return
-                if arrival.arrived_at > arrival.request.expires_at + APP_LATENESS_TOLERANCE:
-                    self.violations.append(f"request {arrival.request.id} delivered after expiry")
-                self._mark_arrived(arrival.request)
-                datasite.held.append(arrival)
-                deadline = time.monotonic()  # got one: take only what is already there
-
-        def _mark_arrived(self, request: Request) -> None:
-            try:
-                message_id = decode_message(request.body).metadata.message_id
-            except WireFormatError:
-                return
-            if message_id in self.sent:
-                self.sent[message_id].arrived = True
 
         @rule()
         def pull(self) -> None:
-            pending = [mid for mid, sent in self.sent.items() if not sent.finished]
-            pulled_at = time.time()
+            pending = [mid for mid, sent in self.sent.items() if sent.outcome is None]
             for reply in self.grid.pull_messages(pending):
                 self._account(reply)
-            for message_id, sent in self.sent.items():
-                if not sent.finished and sent.deadline <= pulled_at:
-                    self.violations.append(f"message {message_id} unanswered after its deadline")
 
-        @precondition(lambda self: bool(self.short_deadlines))
+        @rule()
+        def settle(self) -> None:
+            """Wait (bounded) until every answered message has its reply."""
+            self._wait_for(
+                [m for m, s in self.sent.items() if s.action in ANSWERED and s.outcome is None],
+                time.monotonic() + timeout,
+            )
+
         @rule()
         def expire(self) -> None:
-            """Let the oldest short-TTL message run out, then pull.
-
-            Enabled by the rules run so far only (a short message was pushed since), never by
-            the clock or by what arrived: a precondition hypothesis cannot replay exactly
-            makes it report the machine as flaky instead of checking it.
-            """
-            deadline = self.short_deadlines.pop(0)
-            time.sleep(max(0.0, deadline - time.time()) + 0.01)
-            self.pull()
+            """Let the oldest message meant to expire run out, then wait for its error reply."""
+            if not self.to_expire:
+                self.pull()
+                return
+            message_id = self.to_expire.pop(0)
+            time.sleep(max(0.0, self.sent[message_id].deadline - time.time()))
+            self._wait_for([message_id], time.monotonic() + timeout)
 
         @rule(site=st.integers(0, datasites - 1))
         def restart(self, site: int) -> None:
             datasite = self.sites[site]
             datasite.transport.stop()
-            while datasite.thread.is_alive():
-                self._take_arrivals(datasite, wait=False)
-                for arrival in datasite.held:
-                    arrival.action = "drop" if arrival.request.expired() else "reply"
-                    arrival.decided.set()
-                datasite.held.clear()
-                datasite.thread.join(0.05)
-            datasite.thread = threading.Thread(target=datasite.transport.run, daemon=True)
+            datasite.thread.join(timeout)
+            if datasite.thread.is_alive():
+                raise AssertionError(
+                    f"Transport.stop: run() of {datasite.transport.identity} did not return "
+                    f"within {timeout} s"
+                )
+            datasite.thread = threading.Thread(
+                target=datasite.transport.run, daemon=True, name=datasite.thread.name
+            )
             datasite.thread.start()
+
+        # -- accounting -------------------------------------------------------------
+
+        def _wait_for(self, message_ids: list[str], give_up_at: float) -> None:
+            while True:
+                self.pull()
+                missing = [m for m in message_ids if self.sent[m].outcome is None]
+                if not missing:
+                    return
+                if time.monotonic() >= give_up_at:
+                    self.violations.extend(self._lost(m) for m in missing)
+                    return
+                time.sleep(poll_interval)
+
+        def _lost(self, message_id: str) -> str:
+            sent = self.sent[message_id]
+            datasite = self.sites[sent.site]
+            where = datasite.transport.identity
+            if sent.action in UNANSWERED:
+                return (
+                    f"SyftGrid.pull_messages: message {message_id} to {where} ({sent.action}) "
+                    f"had no error reply {timeout} s after its expiry"
+                )
+            if not datasite.gate.arrivals.get(message_id):
+                return (
+                    f"Transport.send/run: message {message_id} ({sent.action}) never reached "
+                    f"the handler of {where} within {timeout} s"
+                )
+            return (
+                f"Transport.run/poll: {where} handled message {message_id} ({sent.action}) but "
+                f"no reply reached the grid within {timeout} s"
+            )
 
         def _account(self, reply: Message) -> None:
             answered = reply.metadata.reply_to_message_id
             sent = self.sent.get(answered)
             if sent is None:
-                self.violations.append(f"reply to unknown message {answered!r}")
-            elif sent.finished:
-                self.violations.append(f"second reply to message {answered}")
-            else:
-                sent.finished = True
-                if reply.has_content() and reply.content["echo"]["id"] != answered:
-                    self.violations.append(f"reply for {answered} carries another echo")
+                self.violations.append(f"Transport.poll: a reply to unknown message {answered!r}")
+                return
+            if sent.outcome is not None:
+                self.violations.append(f"Transport.poll: a second reply to message {answered}")
+                return
+            sent.outcome = reply
+            problem = _judge(sent.action, answered, reply)
+            if problem:
+                self.violations.append(problem)
 
         # -- invariants -------------------------------------------------------------
 
         @invariant()
         def no_violation(self) -> None:
-            assert not self.violations, self.violations
+            late = [line for site in self.sites for line in site.gate.late]
+            assert not (self.violations or late), "\n".join(
+                [*self.violations, *late, f"(the rules: {RULES_COMMAND})"]
+            )
 
         @invariant()
         def app_called_at_most_once_per_message(self) -> None:
             for datasite in self.sites:
                 repeated = {mid: n for mid, n in datasite.app_calls.items() if n > 1}
-                assert not repeated, f"messages reached the app twice: {repeated}"
+                assert not repeated, (
+                    f"ClientRunner.handle: messages reached the app of "
+                    f"{datasite.transport.identity} more than once: {repeated}"
+                )
 
         def teardown(self) -> None:
             try:
-                for datasite in self.sites:
-                    for arrival in datasite.held:
-                        arrival.action = "reply"
-                        arrival.decided.set()
-                    datasite.gate.release_all()
-                reached = self.grid.send_stop_signal(reason="protocol test over")
-                assert sorted(reached) == sorted(self.grid.datasites)
-                for datasite in self.sites:
-                    datasite.thread.join(timeout + ttl)
-                    assert not datasite.thread.is_alive(), "a live datasite missed the stop signal"
-                    assert datasite.runner.stop_reason == "protocol test over"
+                if not self.violations:
+                    self._finish()
+                self.no_violation()
             finally:
                 for datasite in self.sites:
                     datasite.transport.close()
                 self.grid.transport.close()
 
+        def _finish(self) -> None:
+            """Everything ends: replies in, expiries seen, the stop signal stops every site."""
+            self.settle()
+            while self.to_expire:
+                self.expire()
+            self._check_copies()
+            reason = "protocol test over"
+            reached = set(self.grid.send_stop_signal(reason=reason))
+            for datasite in self.sites:
+                where = datasite.transport.identity
+                if where not in reached:
+                    self.violations.append(
+                        f"Transport.send: the stop signal for {where} could not be sent"
+                    )
+                    continue
+                datasite.thread.join(timeout)
+                if datasite.thread.is_alive() or datasite.runner.stop_reason != reason:
+                    self.violations.append(
+                        f"the stop signal never reached {where}: Transport.send/serve lost it "
+                        f"(run() still running {timeout} s after it was sent)"
+                    )
+
+        def _check_copies(self) -> None:
+            for message_id, sent in self.sent.items():
+                if sent.copy_future is None:
+                    continue
+                transport = self.grid.transport
+                give_up_at = time.monotonic() + timeout
+                while (copy := transport.poll(sent.copy_future)) is None:
+                    if time.monotonic() >= give_up_at:
+                        break
+                    transport.wait_ready([sent.copy_future], poll_interval * 10)
+                if copy is None or copy.status is not ReplyStatus.OK:
+                    self.violations.append(
+                        f"Transport.run: the second delivery of message {message_id} was not "
+                        f"answered with its reply (got {copy})"
+                    )
+                elif decode_message(copy.body).metadata.reply_to_message_id != message_id:
+                    self.violations.append(
+                        f"Transport.poll: the copy of message {message_id} got another reply"
+                    )
+                transport.forget(sent.copy_future)
+
     return GridProtocolMachine
+
+
+def _judge(action: str, message_id: str, reply: Message) -> str | None:
+    """What is wrong with ``reply`` as the end of a message the datasite met with ``action``."""
+    error = reply.error if reply.has_error() else None
+    if action in ("reply", "duplicate"):
+        if error is not None:
+            return (
+                f"Transport.run/poll: message {message_id} was answered by the app but ended "
+                f"in error {error.code}: {error.reason}"
+            )
+        echo = reply.content["echo"]["id"] if "echo" in reply.content else None
+        if echo != message_id:
+            return (
+                f"Transport.poll: the reply to message {message_id} carries the answer to "
+                f"{echo!r}: replies reached the wrong future"
+            )
+        return None
+    if action == "refuse":
+        if (
+            error is None
+            or error.code != ErrorCode.NODE_UNAVAILABLE
+            or REFUSAL not in (error.reason or "")
+        ):
+            return (
+                f"Transport.serve: message {message_id} raised RequestRefusedError in the "
+                f"handler; it must come back REJECTED with the error's message, got {error}"
+            )
+        return None
+    if action == "crash":
+        if error is None or error.code != ErrorCode.NODE_UNAVAILABLE:
+            return (
+                f"Transport.serve: the handler raised on message {message_id}; the transport "
+                f"must answer REJECTED, got {error if error else 'a reply'}"
+            )
+        return None
+    if error is None or error.code != ErrorCode.MESSAGE_UNAVAILABLE:
+        return (
+            f"Transport.poll: message {message_id} was never answered ({action}) but ended in "
+            f"{error if error else 'a reply'} instead of an expiry"
+        )
+    return None
+
+
+def _counting_app(calls: dict[str, int]) -> ClientApp:
+    app = ClientApp()
+
+    @app.query()
+    def query(message: Message, context: Context) -> Message:
+        message_id = message.metadata.message_id
+        calls[message_id] = calls.get(message_id, 0) + 1
+        content = RecordDict({"echo": ConfigRecord({"id": message_id})})
+        return Message(content, reply_to=message)
+
+    return app
 
 
 class ProtocolMachineTests(TransportFixtures):
@@ -364,26 +471,46 @@ class ProtocolMachineTests(TransportFixtures):
 
     :cvar protocol_examples: how many random programs hypothesis runs.
     :cvar protocol_steps: how many steps each program has at most.
-    :cvar protocol_ttl: the short TTL used for messages meant to expire (raise it for
-        transports with slow delivery).
+    :cvar protocol_ttl: the short TTL of messages meant to expire (raise it for transports
+        with slow delivery).
+    :cvar protocol_lateness: how late after its expiry a request may reach a handler.
+    :cvar protocol_budget: seconds the whole test may take (a verdict, not a hang, beyond).
+
+    Programs are derandomized (the same on every run) unless pytest is given
+    ``--hypothesis-seed=N``: then seed ``N`` picks them, which is how
+    ``scripts/kit_soak.py`` runs many different programs. A failing program is reported as
+    found, without shrinking (a shrink replays it many times over, with real waits).
     """
 
-    protocol_examples: ClassVar[int] = 40
-    protocol_steps: ClassVar[int] = 25
-    protocol_ttl: ClassVar[float] = 0.3
+    protocol_examples: ClassVar[int] = 25
+    protocol_steps: ClassVar[int] = 20
+    protocol_ttl: ClassVar[float] = 0.15
+    protocol_lateness: ClassVar[float] = 1.0
+    protocol_budget: ClassVar[float] = 120.0
 
-    def test_protocol_state_machine(self, make_transport: MakeTransport) -> None:
+    @pytest.mark.syft_flwr_budget("protocol_budget")
+    def test_protocol_state_machine(
+        self, make_transport: MakeTransport, request: pytest.FixtureRequest
+    ) -> None:
         machine = build_protocol_machine(
-            make_transport, self.identity, timeout=self.timeout, ttl=self.protocol_ttl
+            make_transport,
+            self.identity,
+            timeout=self.timeout,
+            ttl=self.protocol_ttl,
+            lateness=self.protocol_lateness,
+            poll_interval=min(self.poll_interval, 0.02),
         )
+        seeded = request.config.getoption("hypothesis_seed", None) is not None
         run_state_machine_as_test(
             machine,
             settings=settings(
                 max_examples=self.protocol_examples,
                 stateful_step_count=self.protocol_steps,
                 deadline=None,
-                derandomize=True,
+                derandomize=not seeded,
                 database=None,
+                phases=(Phase.explicit, Phase.reuse, Phase.generate),
                 suppress_health_check=list(HealthCheck),
+                report_multiple_bugs=False,
             ),
         )

@@ -54,6 +54,7 @@ from syft_flwr.transport import (
     RequestHandler,
     RequestHead,
     Transport,
+    TransportCapabilities,
     outgoing_body,
 )
 from syft_flwr.wire import decode_message, encode_message
@@ -421,14 +422,14 @@ class ExpiryTests(TransportFixtures):
 
         def late_handler(request: Request) -> bytes:
             handler_entered.set()
-            expired_seen.wait(self.ttl + self.timeout)
+            expired_seen.wait(self.answer_ttl + self.timeout)
             return b"too late"
 
         client.serve(APP, ENDPOINT, late_handler)
         with self.serving(client):
-            future = server.send(client.identity, APP, ENDPOINT, b"x", self.later(self.ttl))
+            future = server.send(client.identity, APP, ENDPOINT, b"x", self.later(self.answer_ttl))
             assert handler_entered.wait(self.timeout), "the request never reached the handler"
-            assert self.wait_reply(server, future, self.ttl + self.timeout).status is (
+            assert self.wait_reply(server, future, self.answer_ttl + self.timeout).status is (
                 ReplyStatus.EXPIRED
             )
             expired_seen.set()
@@ -472,13 +473,15 @@ class RestartTests(TransportFixtures):
             future = server.send(client.identity, APP, ENDPOINT, b"again", self.later())
             assert self.wait_reply(server, future).body == b"again"
 
-    def restartable(self, make_transport: MakeTransport) -> None:
-        persistent = make_transport(self.identity("probe")).capabilities.persistent
-        if not (persistent if self.supports_restart is None else self.supports_restart):
+    @staticmethod
+    def restartable(capabilities: TransportCapabilities) -> None:
+        if not capabilities.persistent:
             pytest.skip("the transport does not keep futures across a restart")
 
-    def test_requests_wait_for_a_restarted_client(self, make_transport: MakeTransport) -> None:
-        self.restartable(make_transport)
+    def test_requests_wait_for_a_restarted_client(
+        self, make_transport: MakeTransport, capabilities: TransportCapabilities
+    ) -> None:
+        self.restartable(capabilities)
         server, client_id = make_transport(self.identity("server")), self.identity("client")
         future = server.send(client_id, APP, ENDPOINT, b"queued", self.later())
         make_transport(client_id).close()  # an instance that came and went without serving
@@ -487,8 +490,10 @@ class RestartTests(TransportFixtures):
         with self.serving(client):
             assert self.wait_reply(server, future).body == b"queued"
 
-    def test_restarted_sender_collects_replies(self, make_transport: MakeTransport) -> None:
-        self.restartable(make_transport)
+    def test_restarted_sender_collects_replies(
+        self, make_transport: MakeTransport, capabilities: TransportCapabilities
+    ) -> None:
+        self.restartable(capabilities)
         server_id = self.identity("server")
         first, client = make_transport(server_id), make_transport(self.identity("client"))
         client.serve(APP, ENDPOINT, lambda request: b"re:" + request.body)
