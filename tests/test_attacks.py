@@ -20,11 +20,11 @@ from flwr.common.constant import ErrorCode
 
 from syft_flwr import hookimpl
 from syft_flwr.audit import read_audit
+from syft_flwr.client.workspace import DatasiteWorkspace
 from syft_flwr.config import ProjectConfig, RuntimeSettings
 from syft_flwr.crypto.policy import open_channel
-from syft_flwr.datasite_workspace import DatasiteWorkspace
 from syft_flwr.demo.apps import RoundReport, make_client_app, make_server_app
-from syft_flwr.engine.aux import AuxStatus
+from syft_flwr.services.auxiliary import AuxStatus
 from syft_flwr.testing.attacker import ATTACK_MARKER, Attacker
 from syft_flwr.testing.local import LocalFederation
 

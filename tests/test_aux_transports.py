@@ -19,11 +19,16 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
+from syft_flwr.client.runner import ClientRunner
+from syft_flwr.client.services import PING_TOPIC, parse_ping_reply
 from syft_flwr.config import RuntimeSettings
 from syft_flwr.crypto.envelope import MAGIC as SEALED_MAGIC
 from syft_flwr.crypto.policy import open_channel
 from syft_flwr.demo.apps import make_client_app
-from syft_flwr.engine.aux import (
+from syft_flwr.errors import AuxError
+from syft_flwr.fl_orchestrator import syftbox_flwr_client
+from syft_flwr.grid.syft_grid import SyftGrid
+from syft_flwr.services.auxiliary import (
     AUX_ENDPOINT,
     AuxHandlerRegistry,
     AuxRequest,
@@ -31,18 +36,13 @@ from syft_flwr.engine.aux import (
     AuxStatus,
     serve_aux,
 )
-from syft_flwr.engine.client_services import PING_TOPIC, parse_ping_reply
-from syft_flwr.engine.jobs import JobPolicy, start_client_job
-from syft_flwr.engine.resources import (
+from syft_flwr.services.jobs import JobPolicy, start_client_job
+from syft_flwr.services.resources import (
     ResourceOffer,
     cancel_client_resources,
     check_client_resources,
     check_resources,
 )
-from syft_flwr.errors import AuxError
-from syft_flwr.fl_orchestrator import syftbox_flwr_client
-from syft_flwr.fl_orchestrator.client_runner import ClientRunner
-from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
 from syft_flwr.testing.local import LocalFederation, empty_context
 from syft_flwr.transport import Transport
 from syft_flwr_memory.network import MemoryNetwork

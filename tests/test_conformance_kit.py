@@ -78,7 +78,7 @@ def test_kit_catches_a_runner_that_lets_duplicates_through(pytester):
     pytester.makeconftest(
         """
         import pytest
-        from syft_flwr.inbound import RequestGate
+        from syft_flwr.grid.gate import RequestGate
 
         @pytest.fixture(autouse=True)
         def forgetful_runner(monkeypatch):
@@ -163,7 +163,7 @@ def test_a_lost_stop_signal_is_a_verdict_in_bounded_time(pytester):
     pytester.makeconftest(
         """
         import pytest
-        from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+        from syft_flwr.grid.syft_grid import SyftGrid
 
         @pytest.fixture(autouse=True)
         def lost_stop_signal(monkeypatch):

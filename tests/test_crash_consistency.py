@@ -31,8 +31,8 @@ import pytest
 
 from syft_flwr.cli import EXIT_ERROR, EXIT_FAILED, EXIT_INTERRUPTED, main
 from syft_flwr.demo.apps import RoundReport, make_client_app, make_server_app
-from syft_flwr.engine.workspace import Workspace
 from syft_flwr.errors import RunInterruptedError
+from syft_flwr.server.workspace import Workspace
 from syft_flwr.testing.local import LocalFederation
 from tests.test_engine_resume import _legacy_options, app_of, legacy_client_app, legacy_strategy
 

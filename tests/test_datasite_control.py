@@ -20,15 +20,15 @@ from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
 from syft_flwr.cli import main
-from syft_flwr.engine.aux import AUX_ENDPOINT, AuxSender, AuxStatus
-from syft_flwr.engine.resources import (
+from syft_flwr.client.runner import ClientRunner
+from syft_flwr.fl_orchestrator import syftbox_flwr_client
+from syft_flwr.grid.syft_grid import SyftGrid
+from syft_flwr.services.auxiliary import AUX_ENDPOINT, AuxSender, AuxStatus
+from syft_flwr.services.resources import (
     RESOURCES_CHECK_TOPIC,
     ResourceRequirement,
     build_check_request,
 )
-from syft_flwr.fl_orchestrator import syftbox_flwr_client
-from syft_flwr.fl_orchestrator.client_runner import ClientRunner
-from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
 from syft_flwr.testing.helpers import eventually
 from syft_flwr.testing.local import LocalFederation, empty_context
 from syft_flwr.testing.protocol import instruction

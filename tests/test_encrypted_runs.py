@@ -12,6 +12,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
+from syft_flwr.client.runner import ClientRunner
 from syft_flwr.config import RuntimeSettings
 from syft_flwr.crypto import MissingKeyError
 from syft_flwr.crypto.envelope import MAGIC as SEALED_MAGIC
@@ -19,7 +20,6 @@ from syft_flwr.crypto.policy import encryption_enabled, open_channel
 from syft_flwr.demo.apps import make_client_app
 from syft_flwr.demo.model import LogisticRegression
 from syft_flwr.errors import RequestRefusedError
-from syft_flwr.fl_orchestrator.client_runner import ClientRunner
 from syft_flwr.testing.local import LocalFederation, empty_context
 from syft_flwr.wire import MAGIC as PLAIN_MAGIC
 from syft_flwr_memory.network import MemoryNetwork
@@ -238,7 +238,7 @@ def test_a_datasite_whose_keys_changed_is_reached_after_its_refusal(
     """The server sealed to a key document it had read before the datasite re-created its
     keys (a did.json one sync cycle late): the datasite refuses, the server reads its current
     document and sends the message again, within the message's TTL."""
-    from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+    from syft_flwr.grid.syft_grid import SyftGrid
     from syft_flwr.testing.protocol import instruction
 
     email = federation.datasites[0]

@@ -21,12 +21,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr.engine.journal import FutureJournal
-from syft_flwr.engine.workspace import Workspace
 from syft_flwr.errors import WorkspaceError
-from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
+from syft_flwr.grid.syft_grid import SERVER_NODE_ID, SyftGrid
 from syft_flwr.node_ids import node_id_for
+from syft_flwr.server.journal import FutureJournal
+from syft_flwr.server.workspace import Workspace
 from syft_flwr.testing.local import LocalFederation
+from syft_flwr.testing.ports import RecordingPort
 from syft_flwr.transport import Request, TransportSettings
 from syft_flwr.wire import decode_message, encode_message
 from syft_flwr_memory.network import MemoryNetwork
@@ -193,11 +194,9 @@ def test_a_claimed_message_whose_reply_is_in_is_collected_without_waiting(
         return encode_message(Message(RecordDict({"m": ConfigRecord({"ok": 1})}), reply_to=message))
 
     def grid() -> SyftGrid:
-        made = SyftGrid(
-            "flwr/claim", ["ds@claim.test"], server, journal=FutureJournal(tmp_path / "state")
-        )
+        port = RecordingPort(journal=FutureJournal(tmp_path / "state"), epoch=3)
+        made = SyftGrid("flwr/claim", ["ds@claim.test"], server, port=port)
         made.set_run(5)
-        made.epoch = 3
         return made
 
     def train() -> Message:

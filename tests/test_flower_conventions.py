@@ -24,9 +24,9 @@ from syft_flwr.cli import main
 from syft_flwr.config import RuntimeSettings, load_project_config
 from syft_flwr.errors import ConfigError
 from syft_flwr.fl_orchestrator import SyftGrid, create_client
-from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
 from syft_flwr.flower_config import node_config, run_config
 from syft_flwr.run import syftbox_run_flwr_client
+from syft_flwr.transport_setup import resolve_identity
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quickstart-numpy"
 AGGREGATOR = "aggregator@openmined.org"

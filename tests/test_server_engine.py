@@ -10,10 +10,10 @@ from flwr.app import RecordDict
 
 from syft_flwr.config import ProjectConfig
 from syft_flwr.demo.apps import make_client_app
-from syft_flwr.engine.aux import AuxStatus
-from syft_flwr.engine.server_engine import ServerEngine
-from syft_flwr.engine.workspace import Workspace
 from syft_flwr.errors import AuxError, EngineError, JobStartError
+from syft_flwr.server.engine import ServerEngine
+from syft_flwr.server.workspace import Workspace
+from syft_flwr.services.auxiliary import AuxStatus
 from syft_flwr.testing.local import LocalFederation
 
 

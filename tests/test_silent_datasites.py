@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from syft_flwr.demo.apps import make_client_app, make_server_app
-from syft_flwr.engine.workspace import Workspace
+from syft_flwr.server.workspace import Workspace
 from syft_flwr.testing.local import LocalFederation
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def test_a_datasite_that_refused_everything_is_named_with_its_reason(
     refusing = federation.datasites[2]
     federation.start_clients(lambda index: make_client_app(), skip=frozenset({2}))
     transport = federation.transport(refusing)
-    from syft_flwr.fl_orchestrator.client_runner import ClientRunner
+    from syft_flwr.client.runner import ClientRunner
     from syft_flwr.testing.local import empty_context
 
     # it trusts another aggregator only: every message of this run is refused

@@ -8,10 +8,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from syft_flwr.engine.aux import AUX_ENDPOINT, AuxHandlerRegistry, AuxSender, serve_aux
-from syft_flwr.engine.client_services import ClientServices
-from syft_flwr.engine.resources import ReservationBook, ResourceOffer
-from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+from syft_flwr.client.services import ClientServices
+from syft_flwr.grid.syft_grid import SyftGrid
+from syft_flwr.services.auxiliary import AUX_ENDPOINT, AuxHandlerRegistry, AuxSender, serve_aux
+from syft_flwr.services.resources import ReservationBook, ResourceOffer
 from syft_flwr.transport import TransportSettings
 from syft_flwr_memory.network import MemoryNetwork
 from syft_flwr_memory.transport import MemoryTransport

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from syft_flwr.audit import AuditRecord, AuditTrail, read_audit
+from syft_flwr.client.workspace import DatasiteWorkspace, default_state_root
 from syft_flwr.config import ProjectConfig
-from syft_flwr.datasite_workspace import DatasiteWorkspace, default_state_root
 from syft_flwr.errors import ConfigError
 
 

@@ -19,7 +19,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syft_flwr.authorization import SenderPolicy
-from syft_flwr.engine.aux import (
+from syft_flwr.errors import (
+    AuxError,
+    GridError,
+    RequestRefusedError,
+    SyftFlwrError,
+    UnauthorizedSenderError,
+)
+from syft_flwr.grid.gate import RequestGate
+from syft_flwr.grid.syft_grid import SyftGrid
+from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.node_ids import node_id_for
+from syft_flwr.services.auxiliary import (
     AUX_ENDPOINT,
     AUX_ERROR_BAD_REQUEST,
     AUX_ERROR_HANDLER_FAILED,
@@ -37,17 +48,6 @@ from syft_flwr.engine.aux import (
     parse_aux_request,
     serve_aux,
 )
-from syft_flwr.errors import (
-    AuxError,
-    GridError,
-    RequestRefusedError,
-    SyftFlwrError,
-    UnauthorizedSenderError,
-)
-from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
-from syft_flwr.inbound import RequestGate
-from syft_flwr.message_factory import message_with_metadata
-from syft_flwr.node_ids import node_id_for
 from syft_flwr.transport import Request, TransportSettings
 from syft_flwr.wire import decode_message, encode_message
 from syft_flwr_memory.network import MemoryNetwork
@@ -291,7 +291,7 @@ def test_dispatch_of_a_raising_handler_is_logged_and_a_typed_error_reply(
         raise RuntimeError("disk on fire")
 
     registry.register("boom", boom)
-    with caplog.at_level(logging.ERROR, logger="syft_flwr.engine.aux"):
+    with caplog.at_level(logging.ERROR, logger="syft_flwr.services.auxiliary"):
         reply = registry.dispatch(aux_message("boom"), SERVER)
     assert reply.error.code == AUX_ERROR_HANDLER_FAILED
     assert "RuntimeError: disk on fire" in reply.error.reason
@@ -507,7 +507,7 @@ def test_failures_are_warnings_unless_optional(
 ) -> None:
     make(ALICE)
     sender = aux_sender(make, [ALICE])
-    with caplog.at_level(logging.DEBUG, logger="syft_flwr.engine.aux"):
+    with caplog.at_level(logging.DEBUG, logger="syft_flwr.services.auxiliary"):
         sender.send_aux_request(None, "echo", RecordDict(), 0.2)
         sender.send_aux_request(None, "echo", RecordDict(), 0.2, optional=True)
     levels = [r.levelno for r in caplog.records if "aux request 'echo'" in r.getMessage()]

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from syft_flwr.engine import events as ev
-from syft_flwr.engine.events import ENGINE_EVENTS, EngineEvent, EventBus
+from syft_flwr import events as ev
 from syft_flwr.errors import EngineError
+from syft_flwr.events import ENGINE_EVENTS, EngineEvent
 from syft_flwr.hookspecs import hookimpl
 from syft_flwr.plugins import create_plugin_manager, reset_plugin_manager
+from syft_flwr.server.event_bus import EventBus
 
 
 class EventPlugin:
@@ -139,7 +140,7 @@ def test_engine_event_names() -> None:
         "client_lost",
         "stop_signal_sent",
     } == ENGINE_EVENTS
-    assert set(ev.__all__) >= {"EngineEvent", "EventBus", "ENGINE_EVENTS"}
+    assert set(ev.__all__) >= {"EngineEvent", "ENGINE_EVENTS"}
 
 
 # --- fault isolation ------------------------------------------------------------------------
@@ -155,11 +156,11 @@ def test_a_raising_listener_is_logged_and_skipped(caplog: pytest.LogCaptureFixtu
 
     bus.subscribe(broken)
     bus.subscribe(lambda e: heard.append(e.name))
-    with caplog.at_level(logging.ERROR, logger="syft_flwr.engine.events"):
+    with caplog.at_level(logging.ERROR, logger="syft_flwr.server.event_bus"):
         event = bus.fire(ev.ROUND_STARTED, 1, round=1)
     assert heard == ["round_started"]  # the next listener still ran
     assert plugin.events == [event]  # and so did the hook
-    records = [r for r in caplog.records if r.name == "syft_flwr.engine.events"]
+    records = [r for r in caplog.records if r.name == "syft_flwr.server.event_bus"]
     assert len(records) == 1
     assert "an event listener raised on round_started" in records[0].getMessage()
     assert records[0].exc_info is not None

@@ -13,8 +13,11 @@ import pytest
 from flwr.app import ConfigRecord, RecordDict
 
 from core.tests.aux_network import AuxNetwork
+from syft_flwr.client.services import NO_JOB, PING_TOPIC, ClientServices, parse_ping_reply
 from syft_flwr.config import ProjectConfig, load_project_config
-from syft_flwr.engine.aux import (
+from syft_flwr.errors import AuxError, ConfigError, EngineError, JobStartError, ResourceError
+from syft_flwr.node_ids import node_id_for
+from syft_flwr.services.auxiliary import (
     AuxHandlerRegistry,
     AuxReply,
     AuxRequest,
@@ -22,8 +25,7 @@ from syft_flwr.engine.aux import (
     AuxStatus,
     serve_aux,
 )
-from syft_flwr.engine.client_services import NO_JOB, PING_TOPIC, ClientServices, parse_ping_reply
-from syft_flwr.engine.jobs import (
+from syft_flwr.services.jobs import (
     DEFAULT_START_TIMEOUT,
     JOB_START_TOPIC,
     JobPolicy,
@@ -33,7 +35,7 @@ from syft_flwr.engine.jobs import (
     parse_start_request,
     start_client_job,
 )
-from syft_flwr.engine.resources import (
+from syft_flwr.services.resources import (
     ReservationBook,
     ResourceOffer,
     ResourceRequirement,
@@ -41,8 +43,6 @@ from syft_flwr.engine.resources import (
     build_check_request,
     check_client_resources,
 )
-from syft_flwr.errors import AuxError, ConfigError, EngineError, JobStartError, ResourceError
-from syft_flwr.node_ids import node_id_for
 
 APP = "flwr/jobs-test"
 SERVER = "server@jobs.test"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, Error, Message, Metadata, MetricRecord, RecordDict
 
-from syft_flwr.engine.journal import FutureJournal, JournalEntry
 from syft_flwr.errors import WorkspaceError
 from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.server.journal import FutureJournal, JournalEntry
 from syft_flwr.testing.strategies import canonical_message
 from syft_flwr.wire import encode_message
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syft_flwr.engine.liveness import DEFAULT_LOST_AFTER, ClientState, LivenessTracker
 from syft_flwr.errors import ConfigError
+from syft_flwr.server.liveness import DEFAULT_LOST_AFTER, ClientState, LivenessTracker
 
 A = "a@x.org"
 B = "b@x.org"

@@ -16,15 +16,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.tests.aux_network import AuxNetwork
-from syft_flwr.engine import resources
-from syft_flwr.engine.aux import (
+from syft_flwr.errors import AuxError, ResourceError
+from syft_flwr.services import resources
+from syft_flwr.services.auxiliary import (
     AuxHandlerRegistry,
     AuxReply,
     AuxRequest,
     AuxStatus,
     serve_aux,
 )
-from syft_flwr.engine.resources import (
+from syft_flwr.services.resources import (
     DEFAULT_RESERVATION_TTL,
     MAX_RESERVATION_TTL,
     OFFER_KEY,
@@ -47,7 +48,6 @@ from syft_flwr.engine.resources import (
     parse_token,
     reported_offer,
 )
-from syft_flwr.errors import AuxError, ResourceError
 
 APP = "flwr/resources-test"
 SERVER = "server@res.test"
@@ -115,7 +115,7 @@ def test_detection_falls_back_to_zero_with_a_warning(
         raise ValueError(name)
 
     monkeypatch.setattr(os, "sysconf", no_sysconf)
-    with caplog.at_level(logging.WARNING, logger="syft_flwr.engine.resources"):
+    with caplog.at_level(logging.WARNING, logger="syft_flwr.services.resources"):
         assert detect_memory_gb() == 0.0
         assert detect_disk_gb(tmp_path / "missing") == 0.0
     assert "memory_gb" in caplog.text and "disk_gb" in caplog.text
@@ -173,7 +173,7 @@ def test_reported_offer_is_read_from_an_answer(caplog: pytest.LogCaptureFixture)
     assert reported_offer(AuxReply(ALICE, AuxStatus.TIMEOUT)) is None
     assert reported_offer(AuxReply(ALICE, AuxStatus.OK, RecordDict())) is None
     bad = RecordDict({OFFER_KEY: ConfigRecord({"cpus": 1})})
-    with caplog.at_level(logging.WARNING, logger="syft_flwr.engine.resources"):
+    with caplog.at_level(logging.WARNING, logger="syft_flwr.services.resources"):
         assert reported_offer(AuxReply(ALICE, AuxStatus.OK, bad)) is None
     assert "malformed offer" in caplog.text
 

@@ -12,7 +12,8 @@ from flwr.app import Array, ArrayRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syft_flwr.engine.snapshot import (
+from syft_flwr.errors import WireFormatError, WorkspaceError
+from syft_flwr.server.snapshot import (
     SNAPSHOT_VERSION,
     RunSnapshot,
     SnapshotStore,
@@ -21,8 +22,7 @@ from syft_flwr.engine.snapshot import (
     from_json_value,
     to_json_value,
 )
-from syft_flwr.engine.workspace import RunInfo, RunWorkspace, Workspace
-from syft_flwr.errors import WireFormatError, WorkspaceError
+from syft_flwr.server.workspace import RunInfo, RunWorkspace, Workspace
 
 
 def make_run(tmp_path: Path, run_id: int = 7) -> RunWorkspace:

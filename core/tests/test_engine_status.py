@@ -14,11 +14,11 @@ from flwr.app import Array, ArrayRecord
 
 from syft_flwr.cli import main
 from syft_flwr.config import ProjectConfig, load_project_config
-from syft_flwr.engine.snapshot import SnapshotStore
-from syft_flwr.engine.status import run_status, status_text
-from syft_flwr.engine.workspace import RunInfo, RunWorkspace, Workspace
 from syft_flwr.errors import WorkspaceError
 from syft_flwr.node_ids import node_id_for
+from syft_flwr.server.snapshot import SnapshotStore
+from syft_flwr.server.status import run_status, status_text
+from syft_flwr.server.workspace import RunInfo, RunWorkspace, Workspace
 
 A = "alice@x.org"
 B = "bob@x.org"

@@ -13,14 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syft_flwr.config import ProjectConfig
-from syft_flwr.engine.workspace import (
+from syft_flwr.errors import WorkspaceError
+from syft_flwr.server.workspace import (
     RUNNING,
     RunInfo,
     RunWorkspace,
     Workspace,
-    workspace_root,
 )
-from syft_flwr.errors import WorkspaceError
+from syft_flwr.workspace_location import workspace_root
 
 # --- workspace_root -------------------------------------------------------------------------
 

@@ -119,13 +119,6 @@ def test_the_events_module_is_a_leaf() -> None:
     assert not {m for m in imported if m.startswith("syft_flwr")}, imported
 
 
-def test_the_engine_path_still_exports_the_engine_event() -> None:
-    from syft_flwr.engine import events as engine_events
-
-    assert engine_events.EngineEvent is EngineEvent
-    assert engine_events.ENGINE_EVENTS is ENGINE_EVENTS
-
-
 # --- the dispatcher ---------------------------------------------------------------------------
 
 

@@ -17,9 +17,10 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.common.constant import ErrorCode
 
-from syft_flwr.engine.journal import FutureJournal
-from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+from syft_flwr.grid.syft_grid import SyftGrid
 from syft_flwr.node_ids import node_id_for
+from syft_flwr.server.journal import FutureJournal
+from syft_flwr.testing.ports import RecordingPort
 from syft_flwr.testing.protocol import instruction
 from syft_flwr.transport import (
     Body,
@@ -224,7 +225,8 @@ def test_the_journal_keeps_the_reply_bytes_that_arrived(
 ) -> None:
     """A collected reply is journaled as the very envelope the grid decoded, not encoded again."""
     transport = ScriptedTransport(notifies=True)
-    grid = SyftGrid(APP, [ALICE], transport, msg_timeout=30, journal=FutureJournal(tmp_path))
+    port = RecordingPort(journal=FutureJournal(tmp_path))
+    grid = SyftGrid(APP, [ALICE], transport, msg_timeout=30, port=port)
     grid.set_run(3)
     (message_id,) = grid.push_messages([instruction(grid, grid.node_id_of(ALICE), "query")])
     ((future, request_body),) = transport.sent.items()
@@ -243,3 +245,4 @@ def test_the_journal_keeps_the_reply_bytes_that_arrived(
     assert not reply.has_error()
     assert (tmp_path / "replies" / f"{message_id}.sfwm").read_bytes() == reply_body
     assert encoded_replies == [], "the reply was encoded again for the journal"
+    assert port.answers == [ALICE]

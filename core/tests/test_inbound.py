@@ -19,7 +19,7 @@ from syft_flwr.crypto.document import build_document
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.crypto.replay import ReplayStore
 from syft_flwr.errors import RequestRefusedError, UnauthorizedSenderError
-from syft_flwr.inbound import SEEN_CAPACITY, RequestGate
+from syft_flwr.grid.gate import SEEN_CAPACITY, RequestGate
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_id_for
 from syft_flwr.transport import (
@@ -244,7 +244,7 @@ def test_every_decision_is_in_the_audit_trail(tmp_path: Path) -> None:
 def test_a_stranger_is_warned_about_once_per_run(caplog: pytest.LogCaptureFixture) -> None:
     gate = RequestGate(ME, policy=TRUST_SERVER)
     body = encode_message(flower_message())
-    with caplog.at_level(logging.DEBUG, logger="syft_flwr.inbound"):
+    with caplog.at_level(logging.DEBUG, logger="syft_flwr.grid.gate"):
         for index in range(50):
             with pytest.raises(UnauthorizedSenderError):
                 gate.admit(request(body, rid=f"r{index}", sender=MALLORY))
@@ -271,7 +271,7 @@ def test_a_second_delivery_of_a_message_gets_the_reply_already_given(
     other = RequestGate(ME, policy=SenderPolicy([SERVER, MALLORY]))
     assert other.admit(request(body, rid="r3", sender=MALLORY)) is not None
     # once its request expired, the reply is not given again (nor is the message fresh)
-    monkeypatch.setattr("syft_flwr.inbound.time.time", lambda: time.time_ns() / 1e9 + 3600)
+    monkeypatch.setattr("syft_flwr.grid.gate.time.time", lambda: time.time_ns() / 1e9 + 3600)
     assert gate.admit(request(body, rid="r4", ttl=7200)) is None
 
 
@@ -281,7 +281,7 @@ def test_replies_kept_for_second_deliveries_stay_within_their_budget(
     import numpy as np
     from flwr.app import Array, ArrayRecord
 
-    monkeypatch.setattr("syft_flwr.inbound.REPLY_CACHE_BYTES", 3500)  # 3 replies of ~1.1 kB
+    monkeypatch.setattr("syft_flwr.grid.gate.REPLY_CACHE_BYTES", 3500)  # 3 replies of ~1.1 kB
     gate = RequestGate(ME, policy=TRUST_SERVER)
     admitted = []
     for index in range(3):

@@ -3,7 +3,7 @@
 A data owner must be able to answer "who asked my datasite for what, and what did it do?" long
 after a run, also for requests it refused (that is where an attack shows). So every request a
 datasite's gate decides on is appended to ``audit.jsonl`` in the datasite's workspace
-(:class:`~syft_flwr.datasite_workspace.DatasiteWorkspace`), as one JSON object per line::
+(:class:`~syft_flwr.client.workspace.DatasiteWorkspace`), as one JSON object per line::
 
     {"time": 1767225600.1, "datasite": "alice@hospital-a.org", "sender": "mallory@evil.org",
      "endpoint": "messages", "request_id": "...", "run_id": null, "message_type": null,

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from syft_flwr import __version__
 from syft_flwr.addresses import check_datasite
+from syft_flwr.client.workspace import DatasiteWorkspace
 from syft_flwr.config import ProjectConfig, RuntimeSettings, load_project_config
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.crypto.keystore import KeyStore
-from syft_flwr.datasite_workspace import DatasiteWorkspace
-from syft_flwr.engine.workspace import FAILED, FINISHED, RunInfo, Workspace, workspace_root
 from syft_flwr.errors import (
     ConfigError,
     InvalidAddressError,
@@ -28,6 +27,8 @@ from syft_flwr.errors import (
     SyftFlwrError,
 )
 from syft_flwr.node_ids import normalise_email
+from syft_flwr.server.workspace import FAILED, FINISHED, RunInfo, Workspace
+from syft_flwr.workspace_location import workspace_root
 
 __all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_INTERRUPTED", "main"]
 
@@ -224,8 +225,8 @@ def _cmd_transports(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
     from syft_flwr.run import syftbox_run_flwr_client, syftbox_run_flwr_server
+    from syft_flwr.transport_setup import resolve_identity
 
     project_dir: Path = args.project_dir.resolve()
     config = load_project_config(project_dir)
@@ -277,8 +278,8 @@ def _report_done(info: RunInfo) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from syft_flwr.datasite_report import datasite_status, datasite_status_text
-    from syft_flwr.engine.status import run_status, status_text
+    from syft_flwr.client.report import datasite_status, datasite_status_text
+    from syft_flwr.server.status import run_status, status_text
 
     project_dir: Path = args.project_dir.resolve()
     config = load_project_config(project_dir)
@@ -295,7 +296,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _datasite_identity(config: ProjectConfig, explicit: str | None) -> str | None:
     """This process's identity when it is a datasite (not the aggregator), else ``None``."""
-    from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
+    from syft_flwr.transport_setup import resolve_identity
 
     try:
         identity = resolve_identity(config, RuntimeSettings.from_env(), explicit, server=False)
@@ -322,7 +323,7 @@ def _required_datasite(config: ProjectConfig, explicit: str | None) -> str:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from syft_flwr.audit import OUTCOMES, read_audit
-    from syft_flwr.datasite_report import audit_text
+    from syft_flwr.client.report import audit_text
 
     if args.outcome is not None and args.outcome not in OUTCOMES:
         raise ConfigError(f"--outcome must be one of {', '.join(OUTCOMES)}, not {args.outcome!r}")
@@ -430,7 +431,7 @@ def _keys_target(args: argparse.Namespace) -> tuple[KeyStore, str]:
     """
     email = args.email or RuntimeSettings.from_env().email
     if args.project_dir is not None and not email:
-        from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
+        from syft_flwr.transport_setup import resolve_identity
 
         config = load_project_config(args.project_dir.resolve())
         email = resolve_identity(config, RuntimeSettings.from_env(), None, server=True)
@@ -449,7 +450,7 @@ def _publish_if_asked(args: argparse.Namespace, keys: IdentityKeys) -> None:
     if args.project_dir is None:
         return
     from syft_flwr.crypto.policy import publish_keys
-    from syft_flwr.fl_orchestrator.transport_setup import create_transport
+    from syft_flwr.transport_setup import create_transport
 
     project_dir = args.project_dir.resolve()
     config = load_project_config(project_dir)

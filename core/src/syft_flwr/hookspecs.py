@@ -23,16 +23,14 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from syft_flwr import events
+from syft_flwr.registry import TransportRegistry
 
 if TYPE_CHECKING:
     from flwr.app import Message
 
-    from syft_flwr.registry import TransportRegistry
     from syft_flwr.transport import Transport
 
 PROJECT_NAME = "syft_flwr"
-ENTRY_POINT_GROUP = "syft_flwr"
-"""The entry-point group plugins register in; its entry-point names are plugin names."""
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

@@ -25,8 +25,8 @@ from syft_flwr import hookspecs
 from syft_flwr.deprecation import DeprecationLog
 from syft_flwr.errors import PluginError
 from syft_flwr.events import Event, LifecycleEvent
-from syft_flwr.hookspecs import DEPRECATED_HOOKS, DERIVED_HOOKS, ENTRY_POINT_GROUP
-from syft_flwr.registry import TransportRegistry
+from syft_flwr.hookspecs import DEPRECATED_HOOKS, DERIVED_HOOKS
+from syft_flwr.registry import ENTRY_POINT_GROUP, TransportRegistry
 
 __all__ = [
     "ALLOW_ENV",

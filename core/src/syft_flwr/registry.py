@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 from syft_flwr.deprecation import DeprecationLog
 from syft_flwr.errors import PluginError, UnknownTransportError
-from syft_flwr.hookspecs import ENTRY_POINT_GROUP
 from syft_flwr.transport import Transport, TransportSettings
+
+ENTRY_POINT_GROUP = "syft_flwr"
+"""The entry-point group plugins register in; its entry-point names are plugin names."""
 
 TransportFactory = Callable[[TransportSettings], Transport]
 

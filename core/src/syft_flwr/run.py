@@ -24,9 +24,9 @@ from flwr.supercore.object_ref import load_app
 from syft_flwr.config import ProjectConfig, RuntimeSettings, load_project_config
 from syft_flwr.errors import ConfigError
 from syft_flwr.fl_orchestrator import syftbox_flwr_client, syftbox_flwr_server
-from syft_flwr.fl_orchestrator.transport_setup import resolve_identity
 from syft_flwr.flower_config import node_config, run_config
 from syft_flwr.node_ids import node_id_for
+from syft_flwr.transport_setup import resolve_identity
 
 __all__ = ["load_component", "syftbox_run_flwr_client", "syftbox_run_flwr_server"]
 

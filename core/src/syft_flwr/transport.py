@@ -23,8 +23,8 @@ One owner per guarantee
 
 Each guarantee has one owner that checks it; the other layers rely on it instead of checking
 again. The layers are the *transport* (both ends of the medium), the *grid* (the server side,
-:mod:`syft_flwr.fl_orchestrator.syft_grid`, which opens replies with its channel) and the *client
-gate* (:class:`syft_flwr.inbound.RequestGate`, which opens requests with its channel, for the
+:mod:`syft_flwr.grid.syft_grid`, which opens replies with its channel) and the *client
+gate* (:class:`syft_flwr.grid.gate.RequestGate`, which opens requests with its channel, for the
 Flower and the aux endpoints alike). A layer that sees bytes no owner has checked yet checks them
 itself, and where two checks differ in strength the strong one stays with its owner. The
 capabilities ``screens_requests`` and ``delivers_once`` are how a transport takes a check over.
@@ -84,6 +84,12 @@ Confidentiality  Channel (grid and gate): every body is       Transports move op
                  reply that cannot be sealed is not sent.     requirement).
 ===============  ===========================================  ======================================
 
+Three headers travel with a message, each read by one owner only: the transport's own (a SyftBox
+request file's routing fields, which syft-rpc peers read too: routing and screening, never
+trusted for more), the sealed envelope's (the authenticated sender, recipient, app, endpoint and
+window: the channel's) and the wire codec's (what the bytes decode to: the grid's and the
+gate's). They repeat a few facts because each is checked at a different trust level, not to be
+checked twice; merging them would make a syft-rpc peer or the seal depend on the other's format.
 """
 
 from __future__ import annotations

@@ -34,11 +34,11 @@ from flwr.common.constant import ErrorCode
 
 from plugins.syftbox.tests.flower_project import WAIT, Cluster, wait_for, write_project
 from syft_flwr.audit import read_audit
+from syft_flwr.client.workspace import DatasiteWorkspace
 from syft_flwr.config import ProjectConfig, RuntimeSettings
 from syft_flwr.crypto.policy import open_channel
-from syft_flwr.datasite_workspace import DatasiteWorkspace
 from syft_flwr.demo.runner import run_local
-from syft_flwr.engine.aux import AuxStatus
+from syft_flwr.services.auxiliary import AuxStatus
 from syft_flwr.testing.attacker import Attacker
 from syft_flwr.transport import TransportSettings
 from syft_flwr_syftbox import SyftBoxTransport

@@ -31,8 +31,8 @@ from plugins.syftbox.tests.flower_project import (
     recording_project,
     run_dir,
 )
-from syft_flwr.engine.snapshot import decode_model
 from syft_flwr.kill_points import KILL_AT_ENV, KILL_POINTS
+from syft_flwr.server.snapshot import decode_model
 
 pytestmark = pytest.mark.slow
 
@@ -208,3 +208,22 @@ def kill_until_finished(federation: Federation, rng: random.Random, context: str
             kills.append(str(point))
         else:
             assert status == 0, f"{context}, then {kills}:\n{out}"
+
+
+def test_datasites_that_answered_before_a_kill_are_not_reported_silent(tmp_path: Path) -> None:
+    """Killed after the last round's snapshot but before what is derived from it, the
+    restarted server hears no datasite live (every reply is in), yet each one answered: the
+    run finishes instead of failing with "datasite(s) never answered" (seen with
+    SYFT_FLWR_KILL_SEED=3710871585 in the randomized test)."""
+    federation = Federation(*fresh_dirs(tmp_path, "answered"), rounds=1)
+    try:
+        status, out = federation.serve("round.committed:2")  # round 0 commits first
+        assert status == -9, f"the server did not die after round 1's snapshot:\n{out}"
+        assert sorted(federation.run_info()["answered"]) == sorted(DATASITES), (
+            "each datasite's first answer is recorded before its reply is journaled"
+        )
+        status, out = federation.serve()
+        assert status == 0 and "never answered" not in out, out
+        federation.check_outcome(None)
+    finally:
+        federation.close()

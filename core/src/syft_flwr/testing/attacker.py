@@ -3,7 +3,7 @@
 The threat it plays: every SyftBox user can write requests into its own sender folder of every
 other datasite, publish its own keys and seal to anyone. :class:`Attacker` does exactly that
 through a real transport (and, with a channel, real keys of its own), using the same
-:class:`~syft_flwr.fl_orchestrator.syft_grid.SyftGrid` a server uses, so every attack is a
+:class:`~syft_flwr.grid.syft_grid.SyftGrid` a server uses, so every attack is a
 well-formed request from a real sender, never a shortcut into the victim's process. The
 conformance kit's authorization tests and the end-to-end attack tests use it; each method
 returns what came back, so a test can assert the refusal.
@@ -16,16 +16,16 @@ import time
 from flwr.app import ConfigRecord, Message, Metadata, RecordDict
 
 from syft_flwr.crypto.channel import SecureChannel
-from syft_flwr.engine.aux import AUX_ENDPOINT, AuxReply, AuxSender
-from syft_flwr.engine.jobs import JOB_START_TOPIC, build_start_request
-from syft_flwr.engine.resources import (
+from syft_flwr.grid.syft_grid import SERVER_NODE_ID, SyftGrid
+from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.node_ids import node_id_for
+from syft_flwr.services.auxiliary import AUX_ENDPOINT, AuxReply, AuxSender
+from syft_flwr.services.jobs import JOB_START_TOPIC, build_start_request
+from syft_flwr.services.resources import (
     RESOURCES_CHECK_TOPIC,
     ResourceRequirement,
     build_check_request,
 )
-from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
-from syft_flwr.message_factory import message_with_metadata
-from syft_flwr.node_ids import node_id_for
 from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
 from syft_flwr.transport import Transport
 

@@ -19,7 +19,7 @@ responsible. (Hypothesis replays a failing program to shrink and report it; a ma
 steps depend on arrival times makes that replay differ, which hypothesis reports as
 ``Flaky``/``FlakyStrategyDefinition`` instead of the violation.)
 
-The client side is real (a :class:`~syft_flwr.fl_orchestrator.client_runner.ClientRunner`
+The client side is real (a :class:`~syft_flwr.client.runner.ClientRunner`
 serving a Flower ``ClientApp``); a gate in front of it applies the message's action.
 """
 
@@ -44,9 +44,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from syft_flwr.client.runner import ClientRunner
 from syft_flwr.errors import RequestRefusedError, WireFormatError
-from syft_flwr.fl_orchestrator.client_runner import ClientRunner
-from syft_flwr.fl_orchestrator.syft_grid import SERVER_NODE_ID, SyftGrid
+from syft_flwr.grid.syft_grid import SERVER_NODE_ID, SyftGrid
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.testing.fixtures import APP, ENDPOINT, MakeTransport, TransportFixtures
 from syft_flwr.testing.local import empty_context

@@ -32,10 +32,10 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
-from syft_flwr.engine.aux import AuxStatus
+from syft_flwr.client.runner import ClientRunner
 from syft_flwr.errors import BodyTooLargeError, InvalidAddressError, RequestRefusedError
-from syft_flwr.fl_orchestrator.client_runner import ClientRunner
-from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+from syft_flwr.grid.syft_grid import SyftGrid
+from syft_flwr.services.auxiliary import AuxStatus
 from syft_flwr.testing.attacker import ATTACK_MARKER, Attacker
 from syft_flwr.testing.fixtures import (
     APP,

@@ -1,6 +1,6 @@
 """The client side: serve a Flower ``ClientApp`` on a transport until the stop signal.
 
-Each request is checked by a :class:`~syft_flwr.inbound.RequestGate` (from a trusted aggregator,
+Each request is checked by a :class:`~syft_flwr.grid.gate.RequestGate` (from a trusted aggregator,
 not seen before, not expired, opens if sealed, addressed to this node), then by the run rules
 below, handed to the ``ClientApp``, and its reply sealed back. A ``ClientApp`` exception becomes
 an error reply (``CLIENT_APP_RAISED_EXCEPTION``) and serving goes on; the stop signal makes the
@@ -20,8 +20,8 @@ Run rules, which only a trusted aggregator can trigger in the first place:
   refused. Stop signals are never held.
 
 Next to the Flower endpoint the runner serves aux requests
-(:data:`~syft_flwr.engine.aux.AUX_ENDPOINT`) behind the same gate and the same run rules: the
-built-in topics of :mod:`syft_flwr.engine.client_services` (ping, resource check and cancel, job
+(:data:`~syft_flwr.services.auxiliary.AUX_ENDPOINT`) behind the same gate and the same run rules:
+the built-in topics of :mod:`syft_flwr.client.services` (ping, resource check and cancel, job
 start) and any handler registered with :meth:`ClientRunner.register_aux_message_handler`. Aux
 requests never reach the ``ClientApp``.
 
@@ -51,8 +51,15 @@ from flwr.common.constant import ErrorCode
 from syft_flwr.approvals import ApprovalBook
 from syft_flwr.audit import DROPPED, HELD, REFUSED, AuditTrail
 from syft_flwr.authorization import SenderPolicy
+from syft_flwr.client.services import ClientServices
 from syft_flwr.crypto.channel import SecureChannel
-from syft_flwr.engine.aux import (
+from syft_flwr.errors import AuxError, RequestRefusedError, RunDeniedError, SyftFlwrError
+from syft_flwr.events import StopSignalReceived
+from syft_flwr.grid.gate import Admitted, RequestGate, key_retry_window
+from syft_flwr.grid.syft_grid import SyftGrid
+from syft_flwr.node_ids import normalise_email
+from syft_flwr.plugins import fire_event, get_plugin_manager
+from syft_flwr.services.auxiliary import (
     AUX_ENDPOINT,
     DEFAULT_FIRE_AND_FORGET_TTL,
     AuxHandler,
@@ -62,20 +69,13 @@ from syft_flwr.engine.aux import (
     AuxService,
     parse_aux_request,
 )
-from syft_flwr.engine.client_services import ClientServices
-from syft_flwr.engine.resources import (
+from syft_flwr.services.resources import (
     DEFAULT_RESERVATION_TTL,
     RESOURCES_CHECK_TOPIC,
     ReservationBook,
     ResourceOffer,
     parse_check_request,
 )
-from syft_flwr.errors import AuxError, RequestRefusedError, RunDeniedError, SyftFlwrError
-from syft_flwr.events import StopSignalReceived
-from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
-from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
-from syft_flwr.node_ids import normalise_email
-from syft_flwr.plugins import fire_event, get_plugin_manager
 from syft_flwr.transport import Body, Request, Transport
 
 __all__ = ["APPROVAL_CHECK_INTERVAL", "ClientRunner"]

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from syft_flwr.config import ProjectConfig
-from syft_flwr.engine.snapshot import SnapshotStore
-from syft_flwr.engine.workspace import FINISHING, RESUMABLE, Workspace, workspace_root
 from syft_flwr.errors import WorkspaceError
 from syft_flwr.node_ids import node_id_for
+from syft_flwr.server.snapshot import SnapshotStore
+from syft_flwr.server.workspace import FINISHING, RESUMABLE, Workspace
+from syft_flwr.workspace_location import workspace_root
 
 __all__ = ["run_status", "status_text"]
 

@@ -2,10 +2,10 @@
 
 What FLARE calls the aux channel (``send_aux_request``, ``register_aux_message_handler``),
 built on what the Flower path already has instead of a second protocol: an aux request is a
-Flower ``Message`` sent through a second :class:`~syft_flwr.fl_orchestrator.syft_grid.SyftGrid`
+Flower ``Message`` sent through a second :class:`~syft_flwr.grid.syft_grid.SyftGrid`
 on the same transport and channel, at endpoint :data:`AUX_ENDPOINT`. Sealing, replay checks,
 expiry and reply validation therefore come for free, and a datasite serves aux requests with
-the same :class:`~syft_flwr.inbound.RequestGate` as Flower messages.
+the same :class:`~syft_flwr.grid.gate.RequestGate` as Flower messages.
 
 Wire form (version 1):
 
@@ -39,7 +39,7 @@ from flwr.common.constant import ErrorCode
 from syft_flwr.audit import AuditTrail
 from syft_flwr.authorization import SenderPolicy
 from syft_flwr.errors import AuxError, SyftFlwrError
-from syft_flwr.inbound import Admitted, RequestGate, key_retry_window
+from syft_flwr.grid.gate import Admitted, RequestGate, key_retry_window
 from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_id_for
 from syft_flwr.stop_signal import SYSTEM_MESSAGE_TYPE
@@ -47,7 +47,7 @@ from syft_flwr.transport import Body, Request, Transport
 
 if TYPE_CHECKING:
     from syft_flwr.crypto.channel import SecureChannel
-    from syft_flwr.fl_orchestrator.syft_grid import SyftGrid
+    from syft_flwr.grid.syft_grid import SyftGrid
 
 __all__ = [
     "AUX_ENDPOINT",

@@ -90,7 +90,7 @@ transport that declares a delivery latency gets four times that, see :class:`Req
 KEY_RETRY_INTERVAL = 0.2
 UNOPENABLE = "cannot open the request"
 """How a refusal for a request that did not open begins: its sender reads the refuser's key
-document again and sends once more (:class:`~syft_flwr.fl_orchestrator.syft_grid.SyftGrid`)."""
+document again and sends once more (:class:`~syft_flwr.grid.syft_grid.SyftGrid`)."""
 
 
 def key_retry_window(transport: Transport) -> float:

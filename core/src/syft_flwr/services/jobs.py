@@ -1,6 +1,6 @@
 """Job start: telling reserved datasites to serve a run, under a ``min_clients`` policy.
 
-After :func:`~syft_flwr.engine.resources.check_client_resources` has reserved resources at
+After :func:`~syft_flwr.services.resources.check_client_resources` has reserved resources at
 the datasites that can take the job, :func:`start_client_job` sends each of them the run id
 with its reservation token (aux topic :data:`JOB_START_TOPIC`). A datasite that accepts
 consumes the token and from then on belongs to that run: it serves that run's Flower messages
@@ -34,9 +34,9 @@ from typing import Any
 from flwr.app import ConfigRecord, RecordDict
 
 from syft_flwr.config import ProjectConfig
-from syft_flwr.engine.aux import AuxReply, AuxSender, AuxStatus
-from syft_flwr.engine.resources import ResourceRequirement, check_reservation_ttl
 from syft_flwr.errors import ConfigError, EngineError, JobStartError, ResourceError
+from syft_flwr.services.auxiliary import AuxReply, AuxSender, AuxStatus
+from syft_flwr.services.resources import ResourceRequirement, check_reservation_ttl
 
 __all__ = [
     "DEFAULT_START_TIMEOUT",

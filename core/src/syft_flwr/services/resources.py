@@ -11,7 +11,7 @@ its :class:`ReservationBook` and answers with a secret token, so two servers can
 promised the same CPUs. Reservations expire on their own (a server that crashed between check
 and start must not block the datasite forever), are released with
 :func:`cancel_client_resources`, and are consumed when the job starts
-(:mod:`syft_flwr.engine.jobs`).
+(:mod:`syft_flwr.services.jobs`).
 
 This follows FLARE's ``check_client_resources``/``cancel_client_resources`` contract: a result
 per datasite of ``(True, token)`` or ``(False, reason)``.
@@ -34,8 +34,8 @@ from typing import Any
 
 from flwr.app import ConfigRecord, RecordDict
 
-from syft_flwr.engine.aux import AuxReply, AuxSender, AuxStatus
 from syft_flwr.errors import ResourceError
+from syft_flwr.services.auxiliary import AuxReply, AuxSender, AuxStatus
 
 __all__ = [
     "DEFAULT_RESERVATION_TTL",

@@ -20,7 +20,6 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from flwr.app import Message
 
 from syft_flwr.errors import WireFormatError, WorkspaceError, WorkspaceIOError
 from syft_flwr.files import write_atomic
+from syft_flwr.grid.port import JournalEntry
 from syft_flwr.wire import decode_message
 
 __all__ = ["FutureJournal", "JournalEntry"]
@@ -48,23 +48,6 @@ CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER NOT NULL
 )
 """
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    """One message the grid sent in a not yet committed round."""
-
-    message_id: str
-    epoch: int
-    datasite: str
-    message_type: str
-    group_id: str
-    future_id: str
-    created_at: float
-    ttl: float
-    expires_at: float
-    envelope_id: bytes
-    collected: bool = False
 
 
 class FutureJournal:

@@ -1,6 +1,6 @@
 """What ``syft-flwr status`` and ``syft-flwr audit`` show a data owner, from its workspace only.
 
-Like the server's status (:mod:`syft_flwr.engine.status`) this reads files, never the transport,
+Like the server's status (:mod:`syft_flwr.server.status`) this reads files, never the transport,
 so it answers instantly and also while the datasite is not serving.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from syft_flwr.approvals import ApprovalBook
 from syft_flwr.audit import read_audit
-from syft_flwr.datasite_workspace import DatasiteWorkspace
+from syft_flwr.client.workspace import DatasiteWorkspace
 
 __all__ = ["audit_text", "datasite_status", "datasite_status_text"]
 

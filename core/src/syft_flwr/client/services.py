@@ -2,10 +2,10 @@
 
 - :data:`PING_TOPIC`: who and when, plus what the datasite offers (liveness checks and
   ``get_clients`` use it);
-- :data:`~syft_flwr.engine.resources.RESOURCES_CHECK_TOPIC` and
-  :data:`~syft_flwr.engine.resources.RESOURCES_CANCEL_TOPIC`: reserve and release resources
-  in the datasite's :class:`~syft_flwr.engine.resources.ReservationBook`;
-- :data:`~syft_flwr.engine.jobs.JOB_START_TOPIC`: consume a reservation and bind the datasite
+- :data:`~syft_flwr.services.resources.RESOURCES_CHECK_TOPIC` and
+  :data:`~syft_flwr.services.resources.RESOURCES_CANCEL_TOPIC`: reserve and release resources
+  in the datasite's :class:`~syft_flwr.services.resources.ReservationBook`;
+- :data:`~syft_flwr.services.jobs.JOB_START_TOPIC`: consume a reservation and bind the datasite
   to a run, after which it serves only that run.
 
 A request is always answered with content, also when it is refused (not enough resources, a
@@ -27,9 +27,11 @@ from dataclasses import dataclass
 
 from flwr.app import ConfigRecord, RecordDict
 
-from syft_flwr.engine.aux import AuxHandlerRegistry, AuxReply, AuxRequest, AuxStatus
-from syft_flwr.engine.jobs import JOB_START_TOPIC, build_start_reply, parse_start_request
-from syft_flwr.engine.resources import (
+from syft_flwr.errors import ResourceError
+from syft_flwr.node_ids import node_id_for, normalise_email
+from syft_flwr.services.auxiliary import AuxHandlerRegistry, AuxReply, AuxRequest, AuxStatus
+from syft_flwr.services.jobs import JOB_START_TOPIC, build_start_reply, parse_start_request
+from syft_flwr.services.resources import (
     OFFER_KEY,
     RESOURCES_CANCEL_TOPIC,
     RESOURCES_CHECK_TOPIC,
@@ -41,8 +43,6 @@ from syft_flwr.engine.resources import (
     parse_token,
     reported_offer,
 )
-from syft_flwr.errors import ResourceError
-from syft_flwr.node_ids import node_id_for, normalise_email
 
 __all__ = ["PING_TOPIC", "ClientServices", "PingInfo", "parse_ping_reply"]
 

@@ -1,8 +1,8 @@
 """The datasite's own workspace: what its owner needs to see and decide, outside the synced folder.
 
 Layout (``<root>`` is the project's workspace root, as for the server's runs: see
-:func:`~syft_flwr.engine.workspace.workspace_root`; without a project, ``$XDG_STATE_HOME/syft-flwr``
-or ``~/.local/state/syft-flwr``)::
+:func:`~syft_flwr.workspace_location.workspace_root`; without a project,
+``$XDG_STATE_HOME/syft-flwr`` or ``~/.local/state/syft-flwr``)::
 
     <root>/datasites/<email>/
         audit.jsonl                   every request accepted, held or refused (syft_flwr.audit)
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from syft_flwr.addresses import check_datasite
 from syft_flwr.config import ProjectConfig
-from syft_flwr.engine.workspace import workspace_root
 from syft_flwr.errors import ConfigError, InvalidAddressError
 from syft_flwr.node_ids import normalise_email
+from syft_flwr.workspace_location import workspace_root
 
 __all__ = ["AUDIT_FILE", "DatasiteWorkspace", "default_state_root"]
 

@@ -37,8 +37,8 @@ from flwr.server.strategy import Strategy as LegacyStrategy
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
-from syft_flwr.engine.rounds import RoundKeeper
-from syft_flwr.engine.snapshot import from_json_value, to_json_value
+from syft_flwr.server.rounds import RoundKeeper
+from syft_flwr.server.snapshot import from_json_value, to_json_value
 
 __all__ = [
     "LEGACY",
@@ -59,7 +59,8 @@ _patch_users = 0
 
 
 def _keeper_of(grid: Grid) -> RoundKeeper | None:
-    return cast("RoundKeeper | None", getattr(grid, "round_keeper", None))
+    """The round keeper behind ``grid``'s port (the engine, when it persists), if any."""
+    return cast("RoundKeeper | None", getattr(getattr(grid, "port", None), "round_keeper", None))
 
 
 # -- message API ----------------------------------------------------------------------------

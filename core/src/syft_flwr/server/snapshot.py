@@ -19,11 +19,11 @@ from typing import Any
 
 from flwr.app import ArrayRecord, Metadata, RecordDict
 
-from syft_flwr.engine.workspace import RunWorkspace
 from syft_flwr.errors import WireFormatError, WorkspaceError
 from syft_flwr.files import read_json, write_atomic, write_json
 from syft_flwr.kill_points import kill_point
 from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.server.workspace import RunWorkspace
 from syft_flwr.wire import decode_message, encode_message
 
 __all__ = ["RunSnapshot", "SnapshotStore", "from_json_value", "to_json_value"]
