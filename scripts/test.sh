@@ -5,8 +5,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 # Every distribution of the workspace with its test extra, then the real SyftBox Python stack
 # (syft-rpc, syft-event, syft-crypto) for the interoperability tests: it must be installed
 # without dependency resolution, see plugins/syftbox/interop-requirements.txt.
+# The memory plugin is named once without extras as well: the core's test extra requires it, and
+# on a fresh venv pip's resolver does not match that requirement to the `[test]` form alone.
 bootstrap_install test \
     -e "$ROOT/core[test]" \
+    -e "$ROOT/plugins/memory" \
     -e "$ROOT/plugins/memory[test]" \
     -e "$ROOT/plugins/syftbox[test]" \
     -e "$ROOT/plugins/gdrive[test]" \
