@@ -265,3 +265,13 @@ def test_the_first_release_paths_still_work_and_warn(old: str, name: str, new: s
     assert f"WARNED {old} moved to" in result.stdout, result.stdout
     assert "0.2.0" in result.stdout
     assert "SAME True" in result.stdout
+
+
+def test_the_architecture_page_names_every_layer_and_module() -> None:
+    page = (PACKAGE_DIR.parents[2] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line for line in page.splitlines() if line.startswith("| ")}
+    for layer, modules in LAYERS:
+        assert layer in rows, f"docs/architecture.md has no row for the layer {layer!r}"
+        for module in modules:
+            short = "syft_flwr" if module == "syft_flwr" else module.removeprefix("syft_flwr.")
+            assert f"`{short}`" in rows[layer], f"docs/architecture.md: {short} not in {layer}"

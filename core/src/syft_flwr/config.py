@@ -292,6 +292,10 @@ class RuntimeSettings:
         transport's default applies).
     :param lost_after: ``SYFT_FLWR_LOST_AFTER``: seconds a datasite may leave a request
         unanswered before the server counts it as lost; ``None`` when unset.
+    :param fsync: ``SYFT_FLWR_FSYNC``: flush the server's run state (journal, snapshots,
+        ``run.json``) to disk at every commit point, so a run resumes after a crash of the
+        machine too, not only of the process. Off by default: each flush costs milliseconds,
+        several per message, more than the rest of a round on a fast transport.
     """
 
     msg_timeout: float = DEFAULT_MSG_TIMEOUT
@@ -299,6 +303,7 @@ class RuntimeSettings:
     email: str | None = None
     encryption_enabled: bool | None = None
     lost_after: float | None = None
+    fsync: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -317,6 +322,7 @@ class RuntimeSettings:
             ),
             email=(env.get("SYFTBOX_EMAIL") or "").strip() or None,
             encryption_enabled=_optional_bool(env, "SYFT_FLWR_ENCRYPTION_ENABLED"),
+            fsync=bool(_optional_bool(env, "SYFT_FLWR_FSYNC")),
         )
 
 

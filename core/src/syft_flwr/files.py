@@ -1,4 +1,13 @@
-"""Crash-safe files (keys, pins, run workspaces): readers see old or new content, never half."""
+"""Crash-safe files (keys, pins, run workspaces): readers see old or new content, never half.
+
+Two levels of durability, chosen by the caller. Every write goes to a temporary file renamed
+over the target, which is atomic, so a crash of the *process* (a kill, the crash safety the
+server's commit points are designed and tested for) leaves the old file or the new one. With
+``fsync`` the data and the rename are also flushed to disk, so the same holds after a crash of
+the *machine* (power loss): that costs two flushes per file, a few milliseconds each on a
+typical disk, which is why the server's per-message and per-round files take the run's setting
+(``SYFT_FLWR_FSYNC``) while keys and pins, written rarely, always flush.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +22,13 @@ from syft_flwr.errors import WorkspaceError, WorkspaceIOError
 __all__ = ["append_json_line", "read_json", "read_json_lines", "write_atomic", "write_json"]
 
 
-def write_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (mode 0600).
+def write_atomic(path: Path, data: bytes | bytearray | memoryview, *, fsync: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (mode 0600).
 
-    The bytes go to a temporary file in the same directory, are fsynced, renamed over
-    ``path``, and the directory is fsynced, so a crash at any point leaves either the old
-    file or the new one: the property resume relies on.
+    The bytes go to a temporary file in the same directory, renamed over ``path``, so a crash
+    at any point leaves either the old file or the new one: the property resume relies on.
+    With ``fsync`` the file is flushed before the rename and the directory after it, so this
+    also holds after a machine crash.
 
     :raises WorkspaceIOError: the write failed (disk full, read-only, not a folder); the old
         file, if any, is untouched.
@@ -32,9 +42,11 @@ def write_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.replace(temp, path)
-        _fsync_dir(path.parent)
+        if fsync:
+            _fsync_dir(path.parent)
     except OSError as exc:
         Path(temp).unlink(missing_ok=True)
         raise WorkspaceIOError(f"cannot write {path}: {exc}") from exc
@@ -43,9 +55,9 @@ def write_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
         raise
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as indented JSON, atomically."""
-    write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+def write_json(path: Path, value: Any, *, fsync: bool = True) -> None:
+    """Write ``value`` as indented JSON, atomically (see :func:`write_atomic`)."""
+    write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), fsync=fsync)
 
 
 def read_json(path: Path) -> Any:

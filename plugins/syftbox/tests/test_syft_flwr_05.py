@@ -28,21 +28,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from syft_flwr_syftbox.testing.syft_flwr_05 import (
-    copy_project,
-    handled_messages,
-    legacy_command,
-    party_env,
-    syft_flwr_05_venv,
-    watching_files,
-    write_client_config,
-)
+from syft_flwr_syftbox.testing.federation import FederationError, LocalFederation, Party
+from syft_flwr_syftbox.testing.syft_flwr_05 import handled_messages, party_env, syft_flwr_05_venv
 
 pytestmark = pytest.mark.slow
 
@@ -50,10 +42,7 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "quickstart-numpy"
 AGGREGATOR = "aggregator@openmined.org"
 DATASITES = ("do1@openmined.org", "do2@openmined.org")
 ROUNDS = 3
-STARTUP = 90.0
-"""Longest wait for a client to bootstrap its keys and watch its folder."""
-RUN = 120.0
-"""Longest wait for a whole run (three rounds take a few seconds; 0.5.x polls every 0.1 s)."""
+ENVIRONMENT = {"SYFT_FLWR_MSG_TIMEOUT": "60", "SYFT_FLWR_POLL_INTERVAL": "0.1"}
 
 
 @pytest.fixture(scope="session")
@@ -62,112 +51,39 @@ def legacy_venv():  # type: ignore[no-untyped-def]
     return syft_flwr_05_venv()
 
 
-@dataclass
-class Party:
-    email: str
-    legacy: bool
-    side: str
-    project: Path
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def describe(self) -> str:
-        kind = "syft-flwr 0.5.3" if self.legacy else "ours"
-        head = f"--- {self.side} {self.email} ({kind}), exit {self.process.poll()}"
-        return f"{head}:\n{self.output()[-6000:]}"
-
-
-class Federation:
-    """Parties of one run on one SyftBox folder; every wait bounded, every process reaped."""
-
-    def __init__(self, root: Path, legacy_venv, encrypted: bool) -> None:  # type: ignore[no-untyped-def]
-        self.root = root
-        self.data_dir = root / "SyftBox"
-        (self.data_dir / "datasites").mkdir(parents=True)
-        self.venv = legacy_venv
-        self.encrypted = encrypted
-        self.parties: list[Party] = []
-
-    def _project(self, email: str, legacy: bool, side: str) -> Path:
-        target = self.root / "projects" / email
-        if legacy and side == "client":
-            position = {"partition-id": DATASITES.index(email), "num-partitions": len(DATASITES)}
-            return copy_project(EXAMPLE, target, app_config=position)
-        syft_rpc = not legacy and side == "server" and self.with_legacy_clients
-        return copy_project(
-            EXAMPLE,
-            target,
-            extra='\n[tool.syft_flwr.syftbox]\nwire = "syft-rpc"\n' if syft_rpc else "",
-        )
-
-    with_legacy_clients = False
+class Federation(LocalFederation):
+    """A :class:`LocalFederation` whose failures are test failures carrying every log."""
 
     def start(self, email: str, *, legacy: bool) -> Party:
-        side = "server" if email == AGGREGATOR else "client"
-        project = self._project(email, legacy, side)
-        home = self.root / "homes" / email
-        config = write_client_config(home / ".syftbox" / "config.json", email, self.data_dir)
-        env = party_env(
-            home,
-            config,
-            SYFT_FLWR_ENCRYPTION_ENABLED="true" if self.encrypted else "false",
-            SYFT_FLWR_MSG_TIMEOUT="60",
-            SYFT_FLWR_POLL_INTERVAL="0.1",
-        )
-        if legacy:
-            command = legacy_command(self.venv, side, project)
-        else:
-            command = [sys.executable, "-m", "syft_flwr", "run", str(project)]
-        log = self.root / f"{email}.log"
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                command, cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT
-            )
-        party = Party(email, legacy, side, project, log, process)
-        self.parties.append(party)
-        if side == "client":
-            self._wait_ready(party)
-        return party
+        try:
+            return super().start(email, legacy=legacy)
+        except FederationError as exc:
+            pytest.fail(str(exc), pytrace=False)
 
-    def _wait_ready(self, party: Party) -> None:
-        did = self.data_dir / "datasites" / party.email / "public" / "did.json"
-        deadline = time.monotonic() + STARTUP
-        while not (watching_files(party.process) and (did.is_file() or not self.encrypted)):
-            if party.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"a client never started serving\n{self.report()}", pytrace=False)
-            time.sleep(0.05)
-
-    def finish(self) -> None:
-        """Wait for every process to exit; fail with every log when one does not, or fails."""
-        deadline = time.monotonic() + RUN
-        for party in self.parties:
-            try:
-                party.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"{party.email} did not finish\n{self.report()}", pytrace=False)
-        failed = [p for p in self.parties if p.process.returncode != 0]
-        if failed:
-            pytest.fail(f"{failed[0].email} exited non-zero\n{self.report()}", pytrace=False)
-
-    def report(self) -> str:
-        return "\n".join(party.describe() for party in self.parties)
-
-    def close(self) -> None:
-        for party in self.parties:
-            if party.process.poll() is None:
-                party.process.kill()
-                party.process.wait(30)
+    def finish(self, timeout: float = 120.0) -> None:
+        try:
+            super().finish(timeout)
+        except FederationError as exc:
+            pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture
-def federation(tmp_path: Path, legacy_venv):  # type: ignore[no-untyped-def]
+def federation(tmp_path: Path, legacy_venv) -> Iterator[Callable[..., Federation]]:  # type: ignore[no-untyped-def]
     made: list[Federation] = []
 
-    def make(encrypted: bool) -> Federation:
-        made.append(Federation(tmp_path / f"run{len(made)}", legacy_venv, encrypted))
+    def make(encrypted: bool, *, with_legacy_clients: bool = False) -> Federation:
+        made.append(
+            Federation(
+                tmp_path / f"run{len(made)}",
+                EXAMPLE,
+                AGGREGATOR,
+                DATASITES,
+                encrypted=encrypted,
+                legacy_venv=legacy_venv,
+                syft_rpc_server=with_legacy_clients,
+                environment=ENVIRONMENT,
+            )
+        )
         return made[-1]
 
     yield make
@@ -181,10 +97,7 @@ def served_rounds(federation: Federation, party: Party) -> list[str]:
         return handled_messages(party.output())
     audit = subprocess.run(
         [sys.executable, "-m", "syft_flwr", "audit", str(party.project), "--json"],
-        env=party_env(
-            federation.root / "homes" / party.email,
-            federation.root / "homes" / party.email / ".syftbox" / "config.json",
-        ),
+        env=party_env(party.home, party.config),
         capture_output=True,
         text=True,
         timeout=60,
@@ -225,8 +138,7 @@ def test_a_syft_flwr_05_server_drives_our_clients(federation, encrypted: bool) -
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plaintext", "encrypted"])
 def test_our_server_drives_syft_flwr_05_clients(federation, encrypted: bool) -> None:  # type: ignore[no-untyped-def]
-    run = federation(encrypted)
-    run.with_legacy_clients = True
+    run = federation(encrypted, with_legacy_clients=True)
     for email in DATASITES:
         run.start(email, legacy=True)
     server = run.start(AGGREGATOR, legacy=False)
@@ -235,8 +147,7 @@ def test_our_server_drives_syft_flwr_05_clients(federation, encrypted: bool) -> 
 
 
 def test_a_mixed_federation_of_ours_and_syft_flwr_05_encrypted(federation) -> None:  # type: ignore[no-untyped-def]
-    run = federation(True)
-    run.with_legacy_clients = True
+    run = federation(True, with_legacy_clients=True)
     run.start(DATASITES[0], legacy=True)
     run.start(DATASITES[1], legacy=False)
     server = run.start(AGGREGATOR, legacy=False)

@@ -239,7 +239,7 @@ class ServerEngine:
                 channel=channel,
                 msg_timeout=runtime.msg_timeout,
                 lost_after=runtime.lost_after or config.lost_after or DEFAULT_LOST_AFTER,
-                workspace=None if root is None else Workspace(root),
+                workspace=None if root is None else Workspace(root, fsync=runtime.fsync),
                 config=config,
                 plugin_manager=plugin_manager,
             )
@@ -351,7 +351,7 @@ class ServerEngine:
     def _abandon(self, run: RunWorkspace) -> None:
         info = run.update(status=ABANDONED, finished_at=time.time())
         if self.transport.capabilities.persistent:
-            journal = FutureJournal(run.state_dir)
+            journal = FutureJournal(run.state_dir, fsync=run.fsync)
             for entry in journal.drop_through(2**62):
                 self.transport.forget(entry.future_id)
             journal.close()
@@ -362,7 +362,7 @@ class ServerEngine:
         self._keeps_rounds = True
         self.events.subscribe(lambda event: _record_event(run, event))
         if self.transport.capabilities.persistent:
-            self._journal = FutureJournal(run.state_dir)
+            self._journal = FutureJournal(run.state_dir, fsync=run.fsync)
         else:
             logger.info(
                 "the %s transport does not keep futures across restarts: a resumed run "

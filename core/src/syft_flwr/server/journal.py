@@ -12,6 +12,11 @@ Collected replies are stored after they were opened (sealed replies cannot be op
 the replay store remembers them), as the envelope bytes the grid decoded them from, so nothing
 is encoded a second time; the journal directory holds plaintext messages of one round and lives
 in the server's private workspace with mode 0600.
+
+Durable as the run's workspace is (:class:`~syft_flwr.server.workspace.RunWorkspace`): against
+a crash of the process by default (SQLite's WAL with ``synchronous=NORMAL``, reply files
+renamed into place), and with ``fsync`` also against a crash of the machine
+(``synchronous=FULL``, flushed files), which costs a disk flush or two per message.
 """
 
 from __future__ import annotations
@@ -54,10 +59,13 @@ class FutureJournal:
     """A SQLite table of entries plus one file per collected reply, under ``directory``.
 
     Thread-safe: legacy strategies push from a thread pool.
+
+    :param fsync: flush every commit to disk (machine-crash durability).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, fsync: bool = False) -> None:
         self.directory = directory
+        self.fsync = fsync
         self._replies = directory / "replies"
         try:
             self._replies.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -65,7 +73,7 @@ class FutureJournal:
                 directory / "journal.sqlite", check_same_thread=False, isolation_level=None
             )
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.execute(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise WorkspaceIOError(f"cannot open the future journal in {directory}: {exc}") from exc
@@ -105,7 +113,7 @@ class FutureJournal:
         :param envelope: the reply's wire envelope, as the grid opened it (not re-encoded).
         :raises WorkspaceIOError: the file cannot be written.
         """
-        write_atomic(self._reply_path(message_id), envelope)
+        write_atomic(self._reply_path(message_id), envelope, fsync=self.fsync)
         with self._lock, self._writing():
             self._db.execute("UPDATE entries SET collected = 1 WHERE message_id = ?", (message_id,))
 

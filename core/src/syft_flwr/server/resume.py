@@ -186,7 +186,7 @@ def run_message_rounds(
                 "server": _metrics_json(result.evaluate_metrics_serverapp.get(current_round)),
             },
         )
-    logger.info("strategy finished in %.2fs", time.time() - started)
+    logger.info("strategy finished in %.3fs", time.time() - started)
     return result
 
 

@@ -94,7 +94,9 @@ class SnapshotStore:
         previous = self.load()
         kept = tuple(m for m in (previous.metrics if previous else ()) if m["round"] < round_)
         name = f"model-{round_}.sfwm"
-        write_atomic(self.run.state_dir / name, encode_model(model, self.run.run_id))
+        write_atomic(
+            self.run.state_dir / name, encode_model(model, self.run.run_id), fsync=self.run.fsync
+        )
         kill_point("round.model_written")
         snapshot = RunSnapshot(
             self.run.run_id,
@@ -106,7 +108,7 @@ class SnapshotStore:
             metrics=(*kept, {"round": round_, **(metrics_line or {})}),
             created_at=time.time(),
         )
-        write_json(self.run.snapshot_file, snapshot.to_json())
+        write_json(self.run.snapshot_file, snapshot.to_json(), fsync=self.run.fsync)
         kill_point("round.committed")
         return snapshot
 
@@ -168,7 +170,7 @@ class SnapshotStore:
             data = path.read_bytes()
         except OSError as exc:
             raise WorkspaceError(f"the snapshot model {path} is unusable: {exc}") from exc
-        write_atomic(self.run.final_model_file, data)
+        write_atomic(self.run.final_model_file, data, fsync=self.run.fsync)
 
 
 def encode_model(model: ArrayRecord, run_id: int) -> bytes:

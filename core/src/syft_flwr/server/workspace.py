@@ -26,7 +26,9 @@ the project, else ``<project>/.syft_flwr``)::
 - ``finished`` or ``failed`` at the end, or ``abandoned`` when a fresh run replaced an
   interrupted one. A run in one of these is never resumed.
 
-Files are written atomically and readable only by their owner. ``metrics.jsonl`` and the
+Files are written atomically and readable only by their owner, durable against a crash of the
+server process; with ``fsync`` (``SYFT_FLWR_FSYNC=true``) also against a crash of the machine,
+at two disk flushes per file (see :mod:`syft_flwr.files`). ``metrics.jsonl`` and the
 ``round`` of ``run.json`` are derived from the committed snapshot (``state/snapshot.json``, the
 one commit point of a round) and rewritten from it, so they never show an uncommitted round.
 """
@@ -137,10 +139,14 @@ class RunInfo:
 
 
 class RunWorkspace:
-    """The folder of one run."""
+    """The folder of one run.
 
-    def __init__(self, path: Path) -> None:
+    :param fsync: flush every file of the run to disk (machine-crash durability).
+    """
+
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
         self.path = path
+        self.fsync = fsync
         self.state_dir = path / "state"
         self.run_file = path / "run.json"
         self.events_file = path / "events.jsonl"
@@ -160,7 +166,7 @@ class RunWorkspace:
 
     def write_info(self, info: RunInfo) -> None:
         """Replace ``run.json``."""
-        write_json(self.run_file, replace(info, updated_at=time.time()).to_json())
+        write_json(self.run_file, replace(info, updated_at=time.time()).to_json(), fsync=self.fsync)
 
     def update(self, **changes: Any) -> RunInfo:
         """Change some fields of ``run.json``; return the new info."""
@@ -171,7 +177,7 @@ class RunWorkspace:
     def snapshot_config(self, source: Path | None) -> None:
         """Keep a copy of the project configuration the run started with."""
         if source is not None and source.is_file():
-            write_atomic(self.path / "config" / source.name, source.read_bytes())
+            write_atomic(self.path / "config" / source.name, source.read_bytes(), fsync=self.fsync)
 
     def append_event(self, event: Mapping[str, Any]) -> None:
         """Add one line to ``events.jsonl``."""
@@ -184,7 +190,7 @@ class RunWorkspace:
     def write_metrics(self, metrics: Sequence[Mapping[str, Any]]) -> None:
         """Replace ``metrics.jsonl`` with one line per committed round (derived, idempotent)."""
         lines = "".join(json.dumps(dict(m), sort_keys=True, default=str) + "\n" for m in metrics)
-        write_atomic(self.metrics_file, lines.encode())
+        write_atomic(self.metrics_file, lines.encode(), fsync=self.fsync)
 
     def metrics(self) -> list[dict[str, Any]]:
         """The metrics history, one entry per committed round."""
@@ -192,7 +198,7 @@ class RunWorkspace:
 
     def write_clients(self, clients: Mapping[str, Any]) -> None:
         """Replace ``clients.json``."""
-        write_json(self.clients_file, dict(clients))
+        write_json(self.clients_file, dict(clients), fsync=self.fsync)
 
     def clients(self) -> dict[str, Any]:
         """What ``clients.json`` says (empty before the first write)."""
@@ -203,10 +209,14 @@ class RunWorkspace:
 
 
 class Workspace:
-    """All runs of one project, under ``root``."""
+    """All runs of one project, under ``root``.
 
-    def __init__(self, root: Path) -> None:
+    :param fsync: the runs' files are flushed to disk (see :class:`RunWorkspace`).
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = False) -> None:
         self.root = root
+        self.fsync = fsync
         self.runs_dir = root / "runs"
 
     def create_run(self, info: RunInfo, config_source: Path | None = None) -> RunWorkspace:
@@ -215,7 +225,7 @@ class Workspace:
         :raises WorkspaceError: a run with that id exists already.
         :raises WorkspaceIOError: the folder cannot be made (disk full, read-only).
         """
-        run = RunWorkspace(self.runs_dir / str(info.run_id))
+        run = RunWorkspace(self.runs_dir / str(info.run_id), fsync=self.fsync)
         try:
             run.path.mkdir(parents=True, mode=0o700)
             run.state_dir.mkdir(mode=0o700)
@@ -234,7 +244,7 @@ class Workspace:
         found = []
         for path in self.runs_dir.iterdir():
             if path.name.isdigit() and (path / "run.json").is_file():
-                run = RunWorkspace(path)
+                run = RunWorkspace(path, fsync=self.fsync)
                 try:
                     found.append((run.info().started_at, run))
                 except WorkspaceError:

@@ -29,7 +29,15 @@ import time
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -42,7 +50,14 @@ __all__ = ["FolderWatcher", "Listener"]
 
 logger = logging.getLogger(__name__)
 
-_EVENTS = frozenset({"created", "modified", "moved", "closed"})
+_EVENTS = frozenset({"created", "moved", "closed"})
+_KERNEL_EVENTS = [FileCreatedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent]
+"""What the kernel is asked for: a file appearing (created, renamed in) or closed after writing,
+and new folders (so they are watched too). Not opens, reads or closes without writing: every
+party's listings open folders, so asking for those woke every other watcher on the machine
+for every scan, and each woken transport's own scan woke the others again. Not each
+``write()`` either (``modified``): a file written in place ends in a close-after-write, which
+is when it can be read; a large one would otherwise be routed once per write."""
 _SUFFIXES = (*(kind.value for kind in FileKind), PART_SUFFIX)
 
 
@@ -148,7 +163,9 @@ class FolderWatcher:
 
     def _start(self) -> None:
         observer = Observer()
-        observer.schedule(_Handler(self), str(self.datasites), recursive=True)
+        observer.schedule(
+            _Handler(self), str(self.datasites), recursive=True, event_filter=_KERNEL_EVENTS
+        )
         try:
             observer.start()
         except OSError as exc:  # e.g. the inotify instance limit; the sweep still works
