@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from figures import add_options, report
 from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.supercore.task_identity import TaskIdentity
@@ -107,7 +108,9 @@ def round_trip(name: str, workdir: Path, model: ArrayRecord, repeat: int, sealed
     client = registry.create(name, TransportSettings(CLIENT, options, poll_interval=0.01))
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
     thread = threading.Thread(
-        target=syftbox_flwr_client, args=(echo_app(), context, APP), kwargs={"transport": client}
+        target=syftbox_flwr_client,
+        args=(echo_app(), context, APP),
+        kwargs={"transport": client, "trusted_aggregators": [SERVER]},
     )
     thread.start()
     if sealed:
@@ -149,7 +152,10 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--transport", default="memory")
+    add_options(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.mib, args.repeat = 4, 1
     logging.basicConfig(level=logging.ERROR)
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
     big = model_of(args.mib * MIB)
@@ -190,7 +196,18 @@ def main() -> None:
             f"{args.mib} MiB push+reply over {args.transport}: plaintext "
             f"{moved / plain_big:.1f} MB/s, encrypted {moved / sealed_big:.1f} MB/s"
         )
-        print(f"encrypted/plaintext push+reply throughput: {plain_big / sealed_big:.2f}x")
+    report(
+        args,
+        "crypto",
+        f"encrypted/plaintext push+reply throughput: {plain_big / sealed_big:.2f}x",
+        ratio=plain_big / sealed_big,
+        better="higher",
+        ours=moved / sealed_big,
+        baseline=moved / plain_big,
+        unit="MB/s",
+        ours_label=f"{args.mib} MiB push+reply over {args.transport}, encrypted",
+        baseline_label="the same, plaintext",
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from figures import add_options, report
+
 DATASITE, AGGREGATOR, STRANGER = "owner@mem.test", "aggregator@mem.test", "mallory@mem.test"
 APP = "flwr/mem"
 MAX_BODY = 16 * 1024 * 1024
@@ -86,7 +88,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=3, help="hostile files per endpoint")
     parser.add_argument("--size-mib", type=int, default=200)
+    add_options(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.files = 1  # the files are sparse: their size costs no disk or time
     size = args.size_mib * 1024 * 1024
     with tempfile.TemporaryDirectory(prefix="hostile-mem-") as tmp:
         root = Path(tmp)
@@ -126,7 +131,18 @@ def main() -> None:
     print(
         f"peak after {count} hostile files ({args.size_mib} MiB each): {hostile / 2**20:8.1f} MiB"
     )
-    print(f"peak memory with hostile files vs idle: {hostile / idle:.2f}x")
+    report(
+        args,
+        "hostile_memory",
+        f"peak memory with hostile files vs idle: {hostile / idle:.2f}x",
+        ratio=hostile / idle,
+        better="lower",
+        ours=hostile / 2**20,
+        baseline=idle / 2**20,
+        unit="MiB",
+        ours_label=f"peak after {count} hostile files of {args.size_mib} MiB",
+        baseline_label="idle peak of a serving datasite",
+    )
 
 
 if __name__ == "__main__":

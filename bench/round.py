@@ -26,21 +26,23 @@ headline (last line) is how many times fewer seconds per encrypted round ours ta
 syft-flwr 0.5.3. Target: our encrypted round <= 0.02 s, >= 300x.
 
     python bench/round.py [--repeat 3] [--modes on off] [--json PATH] [--smoke]
+
+``--smoke``: one run per side, encrypted only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from figures import add_options, report
 from rtt import ours as transport_round_trips
 
-from syft_flwr_syftbox.testing.federation import LocalFederation, strategy_seconds
+from syft_flwr_syftbox.testing.federation import ProcessFederation, strategy_seconds
 from syft_flwr_syftbox.testing.syft_flwr_05 import syft_flwr_05_venv
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quickstart-numpy"
@@ -61,7 +63,7 @@ def one_run(root: Path, *, legacy: bool, encrypted: bool, idle: float = 0.0) -> 
     """Seconds per round of one federation (a 0.5.3 server if ``legacy``), and (``idle`` > 0)
     the CPU seconds one serving client spent over ``idle`` seconds before the server started."""
     venv = syft_flwr_05_venv() if legacy else None
-    with LocalFederation(
+    with ProcessFederation(
         root, EXAMPLE, AGGREGATOR, DATASITES, encrypted=encrypted, legacy_venv=venv
     ) as federation:
         clients = [federation.start(email, legacy=False) for email in DATASITES]
@@ -93,8 +95,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=["on", "off"], default=["on", "off"])
     parser.add_argument("--pings", type=int, default=200, help="transport round trips (floor)")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle client CPU")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--smoke", action="store_true", help="one run, encrypted only (CI)")
+    add_options(parser)
     args = parser.parse_args()
     if args.smoke:
         args.repeat, args.modes, args.pings, args.idle = 1, ["on"], 20, 1.0
@@ -127,21 +128,22 @@ def main() -> None:
         f"idle serving client over {args.idle:.0f} s: {idle_cpu * 1e3:.0f} ms CPU "
         f"({idle_cpu / args.idle * 100:.2f}% of one core)"
     )
-    if args.json:
-        figures = {
-            "bench": "round",
-            "rtt_s": rtt,
-            "floor_s": floor,
-            "idle_cpu_s": idle_cpu,
-            "idle_s": args.idle,
-            "rows": rows,
-        }
-        args.json.write_text(json.dumps(figures, indent=2))
     headline = rows[0]
-    print(
+    rows.append({"floor_s": floor, "rtt_s": rtt, "idle_cpu_s": idle_cpu, "idle_s": args.idle})
+    report(
+        args,
+        "round",
         f"s/round, encryption {headline['encryption']}, vs syft-flwr 0.5.3: "
         f"{headline['ratio']:.1f}x fewer (ours {headline['ours_s']:.3f} s; target <= 0.02 s, "
-        ">= 300x)"
+        ">= 300x)",
+        ratio=headline["ratio"],
+        better="higher",
+        ours=headline["ours_s"],
+        baseline=headline["baseline_s"],
+        unit="s/round",
+        ours_label=f"FedAvg round, every party a process, encryption {headline['encryption']}",
+        baseline_label="the real syft-flwr 0.5.3 server",
+        rows=rows,
     )
 
 

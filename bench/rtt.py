@@ -25,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from figures import add_options, report
+
 from syft_flwr.transport import Request, TransportSettings
 from syft_flwr_syftbox import SyftBoxTransport
 from syft_flwr_syftbox.atomic import write_atomic
@@ -151,7 +153,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--baseline-requests", type=int, default=40)
     parser.add_argument("--idle", type=float, default=10.0)
+    add_options(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.requests, args.baseline_requests, args.idle = 20, 5, 1.0
     with tempfile.TemporaryDirectory(prefix="syftbox-rtt-") as workdir:
         root = Path(workdir)
         for name in ("ours", "theirs"):
@@ -175,9 +180,17 @@ def main() -> None:
     )
     p99_ratio = percentile(theirs, 0.99) / percentile(mine, 0.99)
     print(f"p99 round trip vs syft-rpc + syft-event: {p99_ratio:.1f}x lower")
-    print(
+    report(
+        args,
+        "rtt",
         f"median round trip vs syft-rpc + syft-event: {base_median / our_median:.1f}x lower "
-        "(target >= 20x)"
+        "(target >= 20x)",
+        ratio=base_median / our_median,
+        ours=our_median * 1e3,
+        baseline=base_median * 1e3,
+        unit="ms",
+        ours_label="syftbox transport, 1 KiB round trip (median)",
+        baseline_label="syft-rpc + syft-event",
     )
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from figures import add_options, report
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=E0611
@@ -177,7 +178,10 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=100, help="array size in MiB (default 100)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per path, best kept")
     parser.add_argument("--peak-of", choices=sorted(PATHS), help=argparse.SUPPRESS)
+    add_options(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.mib, args.repeat = 4, 1
     if args.peak_of:
         print(peak_in_this_process(args.peak_of, args.mib))
         return
@@ -198,7 +202,17 @@ def main() -> None:
     for path in PATHS:
         print(f"peak memory above the message, {path}: {measure_peak(path, args.mib)}")
     speedup = sum(best["flwr protobuf"]) / sum(best["syft-flwr wire"])
-    print(f"serde speedup vs flwr protobuf: {speedup:.1f}x")
+    report(
+        args,
+        "serde",
+        f"serde speedup vs flwr protobuf: {speedup:.1f}x",
+        ratio=speedup,
+        ours=sum(best["syft-flwr wire"]),
+        baseline=sum(best["flwr protobuf"]),
+        unit="s",
+        ours_label=f"wire codec encode+decode, {args.mib} MiB",
+        baseline_label="Flower's protobuf path",
+    )
 
 
 if __name__ == "__main__":

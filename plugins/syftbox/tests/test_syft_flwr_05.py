@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_syftbox.testing.federation import FederationError, LocalFederation, Party
+from syft_flwr_syftbox.testing.federation import FederationError, ProcessFederation, Party
 from syft_flwr_syftbox.testing.syft_flwr_05 import handled_messages, party_env, syft_flwr_05_venv
 
 pytestmark = pytest.mark.slow
@@ -51,8 +51,8 @@ def legacy_venv():  # type: ignore[no-untyped-def]
     return syft_flwr_05_venv()
 
 
-class Federation(LocalFederation):
-    """A :class:`LocalFederation` whose failures are test failures carrying every log."""
+class Federation(ProcessFederation):
+    """A :class:`ProcessFederation` whose failures are test failures carrying every log."""
 
     def start(self, email: str, *, legacy: bool) -> Party:
         try:

@@ -26,7 +26,7 @@ from syft_flwr_syftbox.testing.syft_flwr_05 import (
     write_client_config,
 )
 
-__all__ = ["FederationError", "LocalFederation", "Party", "strategy_seconds"]
+__all__ = ["FederationError", "ProcessFederation", "Party", "strategy_seconds"]
 
 STARTUP = 90.0
 """Longest wait for a client to bootstrap its keys and watch its folder."""
@@ -66,7 +66,7 @@ class Party:
         return f"{head}:\n{self.output()[-6000:]}"
 
 
-class LocalFederation:
+class ProcessFederation:
     """Parties of one run of ``example`` on one SyftBox folder under ``root``.
 
     :param legacy_venv: the syft-flwr 0.5.x environment, needed only to start legacy parties.
@@ -156,7 +156,7 @@ class LocalFederation:
                 party.process.kill()
                 party.process.wait(30)
 
-    def __enter__(self) -> LocalFederation:
+    def __enter__(self) -> ProcessFederation:
         return self
 
     def __exit__(self, *exc: object) -> None:
