@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_syftbox.testing.federation import FederationError, ProcessFederation, Party
+from syft_flwr_syftbox.testing.federation import FederationError, Party, ProcessFederation
 from syft_flwr_syftbox.testing.syft_flwr_05 import handled_messages, party_env, syft_flwr_05_venv
 
 pytestmark = pytest.mark.slow

@@ -26,7 +26,7 @@ from syft_flwr_syftbox.testing.syft_flwr_05 import (
     write_client_config,
 )
 
-__all__ = ["FederationError", "ProcessFederation", "Party", "strategy_seconds"]
+__all__ = ["FederationError", "Party", "ProcessFederation", "strategy_seconds"]
 
 STARTUP = 90.0
 """Longest wait for a client to bootstrap its keys and watch its folder."""
