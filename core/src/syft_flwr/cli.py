@@ -6,11 +6,12 @@ This is an application entry point, so unlike the library it prints and configur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from syft_flwr import __version__
@@ -239,7 +240,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         done = None if args.fresh else _done_run(config, project_dir, app_name)
         if done is not None:
             return _report_done(done)
-        syftbox_run_flwr_server(project_dir, run_config_overrides=args.run_config, fresh=args.fresh)
+        with _watching():
+            syftbox_run_flwr_server(
+                project_dir, run_config_overrides=args.run_config, fresh=args.fresh
+            )
         outcome = _done_run(config, project_dir, app_name)
         if outcome is not None and outcome.status == FAILED:
             print(f"syft-flwr: run {outcome.run_id} failed: {outcome.error}", file=sys.stderr)
@@ -254,6 +258,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     print(f"{identity}: stopped ({reason})")
     return 0
+
+
+@contextlib.contextmanager
+def _watching() -> Iterator[None]:
+    """Show the server's progress on standard error while the run goes on: a live line on a
+    terminal, ``INFO`` log lines of :mod:`syft_flwr.server.progress` otherwise (shown even
+    without ``-v``: they are what a person watching a log file reads)."""
+    from syft_flwr.plugins import get_plugin_manager
+    from syft_flwr.server import progress
+
+    display = progress.display_for(sys.stderr)
+    if isinstance(display, progress.LogDisplay) and not display.log.isEnabledFor(logging.INFO):
+        display.log.setLevel(logging.INFO)
+    with progress.watching(get_plugin_manager(), display):
+        yield
 
 
 def _done_run(config: ProjectConfig, project_dir: Path, app_name: str) -> RunInfo | None:
