@@ -95,8 +95,7 @@ def test_the_terminal_shows_replies_failures_bytes_and_time_left(
     for kind in ("train", "evaluate"):
         # the live line as the exchange starts: none in of three, the deadline ahead
         assert re.search(
-            rf"round 1/1 {kind}\s+0/3 replies\s+0 failures\s+[\d.]+ kB moved\s+"
-            r"[\d.]+ s left",
+            rf"round 1/1 {kind}\s+0/3 replies, 0 failures, [\d.]+ kB moved, [\d.]+ s left",
             text,
         ), text
         assert f"round 1/1 {kind}: failure from {silent} (MESSAGE_UNAVAILABLE)" in text
@@ -213,3 +212,31 @@ def test_syft_flwr_run_off_a_terminal_logs_the_progress(
     ), messages
     assert "round 1/1 committed" in messages
     assert all(m.isprintable() for m in messages)
+
+
+def test_log_lines_on_the_terminal_go_above_the_live_line() -> None:
+    from syft_flwr.cli import _logs_above
+    from syft_flwr.events import ExchangeStarted
+
+    console, out = terminal()
+    handler = logging.StreamHandler(console.file)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    display = TerminalDisplay(console)
+    try:
+        with _logs_above(console):
+            display.syft_flwr_event(
+                ExchangeStarted(
+                    run_id=1, group_id="1", message_type="train", expected=2, deadline=2e9
+                )
+            )
+            logging.getLogger("flwr").warning("a line of the log")
+            display.close()
+        assert handler.stream is console.file  # given back
+    finally:
+        root.removeHandler(handler)
+    raw = out.getvalue()
+    assert "a line of the log\n" in raw
+    # printed where the live line was (erased first), never glued to its end
+    assert not re.search(r"left\S*a line of the log", ESCAPES.sub("", raw))
+    assert "\x1b[2Ka line of the log" in raw

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from syft_flwr import __version__
 from syft_flwr.addresses import check_datasite
@@ -30,6 +31,9 @@ from syft_flwr.errors import (
 from syft_flwr.node_ids import normalise_email
 from syft_flwr.server.workspace import FAILED, FINISHED, RunInfo, Workspace
 from syft_flwr.workspace_location import workspace_root
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_INTERRUPTED", "main"]
 
@@ -269,10 +273,33 @@ def _watching() -> Iterator[None]:
     from syft_flwr.server import progress
 
     display = progress.display_for(sys.stderr)
-    if isinstance(display, progress.LogDisplay) and not display.log.isEnabledFor(logging.INFO):
-        display.log.setLevel(logging.INFO)
-    with progress.watching(get_plugin_manager(), display):
+    with contextlib.ExitStack() as stack:
+        if isinstance(display, progress.TerminalDisplay):
+            stack.enter_context(_logs_above(display.console))
+        elif not display.log.isEnabledFor(logging.INFO):
+            display.log.setLevel(logging.INFO)
+        stack.enter_context(progress.watching(get_plugin_manager(), display))
         yield
+
+
+@contextlib.contextmanager
+def _logs_above(console: Console) -> Iterator[None]:
+    """Route the log handlers that write to the terminal through ``console`` meanwhile, so a
+    log line is printed above the live line instead of through it (the handlers hold the
+    stream they were given, which rich's own redirection of ``sys.stderr`` does not reach)."""
+    from rich.file_proxy import FileProxy
+
+    terminal = {id(sys.stderr), id(sys.__stderr__), id(console.file)}
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for log in (logging.getLogger(), logging.getLogger("flwr")):
+        for handler in log.handlers:
+            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in terminal:
+                swapped.append((handler, handler.setStream(FileProxy(console, handler.stream))))
+    try:
+        yield
+    finally:
+        for handler, stream in swapped:
+            handler.setStream(stream)
 
 
 def _done_run(config: ProjectConfig, project_dir: Path, app_name: str) -> RunInfo | None:

@@ -37,7 +37,7 @@ from typing import IO, Any
 
 import pluggy
 from flwr.common.constant import ErrorCode
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, RenderableType
 from rich.filesize import decimal
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -365,6 +365,7 @@ class TerminalDisplay(_Display):
     exchanges, failures and committed rounds are printed above it and stay."""
 
     REFRESHES_PER_SECOND = 4
+    BAR_WIDTH = 10
 
     def __init__(self, console: Console, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)
@@ -387,46 +388,51 @@ class TerminalDisplay(_Display):
             return self._live
 
     def render(self) -> RenderableType:
-        """The live part: the exchange in progress and the large transfers in flight."""
+        """The live part: one line for the exchange in progress (or the bytes so far between
+        exchanges), one per large transfer in flight; each cut to the terminal's width."""
         state = self.state
         now = state.clock()
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True, width=self.BAR_WIDTH)
+        grid.add_column(no_wrap=True, overflow="ellipsis")
         with state.lock:
             exchange = state.exchange
-            transfers = list(state.transfers.values())
-            grid = Table.grid(padding=(0, 1))
             if exchange is not None:
                 grid.add_row(
                     Text(exchange.label, style="bold"),
                     ProgressBar(
                         total=max(exchange.expected, 1),
                         completed=exchange.replies + exchange.failures,
-                        width=20,
+                        width=self.BAR_WIDTH,
                     ),
                     Text(
-                        f"{exchange.replies}/{exchange.expected} replies  "
-                        f"{_failures(exchange.failures)}  {size(exchange.moved)} moved  "
+                        f"{exchange.replies}/{exchange.expected} replies, "
+                        f"{_failures(exchange.failures)}, {size(exchange.moved)} moved, "
                         f"{duration(exchange.left(now))} left"
                     ),
                 )
-            for transfer in transfers:
+            for transfer in state.transfers.values():
                 grid.add_row(
                     Text(transfer.direction),
                     ProgressBar(
                         total=transfer.total,
                         completed=transfer.done,
                         pulse=transfer.done == 0,
-                        width=20,
+                        width=self.BAR_WIDTH,
                     ),
                     Text(_transfer_text(transfer)),
                 )
-        return Group(grid)
+            if not grid.rows:
+                return Text(f"{size(state.moved)} moved so far", style="dim", no_wrap=True)
+        return grid
 
     def _print(self, text: Text | str) -> None:
         """Print ``text`` above the live part, which is rendered afresh first (a print
         repeats the last rendering below it, which may predate the event)."""
         live = self._started_live()
         live.refresh()
-        live.console.print(text)
+        live.console.print(text, highlight=False)
 
     def on_transfer(self, transfer: Transfer, finished: bool) -> None:
         if finished:
