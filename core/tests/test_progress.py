@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.server import ServerConfig
+from flwr.server.strategy import FedAvg as LegacyFedAvg
 from flwr.serverapp import Grid, ServerApp
 from rich.console import Console
 
 from syft_flwr.cli import main
-from syft_flwr.demo.apps import make_client_app, make_server_app
+from syft_flwr.demo.apps import make_client_app, make_legacy_client_app, make_server_app
 from syft_flwr.server.progress import LARGE_TRANSFER, LogDisplay, TerminalDisplay, watching
 from syft_flwr.testing.local import LocalFederation
 
@@ -131,6 +133,32 @@ def test_off_a_terminal_every_reply_and_failure_is_one_plain_log_line(
     assert all(m.isprintable() for m in messages), "control characters in a log line"
 
 
+def test_a_legacy_strategys_calls_per_datasite_make_one_exchange(
+    syft_flwr_federation: Federation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Flower's legacy ``Server`` asks each datasite in its own ``send_and_receive`` call, from
+    a thread pool: the calls of one round's ``train`` (or ``evaluate``) are one exchange."""
+    caplog.set_level(logging.INFO, logger=PROGRESS)
+    federation = syft_flwr_federation("memory", 3)
+    strategy = LegacyFedAvg(min_available_clients=3, min_fit_clients=3, min_evaluate_clients=3)
+    app = ServerApp(server_fn=lambda context: (strategy, ServerConfig(2, round_timeout=30)))
+    with watching(federation.manager, LogDisplay()):
+        federation.start_clients(lambda index: make_legacy_client_app(index, 3))
+        federation.run_server(app)
+        federation.join_clients()
+    messages = [record.getMessage() for record in progress_lines(caplog)]
+    rounds = [m for m in messages if m.startswith("round ") and ": reply from " in m]
+    assert len(rounds) == 12, messages  # 3 datasites x 2 kinds x 2 rounds
+    assert any(m.startswith("get_parameters: reply from ") for m in messages)
+    for round_ in (1, 2):
+        for kind in ("train", "evaluate"):
+            label = f"round {round_}/2 {kind}"
+            end = re.compile(rf"{label}: \d/\d replies, .* moved, \S+ s")
+            ends = [m for m in messages if end.fullmatch(m)]
+            assert ends and ends[-1].startswith(f"{label}: 3/3 replies, 0 failures"), messages
+    assert all(m.isprintable() for m in messages)
+
+
 def test_a_library_run_shows_nothing(
     syft_flwr_federation: Federation, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -161,7 +189,7 @@ def test_a_large_transfer_shows_bytes_of_total(
     assert re.search(rf"send\s+sending to {re.escape(datasite)}: 0 bytes/2\.1 MB", text), text
     assert f"sent 2.1 MB to {datasite}" in text
     assert f"received 2.1 MB from {datasite}" in text
-    assert re.search(r"group - train: 1/1 replies, 0 failures, 4\.2 MB moved", text), text
+    assert re.search(r"train: 1/1 replies, 0 failures, 4\.2 MB moved", text), text
     messages = [record.getMessage() for record in progress_lines(caplog)]
     assert f"sending 2.1 MB to {datasite}" in messages
     assert any(
@@ -171,7 +199,7 @@ def test_a_large_transfer_shows_bytes_of_total(
 
 
 PROJECT_APPS = """
-from syft_flwr.demo.apps import make_client_app, make_server_app
+from syft_flwr.demo.apps import make_client_app, make_legacy_client_app, make_server_app
 
 clientapp = make_client_app()
 serverapp = make_server_app(2, 1, round_timeout=1.0)

@@ -32,7 +32,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 import pluggy
@@ -60,9 +60,11 @@ from syft_flwr.hookspecs import hookimpl
 
 __all__ = [
     "LARGE_TRANSFER",
+    "Exchange",
     "LogDisplay",
     "ProgressState",
     "TerminalDisplay",
+    "Transfer",
     "display_for",
     "watching",
 ]
@@ -79,12 +81,12 @@ _ERROR_NAMES = {
 }
 
 
-def size(n: int) -> str:
+def _size(n: int) -> str:
     """``n`` bytes for a person (``1.2 MB``)."""
     return str(decimal(n))
 
 
-def duration(seconds: float) -> str:
+def _duration(seconds: float) -> str:
     """A non-negative span for a person: ``4.2 s``, ``42 s``, ``3 min 05 s``."""
     seconds = max(0.0, seconds)
     if seconds < 10:
@@ -95,22 +97,27 @@ def duration(seconds: float) -> str:
     return f"{minutes} min {rest:02d} s"
 
 
-def error_name(code: int | None) -> str:
+def _error_name(code: int | None) -> str:
     """Flower's name for an error code (``MESSAGE_UNAVAILABLE``), or the number."""
     return _ERROR_NAMES.get(code, str(code)) if code is not None else "ok"
 
 
 @dataclass
 class Exchange:
-    """One ``send_and_receive`` as the display follows it."""
+    """The replies to one kind of work in one group, as the display follows them: one
+    ``send_and_receive`` call, or several at once, merged while any of them waits (legacy
+    Flower strategies make one call per datasite, from a thread pool)."""
 
     label: str
+    group_id: str
     expected: int
     deadline: float
     started: float
     replies: int = 0
     failures: int = 0
     moved: int = 0
+    calls: int = 1
+    """The ``send_and_receive`` calls still waiting."""
 
     def left(self, now: float) -> float:
         """Seconds to the deadline (0 once passed)."""
@@ -147,51 +154,74 @@ class ProgressState:
 
     def label(self, group_id: str, message_type: str) -> str:
         """``round 2/3 train`` for a Flower round (the group id of legacy strategies, else the
-        engine's round), ``group final system`` for a group that is no round."""
+        engine's round), ``group final system`` for a group that is no round, the bare
+        message type outside rounds (a legacy strategy's ``get_parameters``)."""
         round_ = group_id if group_id.isdigit() else None
         if round_ is None and not group_id and self.round is not None:
             round_ = str(self.round)
         if round_ is None:
-            return f"group {group_id or '-'} {message_type}"
+            return f"group {group_id} {message_type}" if group_id else message_type
         total = f"/{self.num_rounds}" if self.num_rounds else ""
         return f"round {round_}{total} {message_type}"
 
+    def waiting(self) -> Exchange | None:
+        """The exchange whose calls are waiting, if any."""
+        exchange = self.exchange
+        return exchange if exchange is not None and exchange.calls > 0 else None
+
     def started(self, event: ExchangeStarted) -> Exchange:
+        """A call started waiting: a new exchange, or one more call of the current one (a
+        legacy strategy's next datasite), which is open again until that call returns."""
         with self.lock:
-            self.exchange = Exchange(
-                self.label(event.group_id, event.message_type),
-                event.expected,
-                event.deadline,
-                self.clock(),
-                moved=self.carried,
-            )
+            label = self.label(event.group_id, event.message_type)
+            current = self.exchange
+            if current is not None and current.label == label:
+                current.expected += event.expected
+                current.deadline = max(current.deadline, event.deadline)
+                current.calls += 1
+                current.moved += self.carried
+            else:
+                current = self.exchange = Exchange(
+                    label,
+                    event.group_id,
+                    event.expected,
+                    event.deadline,
+                    self.clock(),
+                    moved=self.carried,
+                )
             self.carried = 0
-            return self.exchange
+            return replace(current)
 
     def pulled(self, event: ReplyPulled) -> Exchange | None:
+        """Count a reply or a failure; a snapshot of the exchange it belongs to, if any."""
         with self.lock:
-            if self.exchange is not None:
-                if event.error_code is None:
-                    self.exchange.replies += 1
-                else:
-                    self.exchange.failures += 1
             self._drop_transfers(event.message_id)
-            return self.exchange
+            current = self.waiting()
+            if current is None:
+                return None
+            if event.error_code is None:
+                current.replies += 1
+            else:
+                current.failures += 1
+            return replace(current)
 
     def finished(self, event: ExchangeFinished) -> Exchange | None:
+        """A call returned; a snapshot of the exchange once none of its calls waits."""
         with self.lock:
-            done, self.exchange = self.exchange, None
-            if done is not None:
-                done.replies, done.failures = event.replies, event.failures
-            return done
+            current = self.waiting()
+            if current is None or current.group_id != event.group_id:
+                return None
+            current.calls -= 1
+            return None if current.calls else replace(current)
 
     def transferred(self, event: TransferProgress) -> Transfer | None:
         """Count the bytes of a finished transfer; return the large transfer it updates."""
         with self.lock:
             key = (event.direction, event.message_id)
             if event.done >= event.total:
-                if self.exchange is not None:
-                    self.exchange.moved += event.total
+                current = self.waiting()
+                if current is not None:
+                    current.moved += event.total
                 else:
                     self.carried += event.total
                 self.moved += event.total
@@ -218,8 +248,8 @@ class ProgressState:
         """One finished exchange in a line."""
         return (
             f"{exchange.label}: {exchange.replies}/{exchange.expected} replies, "
-            f"{_failures(exchange.failures)}, {size(exchange.moved)} moved, "
-            f"{duration(now - exchange.started)}"
+            f"{_failures(exchange.failures)}, {_size(exchange.moved)} moved, "
+            f"{_duration(now - exchange.started)}"
         )
 
 
@@ -233,7 +263,7 @@ def _replies(n: int) -> str:
 
 def _transfer_text(transfer: Transfer) -> str:
     verb = "sending to" if transfer.direction == "send" else "receiving from"
-    return f"{verb} {transfer.datasite}: {size(transfer.done)}/{size(transfer.total)}"
+    return f"{verb} {transfer.datasite}: {_size(transfer.done)}/{_size(transfer.total)}"
 
 
 class _Display(ABC):
@@ -241,9 +271,16 @@ class _Display(ABC):
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.state = ProgressState(clock)
+        self._serial = threading.Lock()
 
     @hookimpl
     def syft_flwr_event(self, event: Event) -> None:
+        # one event at a time, so lines come out in the order the counts changed (legacy
+        # strategies fire from several threads)
+        with self._serial:
+            self._show(event)
+
+    def _show(self, event: Event) -> None:
         state = self.state
         if isinstance(event, TransferProgress):
             transfer = state.transferred(event)
@@ -264,7 +301,7 @@ class _Display(ABC):
         elif isinstance(event, ServerFinished):
             outcome = "finished" if event.error is None else f"failed: {event.error}"
             self.on_line(
-                f"run {event.run_id}: the ServerApp {outcome}; {size(state.moved)} moved in all"
+                f"run {event.run_id}: the ServerApp {outcome}; {_size(state.moved)} moved in all"
             )
             self.close()
         elif isinstance(event, EngineEvent) and event.name == ROUND_STARTED:
@@ -311,32 +348,32 @@ class LogDisplay(_Display):
     def on_transfer(self, transfer: Transfer, finished: bool) -> None:
         peer = "to" if transfer.direction == "send" else "from"
         if not finished:
-            self.log.info("sending %s %s %s", size(transfer.total), peer, transfer.datasite)
+            self.log.info("sending %s %s %s", _size(transfer.total), peer, transfer.datasite)
             return
         verb = "sent" if transfer.direction == "send" else "received"
         took = self.state.clock() - transfer.started
         detail = f" in {took:.1f} s" if transfer.direction == "send" else ""
-        self.log.info("%s %s %s %s%s", verb, size(transfer.total), peer, transfer.datasite, detail)
+        self.log.info("%s %s %s %s%s", verb, _size(transfer.total), peer, transfer.datasite, detail)
 
     def on_exchange_started(self, exchange: Exchange) -> None:
         self.log.info(
             "%s: waiting for %s, %s moved, %s left",
             exchange.label,
             _replies(exchange.expected),
-            size(exchange.moved),
-            duration(exchange.left(self.state.clock())),
+            _size(exchange.moved),
+            _duration(exchange.left(self.state.clock())),
         )
 
     def on_reply(self, event: ReplyPulled, exchange: Exchange | None) -> None:
         if exchange is None:
             what = (
-                "reply" if event.error_code is None else f"failure {error_name(event.error_code)}"
+                "reply" if event.error_code is None else f"failure {_error_name(event.error_code)}"
             )
             self.log.info("%s from %s", what, event.datasite)
             return
         counts = (
             f"{exchange.replies}/{exchange.expected} replies, {_failures(exchange.failures)}, "
-            f"{size(exchange.moved)} moved, {duration(exchange.left(self.state.clock()))} left"
+            f"{_size(exchange.moved)} moved, {_duration(exchange.left(self.state.clock()))} left"
         )
         if event.error_code is None:
             self.log.info("%s: reply from %s; %s", exchange.label, event.datasite, counts)
@@ -345,7 +382,7 @@ class LogDisplay(_Display):
                 "%s: failure from %s (%s); %s",
                 exchange.label,
                 event.datasite,
-                error_name(event.error_code),
+                _error_name(event.error_code),
                 counts,
             )
 
@@ -397,7 +434,7 @@ class TerminalDisplay(_Display):
         grid.add_column(no_wrap=True, width=self.BAR_WIDTH)
         grid.add_column(no_wrap=True, overflow="ellipsis")
         with state.lock:
-            exchange = state.exchange
+            exchange = state.waiting()
             if exchange is not None:
                 grid.add_row(
                     Text(exchange.label, style="bold"),
@@ -408,8 +445,8 @@ class TerminalDisplay(_Display):
                     ),
                     Text(
                         f"{exchange.replies}/{exchange.expected} replies, "
-                        f"{_failures(exchange.failures)}, {size(exchange.moved)} moved, "
-                        f"{duration(exchange.left(now))} left"
+                        f"{_failures(exchange.failures)}, {_size(exchange.moved)} moved, "
+                        f"{_duration(exchange.left(now))} left"
                     ),
                 )
             for transfer in state.transfers.values():
@@ -424,7 +461,7 @@ class TerminalDisplay(_Display):
                     Text(_transfer_text(transfer)),
                 )
             if not grid.rows:
-                return Text(f"{size(state.moved)} moved so far", style="dim", no_wrap=True)
+                return Text(f"{_size(state.moved)} moved so far", style="dim", no_wrap=True)
         return grid
 
     def _print(self, text: Text | str) -> None:
@@ -438,7 +475,7 @@ class TerminalDisplay(_Display):
         if finished:
             verb = "sent" if transfer.direction == "send" else "received"
             peer = "to" if transfer.direction == "send" else "from"
-            self._print(f"{verb} {size(transfer.total)} {peer} {transfer.datasite}")
+            self._print(f"{verb} {_size(transfer.total)} {peer} {transfer.datasite}")
         else:
             self._started_live().refresh()
 
@@ -450,7 +487,7 @@ class TerminalDisplay(_Display):
             where = f"{exchange.label}: " if exchange is not None else ""
             self._print(
                 Text(
-                    f"{where}failure from {event.datasite} ({error_name(event.error_code)})",
+                    f"{where}failure from {event.datasite} ({_error_name(event.error_code)})",
                     style="yellow",
                 )
             )
