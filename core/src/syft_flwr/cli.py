@@ -6,12 +6,14 @@ This is an application entry point, so unlike the library it prints and configur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from syft_flwr import __version__
 from syft_flwr.addresses import check_datasite
@@ -29,6 +31,9 @@ from syft_flwr.errors import (
 from syft_flwr.node_ids import normalise_email
 from syft_flwr.server.workspace import FAILED, FINISHED, RunInfo, Workspace
 from syft_flwr.workspace_location import workspace_root
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_INTERRUPTED", "main"]
 
@@ -239,7 +244,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         done = None if args.fresh else _done_run(config, project_dir, app_name)
         if done is not None:
             return _report_done(done)
-        syftbox_run_flwr_server(project_dir, run_config_overrides=args.run_config, fresh=args.fresh)
+        with _watching():
+            syftbox_run_flwr_server(
+                project_dir, run_config_overrides=args.run_config, fresh=args.fresh
+            )
         outcome = _done_run(config, project_dir, app_name)
         if outcome is not None and outcome.status == FAILED:
             print(f"syft-flwr: run {outcome.run_id} failed: {outcome.error}", file=sys.stderr)
@@ -254,6 +262,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     print(f"{identity}: stopped ({reason})")
     return 0
+
+
+@contextlib.contextmanager
+def _watching() -> Iterator[None]:
+    """Show the server's progress on standard error while the run goes on: a live line on a
+    terminal, ``INFO`` log lines of :mod:`syft_flwr.server.progress` otherwise (shown even
+    without ``-v``: they are what a person watching a log file reads)."""
+    from syft_flwr.plugins import get_plugin_manager
+    from syft_flwr.server import progress
+
+    display = progress.display_for(sys.stderr)
+    with contextlib.ExitStack() as stack:
+        if isinstance(display, progress.TerminalDisplay):
+            stack.enter_context(_logs_above(display.console))
+        elif not display.log.isEnabledFor(logging.INFO):
+            display.log.setLevel(logging.INFO)
+        stack.enter_context(progress.watching(get_plugin_manager(), display))
+        yield
+
+
+@contextlib.contextmanager
+def _logs_above(console: Console) -> Iterator[None]:
+    """Route the log handlers that write to the terminal through ``console`` meanwhile, so a
+    log line is printed above the live line instead of through it (the handlers hold the
+    stream they were given, which rich's own redirection of ``sys.stderr`` does not reach)."""
+    from rich.file_proxy import FileProxy
+
+    terminal = {id(sys.stderr), id(sys.__stderr__), id(console.file)}
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for log in (logging.getLogger(), logging.getLogger("flwr")):
+        for handler in log.handlers:
+            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in terminal:
+                swapped.append((handler, handler.setStream(FileProxy(console, handler.stream))))
+    try:
+        yield
+    finally:
+        for handler, stream in swapped:
+            handler.setStream(stream)
 
 
 def _done_run(config: ProjectConfig, project_dir: Path, app_name: str) -> RunInfo | None:

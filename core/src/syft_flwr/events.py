@@ -12,10 +12,12 @@ Two kinds of events share the channel:
   ``data`` mapping; these are also the lines of the workspace's ``events.jsonl``.
   Applications may fire their own names through ``ServerEngine.fire_event``.
 - the lifecycle events below (:data:`LIFECYCLE_EVENTS`), fired by the grid, the server entry
-  point and the client runner whether or not an engine runs. Each has typed fields, and the
-  dispatcher derives the matching ``syft_flwr_<name>`` lifecycle hook from it
-  (:data:`syft_flwr.hookspecs.DERIVED_HOOKS`), so plugins written against those hooks keep
-  working without the grid calling them separately.
+  point and the client runner whether or not an engine runs. Each has typed fields. For the
+  events that had a lifecycle hook before the one channel existed, the dispatcher derives
+  that ``syft_flwr_<name>`` hook from the event (:data:`syft_flwr.hookspecs.DERIVED_HOOKS`), so
+  plugins written against those hooks keep working without the grid calling them separately;
+  newer events (what a progress display needs: :class:`ExchangeStarted`,
+  :class:`TransferProgress`) have no hook of their own.
 
 One meaning per name: the grid's per-``send_and_receive`` notification is
 :class:`ExchangeFinished` (``exchange_finished``), because ``round_finished`` is the engine's
@@ -49,6 +51,7 @@ __all__ = [
     "EngineEvent",
     "Event",
     "ExchangeFinished",
+    "ExchangeStarted",
     "LifecycleEvent",
     "MessagePushed",
     "ReplyPulled",
@@ -56,6 +59,7 @@ __all__ = [
     "ServerStarted",
     "StopSignalReceived",
     "StopSignalSent",
+    "TransferProgress",
 ]
 
 RUN_STARTED = "run_started"
@@ -204,6 +208,52 @@ class ReplyPulled(LifecycleEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExchangeStarted(LifecycleEvent):
+    """A ``send_and_receive`` call has handed its messages to the transport and starts waiting.
+
+    Fired after the messages went out, so ``deadline`` is the grid's real one: the wait ends
+    by then at the latest, whatever the datasites do.
+
+    :param group_id: the group id of the messages sent (the round, for Flower strategies).
+    :param message_type: the Flower message type of the first message (``train``...).
+    :param expected: how many replies the exchange waits for (one per message).
+    :param deadline: when the wait ends at the latest, as a Unix timestamp: the earlier of
+        the call's timeout and the last message's TTL (or a lost datasite's grace period).
+    """
+
+    name: ClassVar[str] = "exchange_started"
+    group_id: str
+    message_type: str
+    expected: int
+    deadline: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferProgress(LifecycleEvent):
+    """Bytes of one message body moved between the grid and the transport.
+
+    The grid fires it at the boundaries it sees: before it hands a body to
+    ``Transport.send`` (``done == 0``) and when ``send`` returned (``done == total``); and for
+    a reply, once its body arrived whole and was accepted (``done == total``: transports hand
+    over whole bodies only, a partial file is "no reply yet"). The transport contract has no
+    progress callback, so nothing in between is claimed.
+
+    :param direction: ``"send"`` (a message to a datasite) or ``"receive"`` (its reply).
+    :param message_id: the message the body belongs to (a reply: the message it answers).
+    :param datasite: the datasite on the other end.
+    :param done: bytes moved so far.
+    :param total: the body's size in bytes.
+    """
+
+    name: ClassVar[str] = "transfer_progress"
+    direction: str
+    message_id: str
+    datasite: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExchangeFinished(LifecycleEvent):
     """A ``send_and_receive`` call returned: one exchange of one kind of work is complete.
 
@@ -250,13 +300,18 @@ class StopSignalReceived(LifecycleEvent):
 LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     ServerStarted,
     ServerFinished,
+    TransferProgress,
     MessagePushed,
+    ExchangeStarted,
     ReplyPulled,
     ExchangeFinished,
     StopSignalSent,
     StopSignalReceived,
 )
-"""Every lifecycle event class, in the order a run fires them."""
+"""Every lifecycle event class, in the order a run fires them. Those that predate the one
+channel also reach their derived lifecycle hook (:data:`syft_flwr.hookspecs.DERIVED_HOOKS`);
+the newer ones (:class:`ExchangeStarted`, :class:`TransferProgress`) reach plugins through
+``syft_flwr_event`` only."""
 
 Event = EngineEvent | LifecycleEvent
 """What ``syft_flwr_event`` receives."""

@@ -245,7 +245,8 @@ DERIVED_HOOKS: dict[type[events.LifecycleEvent], str] = {
     events.StopSignalSent: "syft_flwr_stop_signal_sent",
     events.StopSignalReceived: "syft_flwr_stop_signal_received",
 }
-"""The lifecycle hook the dispatcher calls from each lifecycle event, with its fields."""
+"""The lifecycle hook the dispatcher calls from a lifecycle event, with its fields: one for
+each event that predates ``syft_flwr_event``; later events reach only that hook."""
 
 DEPRECATED_HOOKS: dict[str, str] = {
     "syft_flwr_local_options": "override the classmethod local_options(cls, workdir) of your "

@@ -80,10 +80,12 @@ from syft_flwr.errors import (
 )
 from syft_flwr.events import (
     ExchangeFinished,
+    ExchangeStarted,
     LifecycleEvent,
     MessagePushed,
     ReplyPulled,
     StopSignalSent,
+    TransferProgress,
 )
 from syft_flwr.grid.gate import UNOPENABLE
 from syft_flwr.grid.port import GridPort, Journal, JournalEntry, Liveness
@@ -92,7 +94,15 @@ from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.node_ids import node_table
 from syft_flwr.plugins import fire_event
 from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
-from syft_flwr.transport import Body, Reply, ReplyStatus, Transport, join_body, outgoing_body
+from syft_flwr.transport import (
+    Body,
+    Reply,
+    ReplyStatus,
+    Transport,
+    body_size,
+    join_body,
+    outgoing_body,
+)
 from syft_flwr.wire import decode_message, encode_message, encode_message_frames
 
 __all__ = ["APP_PREFIX", "DEFAULT_ENDPOINT", "SERVER_NODE_ID", "SyftGrid"]
@@ -383,9 +393,10 @@ class SyftGrid(Grid):
         frames = tuple(encode_message_frames(message))
         body, envelope_id = self._seal(datasite, frames, expires_at)
         with self._faults():
-            future_id = self.transport.send(
-                datasite, self.app_name, self.endpoint, body, expires_at
-            )
+            with self._sending(metadata.message_id, datasite, body):
+                future_id = self.transport.send(
+                    datasite, self.app_name, self.endpoint, body, expires_at
+                )
             kill_point("message.sent")
             if self.journal is not None:
                 self.journal.record(
@@ -421,6 +432,15 @@ class SyftGrid(Grid):
             return self.channel.peer(datasite).current().kid
         except CryptoError:
             return b""
+
+    @contextlib.contextmanager
+    def _sending(self, message_id: str, datasite: str, body: Body) -> Iterator[None]:
+        """Report a body's bytes around its hand-over to the transport: 0 of its size before,
+        all of it once ``send`` returned (nothing in between: the transport does not say)."""
+        total = body_size(body)
+        self._transferred("send", message_id, datasite, 0, total)
+        yield
+        self._transferred("send", message_id, datasite, total, total)
 
     @contextlib.contextmanager
     def _faults(self) -> Iterator[None]:
@@ -518,6 +538,9 @@ class SyftGrid(Grid):
             )
             if answer is not None:
                 kill_point("reply.opened")
+                if reply is not None and reply.status is ReplyStatus.OK:
+                    size = len(reply.body)
+                    self._transferred("receive", message_id, pending.datasite, size, size)
                 replies.append(self._finish(message_id, answer[0], marks, answer[1]))
             elif now >= pending.expires_at:
                 replies.append(self._finish(message_id, self._expired(pending)))
@@ -537,6 +560,7 @@ class SyftGrid(Grid):
         ids = self.push_messages(messages)
         limit = self.msg_timeout if timeout is None else max(0.0, timeout)
         give_up_at = time.time() + limit
+        self._report_start(messages, ids, give_up_at)
         # A claimed message's reply may have arrived before this process was watching for it,
         # so no notification will come: collect what is there now (and let the transport adopt
         # the future, so a later reply does notify).
@@ -610,9 +634,10 @@ class SyftGrid(Grid):
         """Seal the message again (with the datasite's current key) and send it anew."""
         body, envelope_id = self._seal(pending.datasite, pending.frames, pending.expires_at)
         with self._faults():
-            future_id = self.transport.send(
-                pending.datasite, self.app_name, self.endpoint, body, pending.expires_at
-            )
+            with self._sending(message_id, pending.datasite, body):
+                future_id = self.transport.send(
+                    pending.datasite, self.app_name, self.endpoint, body, pending.expires_at
+                )
             if self.journal is not None:
                 metadata = pending.metadata
                 self.journal.record(
@@ -948,6 +973,34 @@ class SyftGrid(Grid):
         self._notify(StopSignalSent(run_id=run_id, datasite=datasite, reason=reason))
 
     # -- hooks --------------------------------------------------------------------------
+
+    def _transferred(
+        self, direction: str, message_id: str, datasite: str, done: int, total: int
+    ) -> None:
+        self._notify(
+            TransferProgress(
+                run_id=self.run.run_id,
+                direction=direction,
+                message_id=message_id,
+                datasite=datasite,
+                done=done,
+                total=total,
+            )
+        )
+
+    def _report_start(self, sent: list[Message], ids: list[str], give_up_at: float) -> None:
+        if not sent or not self.reports_rounds:
+            return
+        deadlines = [self._pending_deadline(mid) for mid in ids]
+        self._notify(
+            ExchangeStarted(
+                run_id=self.run.run_id,
+                group_id=sent[0].metadata.group_id,
+                message_type=sent[0].metadata.message_type,
+                expected=len(sent),
+                deadline=min(give_up_at, max(deadlines, default=give_up_at)),
+            )
+        )
 
     def _report_round(self, sent: list[Message], replies: list[Message]) -> None:
         if not sent or not self.reports_rounds:
