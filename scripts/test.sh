@@ -15,5 +15,7 @@ bootstrap_install test \
     -e "$ROOT/plugins/gdrive[test]" \
     -e "$ROOT/examples/sqlite-transport[test]"
 bootstrap_install interop --no-deps -r "$ROOT/plugins/syftbox/interop-requirements.txt"
+# What the results page (bench/report.py, tested in tests/test_benches.py) plots with.
+bootstrap_install bench -r "$ROOT/bench/requirements.txt"
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest "$@"
