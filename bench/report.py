@@ -131,8 +131,9 @@ def plot(throughput: dict[str, Any], round_figures: dict[str, Any] | None, out: 
         ylabel="seconds, server -> client -> server",
         title="Time to move a model",
     )
-    speed.plot(sizes, [2 * m / s for m, s in zip(sizes, ours, strict=True)], "o-", label="syft-flwr")
-    speed.plot(sizes, [2 * m / s for m, s in zip(sizes, copy, strict=True)], "s--", label="copy")
+    for times, style, label in ((ours, "o-", "syft-flwr"), (copy, "s--", "copy")):
+        rates = [2 * mib / took for mib, took in zip(sizes, times, strict=True)]
+        speed.plot(sizes, rates, style, label=label)
     speed.set(xscale="log", xlabel="model size (MiB)", ylabel="MiB/s", title="Throughput")
     for axes in (seconds, speed):
         axes.grid(True, which="both", alpha=0.3)
@@ -161,7 +162,8 @@ def page(results: list[dict[str, Any]], plotted: bool, smoke: bool) -> str:
         lines += ["![time and throughput against model size](results.png)", ""]
     lines += [
         "Each bench's docstring says what it measures and how; run one alone with",
-        "`.venv/bin/python bench/<name>.py` (`--smoke` for seconds, `--json PATH` for its figures).",
+        "`.venv/bin/python bench/<name>.py` (`--smoke` for seconds, `--json PATH` for its",
+        "figures).",
         "",
     ]
     return "\n".join(lines)
