@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import struct
+from mmap import PAGESIZE
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -335,6 +336,7 @@ class _Stream:
         self._decryptor = decryptor
         self._source = envelope.source
         self._base = len(envelope.aad)
+        self._released = self._base
         self._done = 0
 
     @property
@@ -363,12 +365,11 @@ class _Stream:
 
     def read(self, size: int) -> bytes:
         """Decrypt the next ``size`` bytes into one new ``bytes``, without a copy after."""
-        # BytesIO's buffer is a bytes object: written through getbuffer(), then handed out
-        # by getvalue() as it is (CPython shares it instead of copying an exact-size buffer).
-        target = io.BytesIO()
-        if size:
-            target.seek(size - 1)
-            target.write(b"\0")
+        # BytesIO keeps the bytes it starts from as its buffer (nothing else refers to them),
+        # lets getbuffer() write into it and getvalue() hand it out as it is: CPython shares
+        # an exact-size buffer instead of copying it. bytes(size) is calloc'd, so its pages
+        # are touched only as they are decrypted into, while the ciphertext is released.
+        target = io.BytesIO(bytes(size))
         with target.getbuffer() as view:
             for start in range(0, size, _CHUNK):
                 step = min(_CHUNK, size - start)
@@ -380,7 +381,9 @@ class _Stream:
                     raise DecryptionError(f"decrypted {written} of {step} bytes")
                 self._done += step
                 if self._source is not None:
-                    release(self._source, self._base + begin, self._base + self._done)
+                    # from the last page boundary released to, so no page between steps stays
+                    release(self._source, self._released, self._base + self._done)
+                    self._released = (self._base + self._done) // PAGESIZE * PAGESIZE
         data = target.getvalue()
         target.close()
         return data
