@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import io
 import struct
-from mmap import PAGESIZE
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from mmap import PAGESIZE
 from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped]
