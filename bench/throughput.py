@@ -1,199 +1,233 @@
-"""Push + reply of a 100 MiB model message over the syftbox transport, against a plain file copy.
+"""A model of 100 MiB and of 1 GiB, server -> client -> server over SyftBox, encrypted, against a
+plain copy.
 
-The message is a Flower ``Message`` carrying a 100 MiB float32 ``ArrayRecord``, encoded as the
-core hands it to a transport. The transport sends it to a client that echoes it back (push +
-reply), on one temporary SyftBox folder. Bytes moved count both directions, so MB/s compares
-directly with the baseline measured in the same run: ``shutil.copyfile`` of the same bytes on
-the same disk. Each figure is the median of ``--repeat`` runs.
+For each size, the server and the client each run in their own process on one temporary SyftBox
+folder, with end-to-end encryption on (real keys, made and published as a run makes them). The
+server sends a Flower ``Message`` whose ``ArrayRecord`` holds one float32 array of that size
+(read from a file, as a server loads a model) through ``SyftGrid.send_and_receive``; the
+client's ``ClientApp`` returns the arrays; the figure is the time until the server holds the
+decoded reply. The baseline, measured in the same run, is a plain ``shutil.copyfile`` of the
+same bytes there and back through the same folder; a second line shows writing the bytes from
+memory and reading them back, there and back, the floor of anything that handles the bytes in
+user space (sealing does), where the kernel-side copy does not. Each process reports its peak
+resident memory (``VmHWM``) as a multiple of the model, the interpreter and libraries included.
 
-The other lines show where time goes: a copy followed by fsync, next to the transport with
-its optional ``fsync = true`` (what durability against power loss costs either), and the
-full Flower path (``SyftGrid.send_and_receive`` to a ``ClientApp`` that returns the
-arrays), which adds the core's encoding and decoding of the model on both sides. The
-headline (last line) is the transport at its default settings relative to the plain copy.
-Target: at least 0.3x.
+Targets (issue 16): at 1 GiB, wall time <= 3x the plain copy, and peak memory <= 2.5x the
+model in each process. The headline (last line) is the wall ratio at the largest size.
 
-    python bench/throughput.py [--mib 100] [--repeat 3]
+    python bench/throughput.py [--mib 100 1024] [--repeat 2] [--json PATH] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, Context, Message, RecordDict
-from flwr.clientapp import ClientApp
-from flwr.supercore.task_identity import TaskIdentity
-
-from syft_flwr.fl_orchestrator import SyftGrid, syftbox_flwr_client
-from syft_flwr.transport import Request, TransportSettings
-from syft_flwr.wire import encode_message
-from syft_flwr_syftbox import SyftBoxTransport
 
 APP = "throughput"
 SERVER, CLIENT = "server@bench.test", "client@bench.test"
 
 
-def echo_app() -> ClientApp:
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes (``VmHWM``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit("no VmHWM in /proc/self/status")
+
+
+def transport_options(root: Path, size: int) -> dict[str, Any]:
+    return {"data_dir": str(root / "SyftBox"), "max_body_size": 2 * size + 2**20}
+
+
+def run_server(root: Path, size: int, repeat: int) -> dict[str, Any]:
+    from flwr.app import Array, ArrayRecord, Message, RecordDict
+
+    from syft_flwr.fl_orchestrator import SyftGrid
+    from syft_flwr.transport import TransportSettings
+    from syft_flwr_syftbox import SyftBoxTransport
+
+    transport = SyftBoxTransport(TransportSettings(SERVER, transport_options(root, size)))
+    deadline = time.monotonic() + 60
+    while transport.fetch_key_document(CLIENT) is None:
+        if time.monotonic() > deadline:
+            raise SystemExit("the client published no key document within 60 s")
+        time.sleep(0.05)
+    grid = SyftGrid(f"flwr/{APP}", [CLIENT], transport)
+    grid.set_run(1)
+    data = (root / "model.bin").read_bytes()  # the model, loaded once
+    model = ArrayRecord({"w": Array("float32", (size // 4,), "numpy.ndarray", data)})
+    del data
+    times = []
+    for _ in range(repeat):
+        message = Message(
+            RecordDict({"arrays": model}), dst_node_id=grid.get_node_ids()[0], message_type="train"
+        )
+        started = time.perf_counter()
+        (reply,) = grid.send_and_receive([message], timeout=600)
+        times.append(time.perf_counter() - started)
+        if reply.has_error():
+            raise SystemExit(f"the round trip failed: {reply.error.reason}")
+        if reply.content["arrays"]["w"].data != model["w"].data:
+            raise SystemExit("the reply's model differs from the one sent")
+        del message, reply
+    grid.send_stop_signal(reason="benchmark done")
+    transport.close()
+    return {"seconds": times, "peak": peak_rss()}
+
+
+def run_client(root: Path, size: int) -> dict[str, Any]:
+    from flwr.app import Context, Message, RecordDict
+    from flwr.clientapp import ClientApp
+
+    from syft_flwr.fl_orchestrator import syftbox_flwr_client
+    from syft_flwr.transport import TransportSettings
+    from syft_flwr_syftbox import SyftBoxTransport
+
     app = ClientApp()
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
         return Message(RecordDict({"arrays": message.content["arrays"]}), reply_to=message)
 
-    return app
-
-
-def best_of(repeat: int, run: Callable[[], float]) -> float:
-    return statistics.median(run() for _ in range(repeat))
-
-
-def plain_copy(folder: Path, payload: bytes, repeat: int) -> float:
-    source = folder / "model.bin"
-    source.write_bytes(payload)
-
-    def once() -> float:
-        target = folder / "copy.bin"
-        started = time.perf_counter()
-        shutil.copyfile(source, target)
-        elapsed = time.perf_counter() - started
-        target.unlink()
-        return elapsed
-
-    return best_of(repeat, once)
-
-
-def message_round_trip(data_dir: Path, model: ArrayRecord, repeat: int) -> float:
-    options = {"data_dir": str(data_dir)}
-    server = SyftBoxTransport(TransportSettings(SERVER, options))
-    client = SyftBoxTransport(TransportSettings(CLIENT, options))
+    transport = SyftBoxTransport(TransportSettings(CLIENT, transport_options(root, size)))
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    thread = threading.Thread(
-        target=syftbox_flwr_client, args=(echo_app(), context, APP), kwargs={"transport": client}
+    syftbox_flwr_client(app, context, APP, transport=transport, trusted_aggregators=[SERVER])
+    transport.close()
+    return {"peak": peak_rss()}
+
+
+def child(role: str, root: Path, size: int, repeat: int) -> subprocess.Popen[str]:
+    env = dict(
+        os.environ,
+        SYFT_FLWR_ENCRYPTION_ENABLED="true",
+        SYFT_FLWR_KEY_DIR=str(root / "keys"),
     )
-    thread.start()
-    grid = SyftGrid(f"flwr/{APP}", [CLIENT], server)
-    grid.set_run(1)
-
-    def once() -> float:
-        message = Message(
-            RecordDict({"arrays": model}), dst_node_id=grid.get_node_ids()[0], message_type="train"
-        )
-        started = time.perf_counter()
-        (reply,) = grid.send_and_receive([message], timeout=120)
-        elapsed = time.perf_counter() - started
-        if reply.has_error():
-            raise SystemExit(f"the round trip failed: {reply.error.reason}")
-        return elapsed
-
-    try:
-        return best_of(repeat, once)
-    finally:
-        grid.send_stop_signal(reason="benchmark done")
-        thread.join(30)
-        server.close()
-        client.close()
+    command = [sys.executable, __file__, "--role", role, "--dir", str(root)]
+    command += ["--bytes", str(size), "--repeat", str(repeat)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
 
 
-def transport_round_trip(data_dir: Path, payload: bytes, repeat: int, fsync: bool) -> float:
-    options = {"data_dir": str(data_dir), "fsync": fsync}
-    server = SyftBoxTransport(TransportSettings(SERVER, options))
-    client = SyftBoxTransport(TransportSettings(CLIENT, options))
+def result(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    out, _ = process.communicate(timeout=timeout)
+    if process.returncode:
+        raise SystemExit(f"a benchmark process failed with exit code {process.returncode}")
+    value: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return value
 
-    def echo(request: Request) -> bytes:
-        return request.body
 
-    client.serve(f"flwr/{APP}", "raw", echo)
-    thread = threading.Thread(target=client.run)
-    thread.start()
+def plain_copy(root: Path, repeat: int) -> float:
+    """Seconds to copy the model there and back through the folder (median)."""
+    source, there, back = root / "model.bin", root / "there.bin", root / "back.bin"
 
     def once() -> float:
         started = time.perf_counter()
-        future = server.send(CLIENT, f"flwr/{APP}", "raw", payload, time.time() + 120)
-        while (reply := server.poll(future)) is None:
-            server.wait_ready([future], 120)
+        shutil.copyfile(source, there)
+        shutil.copyfile(there, back)
         elapsed = time.perf_counter() - started
-        if len(reply.body) != len(payload):
-            raise SystemExit(f"the raw round trip failed: {reply.status} {reply.detail}")
-        server.forget(future)
+        there.unlink()
+        back.unlink()
         return elapsed
 
-    try:
-        return best_of(repeat, once)
-    finally:
-        client.stop()
-        thread.join(30)
-        server.close()
-        client.close()
+    return statistics.median(once() for _ in range(repeat))
 
 
-def durable_copy(folder: Path, payload: bytes, repeat: int) -> float:
-    source = folder / "model.bin"
-    source.write_bytes(payload)
+def memory_copy(root: Path, repeat: int) -> float:
+    """Seconds to write the model from memory into a file and read it back into memory, there
+    and back (median): what any transport that must touch the bytes in user space (to seal
+    them) pays at least, next to the kernel-side ``copyfile``."""
+    data = (root / "model.bin").read_bytes()
+    target = bytearray(len(data))
 
     def once() -> float:
-        target = folder / "copy.bin"
         started = time.perf_counter()
-        shutil.copyfile(source, target)
-        with open(target, "rb+") as handle:
-            os.fsync(handle.fileno())
+        for name in ("there.bin", "back.bin"):
+            path = root / name
+            path.write_bytes(data)
+            with path.open("rb") as handle:
+                handle.readinto(target)
         elapsed = time.perf_counter() - started
-        target.unlink()
+        for name in ("there.bin", "back.bin"):
+            (root / name).unlink()
         return elapsed
 
-    return best_of(repeat, once)
+    return statistics.median(once() for _ in range(repeat))
+
+
+def measure(mib: float, repeat: int) -> dict[str, float]:
+    size = int(mib * 2**20) // 4 * 4
+    with tempfile.TemporaryDirectory(prefix="syftbox-throughput-") as workdir:
+        root = Path(workdir)
+        (root / "SyftBox" / "datasites").mkdir(parents=True)
+        np.random.default_rng(0).random(size // 4, dtype=np.float32).tofile(root / "model.bin")
+        copy = plain_copy(root, repeat)
+        through_memory = memory_copy(root, repeat)
+        client = child("client", root, size, repeat)
+        server = child("server", root, size, repeat)
+        try:
+            served = result(server, 600 + 60 * mib / 100)
+            answered = result(client, 120)
+        finally:
+            for process in (server, client):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(10)
+    ours = statistics.median(served["seconds"])
+    return {
+        "mib": mib,
+        "ours_s": ours,
+        "copy_s": copy,
+        "ratio": ours / copy,
+        "memory_copy_s": through_memory,
+        "server_peak_x": served["peak"] / size,
+        "client_peak_x": answered["peak"] / size,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--mib", type=float, nargs="+", default=[100, 1024])
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
+    parser.add_argument("--smoke", action="store_true", help="20 MiB, once: a few seconds")
+    parser.add_argument("--role", choices=["server", "client"], help=argparse.SUPPRESS)
+    parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bytes", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
-    model = ArrayRecord([np.ones(args.mib * 2**20 // 4, dtype=np.float32)])
-    message = Message(RecordDict({"arrays": model}), dst_node_id=2, message_type="train")
-    payload = encode_message(message)  # the model message as the transport carries it
-    size = len(payload)
-    with tempfile.TemporaryDirectory(prefix="syftbox-throughput-") as workdir:
-        root = Path(workdir)
-        (root / "SyftBox" / "datasites").mkdir(parents=True)
-        copy = plain_copy(root, payload, args.repeat)
-        synced_copy = durable_copy(root, payload, args.repeat)
-        full = message_round_trip(root / "SyftBox", model, args.repeat)
-        synced = transport_round_trip(root / "SyftBox", payload, args.repeat, fsync=True)
-        default = transport_round_trip(root / "SyftBox", payload, args.repeat, fsync=False)
-
-    def rate(seconds: float, copies: int = 2) -> float:
-        return copies * size / seconds / 1e6
-
-    baseline, durable = rate(copy, copies=1), rate(synced_copy, copies=1)
-    mib = size / 2**20
+    if args.role is not None:
+        run = run_server(args.dir, args.bytes, args.repeat) if args.role == "server" else None
+        outcome = run if run is not None else run_client(args.dir, args.bytes)
+        print(json.dumps(outcome))
+        return
+    sizes, repeat = ([20.0], 1) if args.smoke else (args.mib, args.repeat)
+    rows = [measure(mib, repeat) for mib in sizes]
+    for row in rows:
+        print(
+            f"{row['mib']:.0f} MiB model, encrypted, server -> client -> server: "
+            f"{row['ours_s']:.2f} s; plain copy there and back: {row['copy_s']:.2f} s; "
+            f"write + read through memory there and back: {row['memory_copy_s']:.2f} s "
+            f"({row['ours_s'] / row['memory_copy_s']:.1f}x); "
+            f"peak memory: server {row['server_peak_x']:.2f}x, client "
+            f"{row['client_peak_x']:.2f}x the model (targets <= 2.5x)"
+        )
+    if args.json is not None:
+        args.json.write_text(json.dumps({"bench": "throughput", "rows": rows}, indent=2) + "\n")
+    last = rows[-1]
     print(
-        f"plain file copy of the {mib:.0f} MiB message: {copy:.3f} s, "
-        f"{baseline:.0f} MB/s (baseline)"
-    )
-    print(f"plain file copy + fsync: {synced_copy:.3f} s, {durable:.0f} MB/s")
-    print(
-        f"full Flower path (SyftGrid -> ClientApp echo -> SyftGrid, core codec included): "
-        f"{full:.3f} s, {rate(full):.0f} MB/s, {rate(full) / baseline:.2f}x"
-    )
-    print(
-        f"transport push + reply, fsync on: {synced:.3f} s, {rate(synced):.0f} MB/s, "
-        f"{rate(synced) / durable:.2f}x of the fsynced copy"
-    )
-    print(
-        f"push + reply of a {mib:.0f} MiB model message (defaults) vs plain file copy: "
-        f"{rate(default) / baseline:.2f}x (target >= 0.3x)"
+        f"wall time vs plain copy, {last['mib']:.0f} MiB encrypted round trip: "
+        f"{last['ratio']:.1f}x (target <= 3x)"
     )
 
 

@@ -376,7 +376,7 @@ def test_oversized_body_is_a_specific_error(
 @settings(max_examples=20, deadline=None)
 @given(frames=st.lists(st.binary(max_size=300), max_size=5), flip=st.booleans())
 def test_frames_and_streamed_opening(frames: list[bytes], flip: bool) -> None:
-    """Frames seal like their concatenation; bodies beyond one-shot GCM open in chunks."""
+    """Frames seal like their concatenation; bodies open in chunks of any size."""
     from syft_flwr.crypto import envelope
 
     directory = Directory()
@@ -384,8 +384,8 @@ def test_frames_and_streamed_opening(frames: list[bytes], flip: bool) -> None:
     sealed = bytearray(seal(alice, frames))  # type: ignore[arg-type]
     if flip and len(sealed) > 200:
         sealed[-1] ^= 1
-    original = envelope._ONE_SHOT, envelope._CHUNK
-    envelope._ONE_SHOT, envelope._CHUNK = 64, 7
+    original = envelope._CHUNK
+    envelope._CHUNK = 7
     try:
         if flip and len(sealed) > 200:
             with pytest.raises(DecryptionError):
@@ -393,7 +393,7 @@ def test_frames_and_streamed_opening(frames: list[bytes], flip: bool) -> None:
         else:
             assert open_at_bob(bob, bytes(sealed)).body == b"".join(frames)
     finally:
-        envelope._ONE_SHOT, envelope._CHUNK = original
+        envelope._CHUNK = original
 
 
 def test_peer_identity_is_pinned_on_the_first_successful_exchange(

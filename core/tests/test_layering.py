@@ -39,7 +39,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "syft_flwr.workspace_location",
         ),
     ),
-    ("bottom", ("syft_flwr.wire", "syft_flwr.transport", "syft_flwr.crypto")),
+    (
+        "bottom",
+        ("syft_flwr.wire", "syft_flwr.transport", "syft_flwr.crypto", "syft_flwr.body_buffer"),
+    ),
     ("policy", ("syft_flwr.audit", "syft_flwr.approvals", "syft_flwr.authorization")),
     (
         "plugins",

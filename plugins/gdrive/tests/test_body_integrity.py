@@ -226,22 +226,24 @@ def test_encrypted_fedavg_where_every_envelope_ends_in_cr(
 ) -> None:
     """The three-account run that failed about one time in ten, made to fail every time."""
     monkeypatch.setenv("SYFT_FLWR_ENCRYPTION_ENABLED", "true")
-    original = SecureChannel.seal
+    original = SecureChannel.seal_frames
     sealed: list[bytes] = []
 
-    def seal_ending_in_cr(self: SecureChannel, *args: Any, **kwargs: Any) -> tuple[bytes, bytes]:
-        result: tuple[bytes, bytes] | None = None
+    def seal_ending_in_cr(
+        self: SecureChannel, *args: Any, **kwargs: Any
+    ) -> tuple[list[bytes], bytes]:
+        result: tuple[list[bytes], bytes] | None = None
 
         def attempt() -> bytes:
             nonlocal result
             result = original(self, *args, **kwargs)
-            return result[0]
+            return b"".join(result[0])
 
         sealed.append(ending_in_cr(attempt))
         assert result is not None
         return result
 
-    monkeypatch.setattr(SecureChannel, "seal", seal_ending_in_cr)
+    monkeypatch.setattr(SecureChannel, "seal_frames", seal_ending_in_cr)
     run = federate(make, clients=2, rounds=2)
     assert_trained(run, clients=2, rounds=2)
     # two exchanges per round, a request and a reply per client each, then the stop signals

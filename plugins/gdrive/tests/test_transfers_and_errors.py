@@ -141,3 +141,20 @@ def test_rejected_credentials_say_what_to_do(drive: FakeDrive) -> None:
         transport.send("bob@x.org", "flwr/demo", "messages", b"x", time.time() + 5)
     assert time.monotonic() - started < 5
     transport.close()
+
+
+def test_a_ranged_download_holds_the_body_once(make: MakeTransport, drive: FakeDrive) -> None:
+    import tracemalloc
+
+    api = api_of(make, resumable_threshold=CHUNK, chunk_size=CHUNK, download_chunk_size=CHUNK)
+    box = api.create_folder("box", None, "test")
+    data = os.urandom(64 * CHUNK)
+    file_id = api.upload("big.request", box, [data[:12345], data[12345:]], {}, "test")
+    tracemalloc.start()
+    try:
+        body = api.download(file_id, len(data), "test")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert body == data
+    assert peak < 1.5 * len(data), f"downloading held {peak / len(data):.2f}x the body"

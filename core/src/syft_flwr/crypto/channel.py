@@ -34,9 +34,10 @@ from syft_flwr.crypto.envelope import (
     MESSAGE_ID_SIZE,
     Buffer,
     Header,
-    open_envelope,
+    PlaintextLayout,
+    open_frames,
     parse_envelope,
-    seal,
+    seal_frames,
 )
 from syft_flwr.crypto.errors import (
     CryptoError,
@@ -50,6 +51,7 @@ from syft_flwr.crypto.errors import (
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.crypto.pins import PinStore
 from syft_flwr.crypto.replay import ReplayStore
+from syft_flwr.wire import message_layout
 
 __all__ = ["DEFAULT_MAX_SKEW", "DocumentFetcher", "Opened", "ReplayMark", "SecureChannel"]
 
@@ -64,10 +66,20 @@ DocumentFetcher = Callable[[str], "bytes | None"]
 
 @dataclass(frozen=True)
 class Opened:
-    """An envelope that passed every check: its header and its plaintext."""
+    """An envelope that passed every check: its header and its plaintext.
+
+    ``frames`` is the plaintext as :meth:`SecureChannel.open` split it: by default the wire
+    codec's header, then one ``bytes`` per array (:func:`~syft_flwr.wire.decode_message` takes
+    them as they are). ``body`` joins them, for small bodies that must be one piece.
+    """
 
     header: Header
-    body: bytes
+    frames: tuple[bytes, ...]
+
+    @property
+    def body(self) -> bytes:
+        """The plaintext in one piece (a copy, unless it is one frame)."""
+        return b"".join(self.frames)
 
 
 @dataclass(frozen=True)
@@ -195,8 +207,28 @@ class SecureChannel:
         *,
         reply_to: bytes = b"",
     ) -> tuple[bytes, bytes]:
+        """:meth:`seal_frames` with the envelope joined into one ``bytes``.
+
+        :raises MissingKeyError: the recipient has no usable key document.
+        """
+        frames, message_id = self.seal_frames(
+            recipient, app, endpoint, body, expires_at, reply_to=reply_to
+        )
+        return b"".join(frames), message_id
+
+    def seal_frames(
+        self,
+        recipient: str,
+        app: str,
+        endpoint: str,
+        body: Buffer | Sequence[Buffer],
+        expires_at: float,
+        *,
+        reply_to: bytes = b"",
+    ) -> tuple[list[bytes], bytes]:
         """Seal ``body`` (a buffer or the frames of one) to ``recipient``; return the envelope
-        and its message id.
+        as frames (:func:`~syft_flwr.crypto.envelope.seal_frames`, for a transport to write
+        without joining) and its message id.
 
         :raises MissingKeyError: the recipient has no usable key document.
         """
@@ -214,8 +246,8 @@ class SecureChannel:
             "sender_kid": self.keys.current.kid,
             "recipient_kid": document.current().kid,
         }
-        envelope = seal(fields, body, self.keys.current.private, document.current().public)
-        return envelope, message_id
+        frames = seal_frames(fields, body, self.keys.current.private, document.current().public)
+        return frames, message_id
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -229,8 +261,15 @@ class SecureChannel:
         reply_to: bytes | None = None,
         now: float | None = None,
         defer: list[ReplayMark] | None = None,
+        layout: PlaintextLayout | None = message_layout,
     ) -> Opened:
         """Check and decrypt an envelope that the transport says ``sender`` sent.
+
+        The plaintext is decrypted straight into its frames as ``layout`` splits it (by
+        default one ``bytes`` per array of the wire envelope inside; ``None``: one frame), and
+        a body the transport read into a :class:`~syft_flwr.body_buffer.BodyBuffer` is
+        released as it is decrypted: the ciphertext and the plaintext of a model are never
+        held whole at once.
 
         :param reply_to: the message id this must answer (for replies); ``None`` for requests.
         :param defer: append the replay-store entry here instead of recording it now; the
@@ -257,10 +296,10 @@ class SecureChannel:
             )
         own_key = self.keys.find(header.recipient_kid, moment)
         sender_key = self._sender_key(sender, header.sender_kid, moment)
-        body = open_envelope(envelope, own_key.private, sender_key)
+        frames = open_frames(envelope, own_key.private, sender_key, layout)
         self._accept(ReplayMark(sender, header.message_id, header.expires, moment), defer)
         self._confirm(sender)
-        return Opened(header, body)
+        return Opened(header, tuple(frames))
 
     def record(self, mark: ReplayMark) -> None:
         """Record a deferred replay-store entry (see ``defer`` of :meth:`open`).

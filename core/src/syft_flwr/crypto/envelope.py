@@ -22,16 +22,24 @@ sender without a signature. As with any static-static scheme, whoever steals the
 private key can also forge messages to it (key-compromise impersonation); rotation limits that.
 
 Sealing streams the body's frames (:func:`~syft_flwr.wire.encode_message_frames`) through GCM
-chunk by chunk and joins prefix, header, ciphertext and tag once, so a model is copied once on
-the way out, never joined first; it also lifts the 2 GiB limit of one-shot AES-GCM up to GCM's
-own (64 GiB). Opening is one-shot below 2 GiB (one output buffer) and streamed above.
+chunk by chunk and returns the envelope as frames too (:func:`seal_frames`: prefix and header,
+ciphertext chunks, tag), which a transport writes one after the other, so a model is never
+joined: the ciphertext is the one model-sized copy on the way out. Opening (:func:`open_frames`)
+decrypts chunk by chunk with ``update_into`` straight into the plaintext's final buffers, which
+a caller may split where it needs (the wire codec: one ``bytes`` per array, so Flower's arrays
+are built without a copy); when the envelope lies in a :class:`~syft_flwr.body_buffer.BodyBuffer`,
+each ciphertext chunk's memory is released once decrypted, so ciphertext and plaintext are never
+resident whole together. Nothing decrypted is returned before the tag verifies. Chunking also
+lifts the 2 GiB limit of one-shot AES-GCM up to GCM's own (64 GiB).
 """
 
 from __future__ import annotations
 
+import io
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from mmap import PAGESIZE
 from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped]
@@ -39,15 +47,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from syft_flwr.body_buffer import release
 from syft_flwr.crypto.errors import (
     DecryptionError,
     MalformedEnvelopeError,
     PlaintextTooLargeError,
 )
 from syft_flwr.crypto.keys import KEY_ID_SIZE, raw_public
+from syft_flwr.errors import SyftFlwrError
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -56,11 +65,14 @@ __all__ = [
     "MESSAGE_ID_SIZE",
     "TAG_SIZE",
     "Header",
+    "PlaintextLayout",
     "SealedEnvelope",
     "is_sealed",
     "open_envelope",
+    "open_frames",
     "parse_envelope",
     "seal",
+    "seal_frames",
 ]
 
 MAGIC: Final = b"SFWE"
@@ -73,10 +85,17 @@ _MAX_HEADER: Final = 2**16 - 1
 _FIELDS: Final = 11
 MAX_PLAINTEXT: Final = 2**36 - 32
 """Largest body one envelope seals: GCM's limit for one key and nonce (64 GiB - 32)."""
-_ONE_SHOT: Final = 2**31 - 1
 _CHUNK: Final = 1 << 26
+"""Bytes per GCM step: big enough that each ciphertext chunk is its own ``mmap`` in the
+allocator (freed at once), small enough to be a rounding error next to a model."""
 
 Buffer = bytes | bytearray | memoryview
+
+PlaintextLayout = Callable[[Callable[[int], bytes]], Sequence[int]]
+"""How a caller wants an opened plaintext split (see :func:`open_frames`): given ``read(n)``,
+which decrypts the next ``n`` bytes, it reads the plaintext's own header and returns the sizes
+of the frames that follow. It raises :class:`~syft_flwr.errors.SyftFlwrError` on a header it
+cannot read; the rest is then one frame, for the caller's own decoder to refuse."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,10 @@ class SealedEnvelope:
     header: Header
     aad: memoryview
     ciphertext: memoryview
+    """The ciphertext followed by the tag."""
+    source: memoryview | None = None
+    """The whole envelope as it was parsed (so a :class:`~syft_flwr.body_buffer.BodyBuffer`
+    under it can be released as it is read)."""
 
 
 def is_sealed(data: bytes | bytearray | memoryview) -> bool:
@@ -137,8 +160,27 @@ def seal(
     sender_key: X25519PrivateKey,
     recipient_public: bytes,
 ) -> bytes:
-    """Seal ``plaintext`` (one buffer, or frames to concatenate); ``header_fields`` are every
-    :class:`Header` field but ``ephemeral``.
+    """:func:`seal_frames` joined into one ``bytes`` (for a body that is small or must be one
+    piece, such as a key-document reply).
+
+    :raises MalformedEnvelopeError: as :func:`seal_frames`.
+    :raises PlaintextTooLargeError: as :func:`seal_frames`.
+    """
+    return b"".join(seal_frames(header_fields, plaintext, sender_key, recipient_public))
+
+
+def seal_frames(
+    header_fields: dict[str, Any],
+    plaintext: Buffer | Sequence[Buffer],
+    sender_key: X25519PrivateKey,
+    recipient_public: bytes,
+) -> list[bytes]:
+    """Seal ``plaintext`` (one buffer, or frames to concatenate) as the envelope's frames:
+    prefix and header, ciphertext chunks of at most 64 MiB, then the tag; ``header_fields``
+    are every :class:`Header` field but ``ephemeral``.
+
+    The frames are the envelope's only copy of the body (nothing is joined): a transport
+    writes them one after the other (:data:`~syft_flwr.transport.Body`).
 
     :raises MalformedEnvelopeError: the header does not fit its 64 KiB limit.
     :raises PlaintextTooLargeError: ``plaintext`` exceeds :data:`MAX_PLAINTEXT`.
@@ -167,9 +209,8 @@ def seal(
     for view in views:
         for start in range(0, view.nbytes, _CHUNK):
             parts.append(encryptor.update(view[start : start + _CHUNK]))
-    parts.append(encryptor.finalize())
-    parts.append(encryptor.tag)
-    return b"".join(parts)
+    parts.append(encryptor.finalize() + encryptor.tag)
+    return parts
 
 
 def parse_envelope(data: bytes | bytearray | memoryview) -> SealedEnvelope:
@@ -191,7 +232,7 @@ def parse_envelope(data: bytes | bytearray | memoryview) -> SealedEnvelope:
             f"sealed envelope of {len(view)} bytes is truncated (header says {length})"
         )
     header = _unpack_header(view[_PREFIX.size : end])
-    return SealedEnvelope(header, view[:end], view[end:])
+    return SealedEnvelope(header, view[:end], view[end:], view)
 
 
 def _unpack_header(buffer: memoryview) -> Header:
@@ -239,7 +280,27 @@ def _check(header: Header) -> None:
 def open_envelope(
     envelope: SealedEnvelope, recipient_key: X25519PrivateKey, sender_public: bytes
 ) -> bytes:
-    """Decrypt and authenticate ``envelope`` (the caller checks the header's meaning).
+    """Decrypt and authenticate ``envelope`` into one ``bytes`` (the caller checks the header's
+    meaning).
+
+    :raises DecryptionError: the tag does not verify for these keys and this header.
+    """
+    (body,) = open_frames(envelope, recipient_key, sender_public)
+    return body
+
+
+def open_frames(
+    envelope: SealedEnvelope,
+    recipient_key: X25519PrivateKey,
+    sender_public: bytes,
+    layout: PlaintextLayout | None = None,
+) -> list[bytes]:
+    """Decrypt and authenticate ``envelope`` into frames: what ``layout`` read of the
+    plaintext's header, then one ``bytes`` per size it returned (one frame without a layout).
+
+    Every frame is decrypted in place into its own, final ``bytes``: nothing is copied after
+    decryption, and none of it is returned unless the tag verifies. Sizes that do not add up
+    to the plaintext leave the rest as one frame, for the caller's decoder to refuse.
 
     :raises DecryptionError: the tag does not verify for these keys and this header.
     """
@@ -252,25 +313,77 @@ def open_envelope(
         raise DecryptionError(f"invalid key agreement: {exc}") from exc
     salt = header.ephemeral + sender_public + raw_public(recipient_key.public_key())
     key, nonce = _derive(ikm, salt)
+    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
+    decryptor.authenticate_additional_data(bytes(envelope.aad))
+    stream = _Stream(envelope, decryptor)
+    frames = stream.split(layout)
     try:
-        if envelope.ciphertext.nbytes <= _ONE_SHOT:
-            opened: bytes = AESGCM(key).decrypt(nonce, envelope.ciphertext, envelope.aad)
-            return opened
-        return _open_streamed(key, nonce, envelope)
+        decryptor.finalize_with_tag(stream.tag)
     except InvalidTag:
         raise DecryptionError(
             f"message {header.message_id.hex()} from {header.sender} fails authentication "
             "(tampered, or not sealed by the sender it names)"
         ) from None
+    return frames
 
 
-def _open_streamed(key: bytes, nonce: bytes, envelope: SealedEnvelope) -> bytes:
-    """Decrypt a body beyond one-shot AES-GCM's 2 GiB; nothing is returned unless the tag holds."""
-    body, tag = envelope.ciphertext[:-TAG_SIZE], envelope.ciphertext[-TAG_SIZE:]
-    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
-    decryptor.authenticate_additional_data(bytes(envelope.aad))
-    parts = [
-        decryptor.update(body[start : start + _CHUNK]) for start in range(0, body.nbytes, _CHUNK)
-    ]
-    decryptor.finalize_with_tag(bytes(tag))
-    return b"".join(parts)
+class _Stream:
+    """An envelope's ciphertext, decrypted front to back into fresh ``bytes``."""
+
+    def __init__(self, envelope: SealedEnvelope, decryptor: Any) -> None:
+        self._ciphertext = envelope.ciphertext[:-TAG_SIZE]
+        self.tag = bytes(envelope.ciphertext[-TAG_SIZE:])
+        self._decryptor = decryptor
+        self._source = envelope.source
+        self._base = len(envelope.aad)
+        self._released = self._base
+        self._done = 0
+
+    @property
+    def remaining(self) -> int:
+        return self._ciphertext.nbytes - self._done
+
+    def split(self, layout: PlaintextLayout | None) -> list[bytes]:
+        head: list[bytes] = []
+
+        def read(size: int) -> bytes:
+            piece = self.read(min(max(size, 0), self.remaining))
+            head.append(piece)
+            return piece
+
+        sizes: Sequence[int] = ()
+        if layout is not None:
+            try:
+                sizes = layout(read)
+            except SyftFlwrError:
+                sizes = ()
+        if layout is None or any(size < 0 for size in sizes) or sum(sizes) != self.remaining:
+            sizes = (self.remaining,)
+        frames = [b"".join(head)] if head else []
+        frames.extend(self.read(size) for size in sizes)
+        return frames
+
+    def read(self, size: int) -> bytes:
+        """Decrypt the next ``size`` bytes into one new ``bytes``, without a copy after."""
+        # BytesIO keeps the bytes it starts from as its buffer (nothing else refers to them),
+        # lets getbuffer() write into it and getvalue() hand it out as it is: CPython shares
+        # an exact-size buffer instead of copying it. bytes(size) is calloc'd, so its pages
+        # are touched only as they are decrypted into, while the ciphertext is released.
+        target = io.BytesIO(bytes(size))
+        with target.getbuffer() as view:
+            for start in range(0, size, _CHUNK):
+                step = min(_CHUNK, size - start)
+                begin = self._done
+                written = self._decryptor.update_into(
+                    self._ciphertext[begin : begin + step], view[start : start + step]
+                )
+                if written != step:  # GCM is a stream mode: a short write is a bug
+                    raise DecryptionError(f"decrypted {written} of {step} bytes")
+                self._done += step
+                if self._source is not None:
+                    # from the last page boundary released to, so no page between steps stays
+                    release(self._source, self._released, self._base + self._done)
+                    self._released = (self._base + self._done) // PAGESIZE * PAGESIZE
+        data = target.getvalue()
+        target.close()
+        return data

@@ -410,7 +410,7 @@ class RequestGate:
         try:
             if not admitted.envelope_id:
                 return self.channel.seal_compat(request.sender, encode_message(reply))
-            sealed, _ = self.channel.seal(
+            sealed, _ = self.channel.seal_frames(
                 request.sender,
                 request.app,
                 request.endpoint,
@@ -421,9 +421,11 @@ class RequestGate:
         except (CryptoError, WireFormatError) as exc:
             logger.error("cannot seal the reply to %s, not sending it: %s", request.sender, exc)
             return None
-        return sealed
+        return (
+            join_body(sealed) if self._transport is None else outgoing_body(self._transport, sealed)
+        )
 
-    def _open(self, request: Request) -> tuple[bytes, bytes]:
+    def _open(self, request: Request) -> tuple[bytes | tuple[bytes, ...], bytes]:
         """The envelope in a request and the sealed envelope's id (``b""``: plain or compat).
 
         The sender's key document can reach this datasite after the sender's first request,
@@ -444,7 +446,7 @@ class RequestGate:
                 self.channel.forget_peer(request.sender)
                 time.sleep(KEY_RETRY_INTERVAL)
 
-    def _open_once(self, request: Request) -> tuple[bytes, bytes]:
+    def _open_once(self, request: Request) -> tuple[bytes | tuple[bytes, ...], bytes]:
         if self.channel is None:
             return request.body, b""
         if is_compat_payload(request.body):
@@ -455,7 +457,7 @@ class RequestGate:
         opened = self.channel.open(
             request.body, sender=request.sender, app=request.app, endpoint=request.endpoint
         )
-        return opened.body, opened.header.message_id
+        return opened.frames, opened.header.message_id
 
     def _remember(self, key: str, expires_at: float) -> bool:
         """Whether ``key`` was seen before; remembers it until ``expires_at`` otherwise."""

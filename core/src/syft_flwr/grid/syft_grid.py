@@ -495,9 +495,14 @@ class SyftGrid(Grid):
             return outgoing_body(self.transport, frames), b""
         if not self.channel.speaks_native(datasite):
             return self.channel.seal_compat(datasite, join_body(frames)), b""
-        return self.channel.seal(datasite, self.app_name, self.endpoint, frames, expires_at)
+        sealed, envelope_id = self.channel.seal_frames(
+            datasite, self.app_name, self.endpoint, frames, expires_at
+        )
+        return outgoing_body(self.transport, sealed), envelope_id
 
-    def _open(self, pending: _Pending, body: bytes, marks: list[ReplayMark]) -> bytes:
+    def _open(
+        self, pending: _Pending, body: bytes, marks: list[ReplayMark]
+    ) -> bytes | tuple[bytes, ...]:
         """The envelope inside a sealed reply, in the scheme the request went out in; its
         replay-store entry goes to ``marks``, recorded once the reply is kept."""
         if self.channel is None:
@@ -513,7 +518,7 @@ class SyftGrid(Grid):
             endpoint=self.endpoint,
             reply_to=pending.envelope_id,
             defer=marks,
-        ).body
+        ).frames
 
     def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
         """Collect the replies that are there now, without blocking.
@@ -735,7 +740,7 @@ class SyftGrid(Grid):
         message_id: str,
         reply: Message,
         marks: Sequence[ReplayMark] = (),
-        envelope: bytes | None = None,
+        envelope: bytes | tuple[bytes, ...] | None = None,
     ) -> Message:
         """Hand ``reply`` over: journal it, then record it as seen, then forget its future.
 
@@ -754,7 +759,8 @@ class SyftGrid(Grid):
             if self.journal is not None and pending.stored is None:
                 with self._faults():
                     self.journal.collected(
-                        message_id, encode_message(reply) if envelope is None else envelope
+                        message_id,
+                        encode_message(reply) if envelope is None else join_body(envelope),
                     )
                 kill_point("reply.journaled")
             self._record_seen(marks)
@@ -783,7 +789,7 @@ class SyftGrid(Grid):
 
     def _reply_message(
         self, message_id: str, pending: _Pending, reply: Reply, marks: list[ReplayMark]
-    ) -> tuple[Message, bytes | None] | None:
+    ) -> tuple[Message, bytes | tuple[bytes, ...] | None] | None:
         """The strategy's reply for a transport reply, with the envelope it was decoded from
         (``None``: the grid made it); ``None`` for a foreign one (ignored)."""
         if reply.status is ReplyStatus.EXPIRED:

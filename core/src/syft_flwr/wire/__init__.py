@@ -15,6 +15,7 @@ from syft_flwr.wire.codec import (
     encode_message,
     encode_message_frames,
     encoded_size,
+    message_layout,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "encode_message",
     "encode_message_frames",
     "encoded_size",
+    "message_layout",
 ]

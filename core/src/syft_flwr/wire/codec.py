@@ -12,6 +12,12 @@ path, which copies the payload several times. The fixed prefix makes a foreign b
 from a future version, fail at once with a clear error instead of deep inside msgpack; the
 explicit header length means the header is parsed with limits bounded by its own size.
 
+A decoder given the body as frames, the header first and then one ``bytes`` per array (what
+:func:`~syft_flwr.crypto.envelope.open_frames` produces with :func:`message_layout`), uses
+those ``bytes`` as the arrays' data as they are: Flower's ``Array`` requires ``bytes`` (its
+``ArrayRecord`` rebuilds arrays through a constructor that refuses views), so that is how a
+decoded model costs no copy at all.
+
 Decoding is strict: anything but a well-formed envelope of this version raises
 :class:`~syft_flwr.errors.WireFormatError` and never another exception type, because a body may
 come from anyone who can write to a transport.
@@ -20,13 +26,14 @@ come from anyone who can write to a transport.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped]
 from flwr.app import Message
 
 from syft_flwr.errors import WireFormatError
-from syft_flwr.wire.header import header_to_message, message_to_header
+from syft_flwr.wire.header import array_sizes, header_to_message, message_to_header
 
 __all__ = [
     "MAGIC",
@@ -35,6 +42,7 @@ __all__ = [
     "encode_message",
     "encode_message_frames",
     "encoded_size",
+    "message_layout",
 ]
 
 MAGIC: Final[bytes] = b"SFWM"
@@ -82,14 +90,57 @@ def encoded_size(message: Message) -> int:
     return sum(len(frame) for frame in encode_message_frames(message))
 
 
-def decode_message(data: bytes | bytearray | memoryview) -> Message:
-    """Decode one envelope into a real Flower ``Message``; each array is copied exactly once.
+def decode_message(data: bytes | bytearray | memoryview | Sequence[bytes]) -> Message:
+    """Decode one envelope into a real Flower ``Message``.
+
+    ``data`` is one buffer (each array is copied out of it once), or frames: the prefix and
+    header, then the arrays' own ``bytes`` (used as they are, no copy) or any other split
+    (joined once first).
 
     :raises WireFormatError: ``data`` is not exactly one well-formed envelope of this version:
         wrong magic or version, a truncated or oversized length, malformed msgpack, a header
         that does not describe a valid Flower message, or trailing bytes.
     """
-    view = _byte_view(data)
+    if isinstance(data, bytes | bytearray | memoryview):
+        frames: Sequence[bytes] = ()
+        view = _byte_view(data)
+    elif isinstance(data, list | tuple) and data and all(isinstance(f, bytes) for f in data):
+        frames, view = tuple(data[1:]), _byte_view(data[0])
+    else:
+        raise WireFormatError(f"expected bytes or a list of bytes, got {type(data).__name__}")
+    header_end, header = _header(view)
+    if frames and header_end == len(view):
+        sizes = _sizes_or_none(header)
+        if sizes is not None and [len(frame) for frame in frames] == sizes:
+            return header_to_message(header, frames)
+    if frames:  # not split at the arrays: decode the joined body
+        return decode_message(b"".join([view, *frames]))
+    return header_to_message(header, view[header_end:])
+
+
+def message_layout(read: Callable[[int], bytes]) -> list[int]:
+    """The sizes of an envelope's array payloads, its prefix and header taken with ``read``
+    (a :data:`~syft_flwr.crypto.envelope.PlaintextLayout`).
+
+    :raises WireFormatError: the prefix or header is malformed.
+    """
+    prefix = read(_PREFIX.size)
+    _, header_length = _check_prefix(prefix)
+    header_bytes = read(header_length)
+    if len(header_bytes) != header_length:
+        raise WireFormatError("envelope ends inside its header")
+    return array_sizes(_unpack_header(memoryview(header_bytes)))
+
+
+def _sizes_or_none(header: object) -> list[int] | None:
+    try:
+        return array_sizes(header)
+    except WireFormatError:
+        return None  # header_to_message reports it precisely
+
+
+def _check_prefix(view: bytes | memoryview) -> tuple[int, int]:
+    """The prefix's size and declared header length, checked."""
     if len(view) < _PREFIX.size:
         raise WireFormatError(
             f"envelope of {len(view)} bytes is shorter than the {_PREFIX.size}-byte prefix"
@@ -101,14 +152,19 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
         raise WireFormatError(
             f"unsupported wire version {version}; this build reads version {WIRE_VERSION}"
         )
-    header_end = _PREFIX.size + header_length
+    return _PREFIX.size, header_length
+
+
+def _header(view: memoryview) -> tuple[int, object]:
+    """Where the header ends, and the header."""
+    start, header_length = _check_prefix(view)
+    header_end = start + header_length
     if header_end > len(view):
         raise WireFormatError(
             f"header length {header_length} exceeds the {len(view) - _PREFIX.size} bytes "
             "after the prefix (truncated envelope?)"
         )
-    header = _unpack_header(view[_PREFIX.size : header_end])
-    return header_to_message(header, view[header_end:])
+    return header_end, _unpack_header(view[start:header_end])
 
 
 def _byte_view(data: object) -> memoryview:

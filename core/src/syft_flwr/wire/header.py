@@ -15,7 +15,7 @@ accepts exactly what Flower accepts, and a hostile body can only ever raise that
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from flwr.app import (
@@ -32,7 +32,7 @@ from flwr.app import (
 from syft_flwr.errors import WireFormatError
 from syft_flwr.message_factory import message_with_metadata
 
-__all__ = ["header_to_message", "message_to_header"]
+__all__ = ["array_sizes", "header_to_message", "message_to_header"]
 
 T = TypeVar("T")
 
@@ -100,8 +100,23 @@ def _record_to_header(name: str, record: object, payloads: list[bytes]) -> list[
     raise WireFormatError(f"record {name!r} is a {type(record).__name__}, not a Flower record")
 
 
-def header_to_message(header: object, payload: memoryview) -> Message:
-    """Build the Flower ``Message`` that ``header`` describes, its arrays sliced from ``payload``.
+def array_sizes(header: object) -> list[int]:
+    """The byte sizes of the array payloads ``header`` declares, in wire order.
+
+    :raises WireFormatError: the header's structure is malformed.
+    """
+    content = _mapping(header, "header", _TOP_KEYS)["content"]
+    if content is None:
+        return []
+    if not isinstance(content, dict):
+        raise WireFormatError(f"content must be a map, got {_kind(content)}")
+    parsed = [_parse_record(name, entry) for name, entry in content.items()]
+    return [spec[4] for _, kind, items in parsed if kind == _ARRAY for spec in items]
+
+
+def header_to_message(header: object, payload: memoryview | Sequence[bytes]) -> Message:
+    """Build the Flower ``Message`` that ``header`` describes, its arrays sliced from ``payload``
+    (one view), or taken as they are (one ``bytes`` per array, as :func:`array_sizes` says).
 
     The payload must hold exactly the bytes the header declares: fewer means a truncated body,
     more means trailing garbage. Both are rejected before any array is copied.
@@ -113,8 +128,9 @@ def header_to_message(header: object, payload: memoryview) -> Message:
         raise WireFormatError("header must carry exactly one of content and error")
     message: Message
     if error is not None:
-        if len(payload):
-            raise WireFormatError(f"error message has {len(payload)} trailing payload bytes")
+        trailing = sum(map(len, payload)) if not isinstance(payload, memoryview) else len(payload)
+        if trailing:
+            raise WireFormatError(f"error message has {trailing} trailing payload bytes")
         failure = _error_from_header(error)
         message = message_with_metadata(metadata, error=failure)
     else:
@@ -158,35 +174,37 @@ def _check_error(fields: dict[str, Any]) -> None:
         raise WireFormatError(f"error.reason must be str or nil, got {_kind(fields['reason'])}")
 
 
-def _content_from_header(value: object, payload: memoryview) -> RecordDict:
+def _content_from_header(value: object, payload: memoryview | Sequence[bytes]) -> RecordDict:
     if not isinstance(value, dict):
         raise WireFormatError(f"content must be a map, got {_kind(value)}")
     parsed = [_parse_record(name, entry) for name, entry in value.items()]
-    declared = sum(spec[4] for _, kind, items in parsed if kind == _ARRAY for spec in items)
-    if declared > len(payload):
-        raise WireFormatError(
-            f"truncated payload: header declares {declared} array bytes, body has {len(payload)}"
-        )
-    if declared < len(payload):
-        raise WireFormatError(
-            f"{len(payload) - declared} trailing bytes after the {declared} declared array bytes"
-        )
+    specs = [spec for _, kind, items in parsed if kind == _ARRAY for spec in items]
+    declared = sum(spec[4] for spec in specs)
+    if isinstance(payload, memoryview):
+        _check_payload(declared, len(payload))
+        slices, offset = [], 0
+        for spec in specs:
+            # The one copy of each payload: a real bytes object, as Flower requires.
+            slices.append(bytes(payload[offset : offset + spec[4]]))
+            offset += spec[4]
+        datas = iter(slices)
+    else:
+        if [len(frame) for frame in payload] != [spec[4] for spec in specs]:
+            _check_payload(declared, sum(len(frame) for frame in payload))
+            raise WireFormatError("the payload frames are not split at the header's arrays")
+        datas = iter(payload)  # the arrays' own bytes, used as they are
     records: dict[str, ArrayRecord | ConfigRecord | MetricRecord] = {}
-    offset = 0
     for name, kind, items in parsed:
         if kind == _ARRAY:
             array_record = ArrayRecord()
-            for key, dtype, shape, stype, nbytes in items:
-                # The one copy of each payload: a real bytes object, as Flower requires.
-                data = bytes(payload[offset : offset + nbytes])
-                offset += nbytes
+            for key, dtype, shape, stype, _ in items:
                 array_record[key] = _flower(
                     f"array {key!r} of record {name!r}",
                     Array,
                     dtype=dtype,
                     shape=tuple(shape),
                     stype=stype,
-                    data=data,
+                    data=next(datas),
                 )
             records[name] = array_record
         elif kind == _CONFIG:
@@ -194,6 +212,17 @@ def _content_from_header(value: object, payload: memoryview) -> RecordDict:
         else:
             records[name] = _flower(f"metric record {name!r}", MetricRecord, items)
     return RecordDict(records)
+
+
+def _check_payload(declared: int, size: int) -> None:
+    if declared > size:
+        raise WireFormatError(
+            f"truncated payload: header declares {declared} array bytes, body has {size}"
+        )
+    if declared < size:
+        raise WireFormatError(
+            f"{size - declared} trailing bytes after the {declared} declared array bytes"
+        )
 
 
 def _parse_record(name: object, entry: object) -> tuple[str, str, Any]:

@@ -213,17 +213,20 @@ def download(
     bytes raises :class:`DriveContentError` instead of being kept. So a file that grew after it
     was listed (or was checked against ``max_body_size`` at a false size) is never read whole.
     ``httplib2`` reads each answer before it can be looked at, so a server that ignores
-    ``Range`` costs the length of one answer once; nothing beyond ``size`` is ever kept.
+    ``Range`` costs the length of one answer once; nothing beyond ``size`` is ever kept. The
+    ranges go straight into one buffer of ``size`` bytes, handed over as it is (a
+    ``bytearray``): the body is held once, not once more to make it ``bytes``.
 
     :param size: the size Drive listed for the file; an empty file needs no request.
     :raises HttpError: 404 when the file is gone (for the caller to handle).
     :raises DriveContentError: the content disagrees with ``size``.
     :raises DriveError: the download failed for good.
     """
-    data = bytearray()
+    data = bytearray(size)  # filled in place: a model is never copied to join its ranges
+    view = memoryview(data)
+    start = 0
     failures = 0
-    while len(data) < size:
-        start = len(data)
+    while start < size:
         end = min(start + chunk_size, size) - 1
         try:
             response, content = service.http().request(
@@ -243,8 +246,11 @@ def download(
         failures = 0
         if response.status == 200:  # the server ignored Range and sent everything at once
             return _whole(content, size)
-        data += _ranged(response, content, start, end, size)
-    return bytes(data)
+        piece = _ranged(response, content, start, end, size)
+        view[start : start + len(piece)] = piece
+        start += len(piece)
+    view.release()
+    return data  # type: ignore[return-value]  # a bytes-like body, not copied into bytes
 
 
 def _whole(content: bytes, size: int) -> bytes:

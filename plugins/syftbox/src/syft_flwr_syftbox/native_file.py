@@ -30,6 +30,7 @@ import msgpack  # type: ignore[import-untyped]
 from syft_flwr.errors import BodyTooLargeError, WireFormatError
 from syft_flwr.transport import ReplyStatus, body_frames
 from syft_flwr_syftbox.layout import FileKind
+from syft_flwr_syftbox.received import RELEASABLE_FROM, allocate, read_into, received
 from syft_flwr_syftbox.rpcfile import IncompleteFileError, Part, RpcFile, WireFormat
 
 __all__ = ["MAGIC", "MAX_PARTS", "VERSION", "decode", "decode_head", "encode", "max_file_size"]
@@ -85,15 +86,23 @@ def decode(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int) -> R
     The body is read only once its declared length has been checked against
     ``max_body_size`` and against ``size`` (a file's real size, from ``fstat``).
 
+    A body from :data:`~syft_flwr_syftbox.received.RELEASABLE_FROM` bytes on is read into one
+    releasable buffer (:mod:`~syft_flwr_syftbox.received`).
+
     :raises IncompleteFileError: fewer bytes than the prefix declares.
     :raises BodyTooLargeError: the declared body exceeds ``max_body_size``.
     :raises WireFormatError: anything else malformed, or a file of the other kind.
     """
     header, body_length = _head(handle, size, kind, max_body_size)
-    body = handle.read(body_length)
-    if len(body) != body_length:
+    if body_length < RELEASABLE_FROM:
+        body = handle.read(body_length)
+        if len(body) != body_length:
+            raise IncompleteFileError("native file was truncated while being read")
+        return _rpc(header, kind, body)
+    target = allocate(body_length)  # a model: read into one releasable buffer, never copied
+    if read_into(handle, target) != body_length:
         raise IncompleteFileError("native file was truncated while being read")
-    return _rpc(header, kind, body)
+    return _rpc(header, kind, received(target))
 
 
 def decode_head(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int) -> RpcFile:

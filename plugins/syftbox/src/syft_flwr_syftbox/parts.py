@@ -29,6 +29,7 @@ from pathlib import Path
 
 from syft_flwr.errors import WireFormatError
 from syft_flwr.transport import Body, body_frames
+from syft_flwr_syftbox.received import allocate, read_into, received
 from syft_flwr_syftbox.rpcfile import IncompleteFileError, Part
 from syft_flwr_syftbox.safe_fs import SafeRoot, unsafe
 
@@ -119,10 +120,11 @@ def assemble(fs: SafeRoot, manifest: Path, parts: Sequence[Part]) -> bytes:
     """The body of the manifest at ``manifest``, read from its parts and checked.
 
     Every part's size is checked (``lstat``) before any is read, then each is read (opened
-    as a regular file only, no further than its declared size) and its hash compared. The
-    caller has held the declared total against its limit already
-    (:mod:`~syft_flwr_syftbox.native_file` does). Joining the parts into one ``bytes`` holds
-    twice the body's size at the peak, briefly.
+    as a regular file only, no further than its declared size) straight into its place in one
+    buffer of the declared total, and its hash compared: the body is read once and never
+    joined (from :data:`~syft_flwr_syftbox.received.RELEASABLE_FROM` bytes on, into a
+    releasable buffer the core frees as it decrypts). The caller has held the declared total
+    against its limit already (:mod:`~syft_flwr_syftbox.native_file` does).
 
     :raises PartsIncompleteError: a part is missing, shorter than declared, or of another
         hash (still being written in place); try again when it changes.
@@ -132,7 +134,12 @@ def assemble(fs: SafeRoot, manifest: Path, parts: Sequence[Part]) -> bytes:
     paths = [part_path(manifest, index) for index in range(len(parts))]
     for path, part in zip(paths, parts, strict=True):
         _check_size(path, _size(fs, path), part)
-    return b"".join(_read_part(fs, path, part) for path, part in zip(paths, parts, strict=True))
+    target = allocate(sum(part.size for part in parts))
+    offset = 0
+    for path, part in zip(paths, parts, strict=True):
+        _read_part(fs, path, part, target[offset : offset + part.size])
+        offset += part.size
+    return received(target)
 
 
 def _size(fs: SafeRoot, path: Path) -> int:
@@ -153,16 +160,15 @@ def _check_size(path: Path, size: int, part: Part) -> None:
         raise WireFormatError(f"{path.name} is {size} bytes, more than the {part.size} declared")
 
 
-def _read_part(fs: SafeRoot, path: Path, part: Part) -> bytes:
-    """The bytes of the part at ``path``, exactly its declared size and of its hash."""
+def _read_part(fs: SafeRoot, path: Path, part: Part, target: memoryview) -> None:
+    """Read the part at ``path`` into ``target`` (its declared size), checking its hash."""
     try:
         with fs.open_file(path) as (handle, info):
             _check_size(path, info.st_size, part)
-            data = handle.read(part.size)
+            count = read_into(handle, target)
     except FileNotFoundError:
         raise PartsIncompleteError(f"{path.name} went away while being read") from None
-    if len(data) < part.size:
+    if count < part.size:
         raise PartsIncompleteError(f"{path.name} was truncated while being read")
-    if hashlib.sha256(data).hexdigest() != part.sha256:
+    if hashlib.sha256(target).hexdigest() != part.sha256:
         raise PartsIncompleteError(f"{path.name} does not have its declared hash (yet)")
-    return data

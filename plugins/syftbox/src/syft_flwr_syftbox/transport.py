@@ -502,7 +502,7 @@ class SyftBoxTransport(Transport):
     def _reply(self, record: FutureRecord, rpc: RpcFile) -> Reply:
         if rpc.status is not ReplyStatus.OK:
             return Reply(record.id, rpc.status, detail=rpc.detail)
-        body = join_body(rpc.body)  # read from a file: already bytes, nothing is copied
+        body = _read_body(rpc.body)
         if rpc.format is WireFormat.SYFT_RPC:
             if not body:
                 return Reply(
@@ -761,7 +761,7 @@ class SyftBoxTransport(Transport):
         self, path: Path, location: RpcLocation, rpc: RpcFile, handler: RequestHandler
     ) -> None:
         converted = False
-        body = join_body(rpc.body)  # read from a file: already bytes, nothing is copied
+        body = _read_body(rpc.body)
         if rpc.format is WireFormat.SYFT_RPC:
             try:
                 body, converted = _to_envelope(body)
@@ -1129,6 +1129,12 @@ def _resolved(datasites: Path) -> Path:
     below it, nothing may be a symlink."""
     datasites.mkdir(parents=True, exist_ok=True)
     return datasites.resolve()
+
+
+def _read_body(body: Body) -> bytes:
+    """A body read from a file, as it is: ``bytes``, or the view of the releasable buffer it
+    was read into (:mod:`~syft_flwr_syftbox.received`), never copied to join it."""
+    return body if isinstance(body, bytes | memoryview) else join_body(body)  # type: ignore[return-value]
 
 
 def _to_protobuf(body: Body) -> bytes:
