@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from figures import add_options, report
 
 APP = "throughput"
 SERVER, CLIENT = "server@bench.test", "client@bench.test"
@@ -199,8 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=float, nargs="+", default=[100, 1024])
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
-    parser.add_argument("--smoke", action="store_true", help="20 MiB, once: a few seconds")
+    add_options(parser)
     parser.add_argument("--role", choices=["server", "client"], help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bytes", type=int, help=argparse.SUPPRESS)
@@ -222,12 +222,21 @@ def main() -> None:
             f"peak memory: server {row['server_peak_x']:.2f}x, client "
             f"{row['client_peak_x']:.2f}x the model (targets <= 2.5x)"
         )
-    if args.json is not None:
-        args.json.write_text(json.dumps({"bench": "throughput", "rows": rows}, indent=2) + "\n")
     last = rows[-1]
-    print(
+    report(
+        args,
+        "throughput",
         f"wall time vs plain copy, {last['mib']:.0f} MiB encrypted round trip: "
-        f"{last['ratio']:.1f}x (target <= 3x)"
+        f"{last['ratio']:.1f}x (target <= 3x); peak memory server "
+        f"{last['server_peak_x']:.2f}x, client {last['client_peak_x']:.2f}x the model",
+        ratio=last["ratio"],
+        better="lower",
+        ours=last["ours_s"],
+        baseline=last["copy_s"],
+        unit="s",
+        ours_label=f"{last['mib']:.0f} MiB model, encrypted, server -> client -> server",
+        baseline_label="plain copy of the same bytes there and back",
+        rows=rows,
     )
 
 
