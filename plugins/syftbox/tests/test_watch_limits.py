@@ -1,4 +1,5 @@
-"""What a server's watching costs the kernel: watches per folder, never per request.
+"""What a server's watching costs: watches per folder, never per request; sweeps of a bounded
+share of its futures.
 
 inotify watches are a per-user kernel resource (``fs.inotify.max_user_watches``), so a server
 driving many datasites must hold a number of them bounded by its folders, and no more
@@ -7,6 +8,7 @@ descriptors after a thousand requests than after one.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from syft_flwr_syftbox.transport import SWEEP_BUDGET
 from syft_flwr_syftbox.watcher import inotify_watches
 
 SERVER = "server@limits.test"
@@ -65,3 +68,26 @@ def test_watches_follow_the_folders_and_not_the_requests(make, data_dir, eventua
     eventually(lambda: inotify_watches() != watches, "the marker folder watched")
     assert inotify_watches() == watches + 1
     assert descriptors(data_dir) == fds
+
+
+def test_a_sweep_rechecks_a_bounded_share_of_the_futures_and_in_turn_all(make, monkeypatch) -> None:
+    """With events arriving, the sweep is the safety net for a lost one: it rechecks at most
+    SWEEP_BUDGET futures (two lookups each: the reply, the request refused by a sync), so
+    its cost per poll interval does not grow with the round, and reaches every future."""
+    server = make(SERVER, poll_interval=3600.0)
+    assert server._watcher.watching
+    futures = [
+        server.send(DATASITES[i % len(DATASITES)], APP, EP, b"request", time.time() + 60)
+        for i in range(5 * SWEEP_BUDGET + 7)
+    ]
+    looked_up: list[Path] = []
+    exists = server.fs.exists
+    monkeypatch.setattr(server.fs, "exists", lambda path: looked_up.append(path) or exists(path))
+    per_sweep = []
+    for _ in range(math.ceil(len(futures) / SWEEP_BUDGET)):
+        before = len(looked_up)
+        server.sweep()
+        per_sweep.append(len(looked_up) - before)
+    assert max(per_sweep) <= 2 * SWEEP_BUDGET, per_sweep
+    replies = {path.stem for path in looked_up if path.suffix == ".response"}
+    assert replies == set(futures)
