@@ -16,8 +16,10 @@ line) is the per-datasite cost at the largest size relative to it. Target: withi
   the transport writes replies (an atomic ``.response`` beside the request). Encryption is
   off: sealing is a constant cost per message (``bench/crypto.py`` measures it), and with it
   on, 2,000 opens and seals per round in the one responder process would share the two cores
-  with the server and measure the responder. The server runs with a workspace, so the future
-  journal is written as in ``syft-flwr run``.
+  with the server and measure the responder.
+
+Either way the server runs with a workspace, so the future journal is written as in
+``syft-flwr run``.
 
     python bench/scale.py [--transport memory|syftbox] [--sizes 10 100 1000] [--rounds 3]
                           [--smoke] [--json PATH]
@@ -54,6 +56,11 @@ from syft_flwr.stop_signal import SYSTEM_MESSAGE_TYPE
 from syft_flwr.testing.local import local_options
 from syft_flwr.transport import TransportSettings
 from syft_flwr.wire import decode_message, encode_message_frames
+from syft_flwr_syftbox.atomic import is_temp_name
+from syft_flwr_syftbox.files import encode_rpc_file, read_rpc_file
+from syft_flwr_syftbox.layout import FileKind, Layout
+from syft_flwr_syftbox.rpcfile import RpcFile
+from syft_flwr_syftbox.safe_fs import SafeRoot
 from syft_flwr_syftbox.watcher import inotify_watches
 
 APP = "scale"
@@ -131,7 +138,12 @@ def timed_server_app(n: int, rounds: int, out: dict[str, float]) -> ServerApp:
     return app
 
 
-def run_server(transport_name: str, options: dict[str, Any], n: int, rounds: int) -> Row:
+def run_server(
+    transport_name: str, options: dict[str, Any], n: int, rounds: int, workdir: Path
+) -> Row:
+    """Time ``rounds`` FedAvg rounds of the real server, with a workspace (so the future
+    journal is written, as in ``syft-flwr run``)."""
+    os.environ["SYFT_FLWR_WORKSPACE"] = str(workdir / "workspace")
     registry = get_transport_registry(get_plugin_manager())
     server = registry.create(transport_name, TransportSettings(SERVER, options))
     out: dict[str, float] = {}
@@ -165,13 +177,13 @@ def measure_memory(n: int, rounds: int) -> Row:
             thread = threading.Thread(
                 target=syftbox_flwr_client,
                 args=(tiny_client_app(), Context(0, 0, {}, RecordDict(), {}), APP),
-                kwargs={"transport": client},
+                kwargs={"transport": client, "trusted_aggregators": [SERVER]},
                 daemon=True,
             )
             thread.start()
             threads.append(thread)
         try:
-            return run_server("memory", options, n, rounds)
+            return run_server("memory", options, n, rounds, Path(workdir))
         finally:
             for thread in threads:
                 thread.join(60)
@@ -183,18 +195,19 @@ def measure_syftbox(n: int, rounds: int) -> Row:
     """FedAvg over one local SyftBox folder, the datasites simulated by a responder process."""
     with tempfile.TemporaryDirectory() as workdir:
         options = local_options("syftbox", Path(workdir))
-        os.environ["SYFT_FLWR_WORKSPACE"] = str(Path(workdir) / "workspace")
         datasites = Path(options["data_dir"]) / "datasites"
         responder = subprocess.Popen(
             [sys.executable, __file__, "--respond", str(datasites), "--sizes", str(n)],
+            stdin=subprocess.PIPE,  # its end of the pipe closing tells the responder to go
             stdout=subprocess.PIPE,
             text=True,
         )
         try:
             wait_ready(responder)
-            return run_server("syftbox", options, n, rounds)
+            return run_server("syftbox", options, n, rounds, Path(workdir))
         finally:
-            responder.terminate()
+            assert responder.stdin is not None
+            responder.stdin.close()
             try:
                 responder.wait(30)
             except subprocess.TimeoutExpired:
@@ -251,12 +264,6 @@ class Inotify:
 
 def respond(datasites: Path, n: int) -> None:
     """Answer every request the server writes to any of ``n`` simulated datasites."""
-    from syft_flwr_syftbox.atomic import is_temp_name
-    from syft_flwr_syftbox.files import encode_rpc_file, read_rpc_file
-    from syft_flwr_syftbox.layout import FileKind, Layout
-    from syft_flwr_syftbox.rpcfile import RpcFile
-    from syft_flwr_syftbox.safe_fs import SafeRoot
-
     layout = Layout(datasites)
     fs = SafeRoot(datasites)
     inotify = Inotify()
@@ -267,6 +274,9 @@ def respond(datasites: Path, n: int) -> None:
         inotify.watch(folder)
     print("ready", flush=True)
     while True:
+        readable, _, _ = select.select([inotify.fd, sys.stdin], [], [])
+        if sys.stdin in readable:
+            return  # the server's process closed the pipe (finished, or died)
         for path in inotify.read():
             if not path.name.endswith(FileKind.REQUEST.value) or is_temp_name(path.name):
                 continue

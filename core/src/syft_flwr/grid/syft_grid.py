@@ -195,6 +195,7 @@ class _Waiting:
         return due
 
     def all(self) -> list[str]:
+        """Every message still waited for (the call's timeout passed)."""
         return list(self.future_of)
 
     def next_deadline(self) -> float:
