@@ -196,6 +196,35 @@ def test_claims_are_given_once_oldest_first(journal: FutureJournal) -> None:
         resumed.close()
 
 
+def claim_steps(journal: FutureJournal, entries: int) -> int:
+    """SQLite VM steps of one claim in a round of ``entries`` messages to as many datasites."""
+    for i in range(entries):
+        journal.record(make_entry(f"m{i}", datasite=f"ds{i}@x.org"))
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    journal._db.set_progress_handler(count, 1)
+    try:
+        assert journal.claim(1, f"ds{entries // 2}@x.org", "train", "1") is None  # recorded here
+    finally:
+        journal._db.set_progress_handler(None, 1)
+    return steps
+
+
+def test_a_claim_reads_only_its_own_entries_not_the_whole_round(tmp_path: Path) -> None:
+    small, large = FutureJournal(tmp_path / "small"), FutureJournal(tmp_path / "large")
+    try:
+        # a full scan grows 20x from 50 to 1,000 entries; an indexed search barely at all
+        assert claim_steps(large, 1000) <= 2 * claim_steps(small, 50)
+    finally:
+        small.close()
+        large.close()
+
+
 def test_claim_order_follows_recording_not_message_id(journal: FutureJournal) -> None:
     journal.record(make_entry("zzz"))
     journal.record(make_entry("aaa"))

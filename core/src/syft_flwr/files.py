@@ -73,8 +73,11 @@ def read_json(path: Path) -> Any:
         raise WorkspaceError(f"{path} is unreadable: {exc}") from exc
 
 
-def append_json_line(path: Path, value: Any) -> None:
+def append_json_line(path: Path, value: Any, *, fsync: bool = False) -> None:
     """Append one JSON document as a line; a torn last line is skipped by readers.
+
+    The line survives a crash of the process once this returns; with ``fsync`` it is also
+    flushed to disk (a crash of the machine).
 
     :raises WorkspaceIOError: the write failed (disk full, read-only, not a folder).
     """
@@ -90,6 +93,8 @@ def append_json_line(path: Path, value: Any) -> None:
                     line = b"\n" + line
             handle.write(line)
             handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
     except OSError as exc:
         raise WorkspaceIOError(f"cannot append to {path}: {exc}") from exc
 

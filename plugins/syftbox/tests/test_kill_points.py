@@ -33,6 +33,7 @@ from plugins.syftbox.tests.flower_project import (
 )
 from syft_flwr.kill_points import KILL_AT_ENV, KILL_POINTS
 from syft_flwr.server.snapshot import decode_model
+from syft_flwr.server.workspace import RunWorkspace
 
 pytestmark = pytest.mark.slow
 
@@ -219,7 +220,9 @@ def test_datasites_that_answered_before_a_kill_are_not_reported_silent(tmp_path:
     try:
         status, out = federation.serve("round.committed:2")  # round 0 commits first
         assert status == -9, f"the server did not die after round 1's snapshot:\n{out}"
-        assert sorted(federation.run_info()["answered"]) == sorted(DATASITES), (
+        folder = run_dir(federation.workspace)
+        assert folder is not None
+        assert sorted(RunWorkspace(folder).answered()) == sorted(DATASITES), (
             "each datasite's first answer is recorded before its reply is journaled"
         )
         status, out = federation.serve()

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import logging
 import threading
 import time
@@ -152,6 +153,66 @@ class _Refusal:
 
     detail: str
     at: float
+
+
+class _Waiting:
+    """The messages one ``send_and_receive`` still waits for, kept so that a wake-up costs
+    what it delivers, not the size of the round (a round of 1,000 datasites wakes up to 1,000
+    times): the future of each message and back, the set of futures handed to
+    :meth:`~syft_flwr.transport.Transport.wait_ready` (updated, never rebuilt), and the
+    deadlines in a heap. Used by one thread only."""
+
+    def __init__(self, pending: Mapping[str, _Pending], message_ids: Iterable[str]) -> None:
+        self.future_of: dict[str, str] = {}
+        self.message_of: dict[str, str] = {}
+        self.futures: set[str] = set()
+        self._deadlines: list[tuple[float, str]] = []
+        for message_id in message_ids:
+            entry = pending.get(message_id)
+            if entry is not None:
+                self.move(message_id, entry.future_id)
+                self._deadlines.append((min(entry.expires_at, entry.give_up_at), message_id))
+        heapq.heapify(self._deadlines)
+
+    def __bool__(self) -> bool:
+        return bool(self.future_of)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self.future_of
+
+    def move(self, message_id: str, future_id: str) -> None:
+        """Wait for ``message_id`` on ``future_id`` (its first future, or a new one after a
+        resend: a message keeps its deadline)."""
+        self.drop(message_id)
+        self.future_of[message_id] = future_id
+        self.message_of[future_id] = message_id
+        self.futures.add(future_id)
+
+    def drop(self, message_id: str) -> None:
+        """Stop waiting for ``message_id`` (its heap entry goes when it comes up)."""
+        future_id = self.future_of.pop(message_id, None)
+        if future_id is not None:
+            del self.message_of[future_id]
+            self.futures.discard(future_id)
+
+    def due(self, now: float) -> list[str]:
+        """The messages still waited for whose deadline is ``now`` or earlier."""
+        due = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            message_id = heapq.heappop(self._deadlines)[1]
+            if message_id in self.future_of:
+                due.append(message_id)
+        return due
+
+    def all(self) -> list[str]:
+        """Every message still waited for (the call's timeout passed)."""
+        return list(self.future_of)
+
+    def next_deadline(self) -> float:
+        """The earliest deadline of a message still waited for (``inf`` if none)."""
+        while self._deadlines and self._deadlines[0][1] not in self.future_of:
+            heapq.heappop(self._deadlines)
+        return self._deadlines[0][0] if self._deadlines else float("inf")
 
 
 class SyftGrid(Grid):
@@ -571,55 +632,65 @@ class SyftGrid(Grid):
         # the future, so a later reply does notify).
         with self._lock:
             claimed = [mid for mid in ids if mid in self._pending and self._pending[mid].claimed]
+            waiting = _Waiting(self._pending, ids)
         replies = self.pull_messages(claimed) if claimed else []
-        open_ids = list(ids)
-        while True:
-            with self._lock:
-                open_ids = [mid for mid in open_ids if mid in self._pending]
-                waiting = {self._pending[mid].future_id: mid for mid in open_ids}
-            if not waiting:
-                break
+        for message_id in claimed:
+            self._settle(waiting, message_id)
+        liveness_due = 0.0
+        while waiting:
             now = time.time()
             replies.extend(self._expire_due(waiting, now, give_up_at))
             if not waiting:
-                continue
-            if self._send_refused_again(waiting.values(), now):
+                break
+            if self._send_refused_again(waiting, now):
                 continue  # new futures: wait on those
-            next_deadline = min(
-                give_up_at, min(self._pending_deadline(mid) for mid in waiting.values())
-            )
+            next_deadline = min(give_up_at, waiting.next_deadline())
             if self.liveness is not None:
-                self.liveness.check()
-                next_deadline = min(next_deadline, now + self.liveness.next_check_in())
+                # the tracker scans every datasite: only when one of them can be lost
+                if now >= liveness_due:
+                    self.liveness.check()
+                    liveness_due = now + self.liveness.next_check_in()
+                next_deadline = min(next_deadline, liveness_due)
             watched, repoll = self._watch(waiting)
-            if repoll:
-                next_deadline = min(next_deadline, now + self.transport.settings.poll_interval)
-            if self._has_refused(waiting.values()):
+            if repoll or self._has_refused(waiting):
                 next_deadline = min(next_deadline, now + self.transport.settings.poll_interval)
             ready = self.transport.wait_ready(watched, max(0.0, next_deadline - now)) | repoll
             for future_id in ready:
-                if future_id in waiting:
-                    replies.extend(self.pull_messages([waiting[future_id]]))
+                found = waiting.message_of.get(future_id)
+                if found is not None:
+                    replies.extend(self.pull_messages([found]))
+                    self._settle(waiting, found)
         self._report_round(messages, replies)
         return replies
 
-    def _has_refused(self, message_ids: Iterable[str]) -> bool:
+    def _settle(self, waiting: _Waiting, message_id: str) -> None:
+        """Bring ``waiting`` up to date for one message: gone once collected, on its new
+        future once sent again."""
         with self._lock:
-            return any(mid in self._refused for mid in message_ids)
+            pending = self._pending.get(message_id)
+        if pending is None:
+            waiting.drop(message_id)
+        elif waiting.future_of.get(message_id) != pending.future_id:
+            waiting.move(message_id, pending.future_id)
 
-    def _send_refused_again(self, message_ids: Iterable[str], now: float) -> bool:
+    def _has_refused(self, waiting: _Waiting) -> bool:
+        with self._lock:
+            return any(mid in waiting for mid in self._refused)
+
+    def _send_refused_again(self, waiting: _Waiting, now: float) -> bool:
         """Seal and send again the refused messages whose datasite's document changed (or
         whose refusal is :data:`RESEND_AFTER` old): a stale key was the likely cause.
 
         :return: whether a message was sent again (or given up on): its future changed.
         """
         with self._lock:
-            refused = [(mid, self._refused[mid]) for mid in message_ids if mid in self._refused]
+            refused = [(mid, refusal) for mid, refusal in self._refused.items() if mid in waiting]
         changed = False
         for message_id, refusal in refused:
             with self._lock:
                 pending = self._pending.get(message_id)
             if pending is None:
+                waiting.drop(message_id)
                 continue
             fresh = self._sealed_to(pending.datasite) != pending.sealed_to
             patience = max(RESEND_AFTER, 2 * self.transport.capabilities.delivery_latency)
@@ -633,6 +704,7 @@ class SyftGrid(Grid):
                 with self._lock:
                     self._refused.pop(message_id, None)
                 self._finish(message_id, self._cannot_open(pending, f"{refusal.detail}; {exc}"))
+            self._settle(waiting, message_id)
         return changed
 
     def _resend(self, message_id: str, pending: _Pending) -> None:
@@ -679,7 +751,7 @@ class SyftGrid(Grid):
             resent.resends,
         )
 
-    def _watch(self, waiting: Mapping[str, str]) -> tuple[list[str], set[str]]:
+    def _watch(self, waiting: _Waiting) -> tuple[set[str], set[str]]:
         """The futures to wait on, and those to poll again at the poll interval.
 
         A future whose reply was ignored still holds that reply: a transport that cannot
@@ -687,10 +759,10 @@ class SyftGrid(Grid):
         instead; a notifying transport wakes when the reply is replaced.
         """
         if self.transport.capabilities.notifies:
-            return list(waiting), set()
+            return waiting.futures, set()
         with self._lock:
-            repoll = {future for future, mid in waiting.items() if mid in self._ignored}
-        return [future for future in waiting if future not in repoll], repoll
+            repoll = {waiting.future_of[mid] for mid in self._ignored if mid in waiting}
+        return (waiting.futures - repoll if repoll else waiting.futures), repoll
 
     def discard(self, message_ids: Iterable[str]) -> None:
         """Stop waiting for the replies to ``message_ids`` (fire and forget).
@@ -707,31 +779,24 @@ class SyftGrid(Grid):
             if pending is not None:
                 self.transport.forget(pending.future_id)
 
-    def _expire_due(self, waiting: dict[str, str], now: float, give_up_at: float) -> list[Message]:
+    def _expire_due(self, waiting: _Waiting, now: float, give_up_at: float) -> list[Message]:
+        """Settle the messages whose deadline passed (all of them once ``give_up_at`` did)."""
         replies: list[Message] = []
-        for future_id, message_id in list(waiting.items()):
+        for message_id in waiting.all() if now >= give_up_at else waiting.due(now):
+            waiting.drop(message_id)
             with self._lock:
                 pending = self._pending.get(message_id)
             if pending is None:
-                del waiting[future_id]
                 continue
             if now >= pending.expires_at:
-                del waiting[future_id]
                 replies.extend(self.pull_messages([message_id]))
             elif now >= give_up_at:
-                del waiting[future_id]
                 late = self.pull_messages([message_id])
                 replies.extend(late or [self._finish(message_id, self._timed_out(pending))])
             elif now >= pending.give_up_at:
-                del waiting[future_id]
                 late = self.pull_messages([message_id])
                 replies.extend(late or [self._finish(message_id, self._lost(pending))])
         return replies
-
-    def _pending_deadline(self, message_id: str) -> float:
-        with self._lock:
-            pending = self._pending.get(message_id)
-        return min(pending.expires_at, pending.give_up_at) if pending else 0.0
 
     # -- reply construction -------------------------------------------------------------
 
@@ -997,7 +1062,12 @@ class SyftGrid(Grid):
     def _report_start(self, sent: list[Message], ids: list[str], give_up_at: float) -> None:
         if not sent or not self.reports_rounds:
             return
-        deadlines = [self._pending_deadline(mid) for mid in ids]
+        with self._lock:
+            deadlines = [
+                min(pending.expires_at, pending.give_up_at)
+                for pending in (self._pending.get(mid) for mid in ids)
+                if pending is not None
+            ]
         self._notify(
             ExchangeStarted(
                 run_id=self.run.run_id,

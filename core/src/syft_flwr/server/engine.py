@@ -43,7 +43,13 @@ from syft_flwr.errors import (
     WorkspaceError,
     WorkspaceIOError,
 )
-from syft_flwr.events import LifecycleEvent, MessagePushed, ReplyPulled, StopSignalSent
+from syft_flwr.events import (
+    ExchangeFinished,
+    LifecycleEvent,
+    MessagePushed,
+    ReplyPulled,
+    StopSignalSent,
+)
 from syft_flwr.grid.syft_grid import APP_PREFIX, SyftGrid
 from syft_flwr.kill_points import kill_point
 from syft_flwr.server.event_bus import EventBus
@@ -196,6 +202,9 @@ class ServerEngine:
         self._epoch = 0
         self._keeps_rounds = False
         self._answered: set[str] = set()
+        self._clients_stale = False
+        """Datasites joined since ``clients.json`` was last written (written at the exchange's
+        end)."""
         self._answer_lock = threading.Lock()
         self._owned: list[Callable[[], None]] = []
 
@@ -333,7 +342,7 @@ class ServerEngine:
             "run %s of %s was ending: sending the stop signals still due to %s",
             info.run_id,
             self.app_name,
-            ", ".join(info.stop_pending) or "nobody",
+            ", ".join(run.stop_pending()) or "nobody",
         )
         return info.run_id
 
@@ -422,10 +431,12 @@ class ServerEngine:
     def _pending_stops(self) -> list[str]:
         if self.run is None:
             return list(self._stop_pending)
-        return list(self.run.info().stop_pending)
+        return list(self.run.stop_pending())
 
     def _send_stop(self, datasite: str) -> None:
-        reason = self._stop_reason or self._reason_from_workspace()
+        if self._stop_reason is None:  # a resumed finishing: read run.json once, not n times
+            self._stop_reason = self._reason_from_workspace()
+        reason = self._stop_reason
         try:
             self.grid.send_stop(datasite, reason=reason)
         except (MediumError, WorkspaceIOError):
@@ -434,8 +445,7 @@ class ServerEngine:
             logger.error("cannot send the stop signal to %s, giving up on it: %s", datasite, exc)
         kill_point("stop.sent")
         if self.run is not None:
-            remaining = tuple(d for d in self.run.info().stop_pending if d != datasite)
-            self.run.update(stop_pending=remaining)
+            self.run.note_stopped(datasite)
             kill_point("stop.recorded")
         else:
             self._stop_pending.remove(datasite)
@@ -571,7 +581,7 @@ class ServerEngine:
 
     def answered_datasites(self) -> set[str]:
         """The datasites that answered a message of this run (also before a restart)."""
-        before = set(self.run.info().answered) if self.run is not None else set()
+        before = self.run.answered() if self.run is not None else set()
         return before | self._answered
 
     def silent_datasites(self) -> dict[str, str]:
@@ -631,6 +641,7 @@ class ServerEngine:
         return "native" if self.channel.speaks_native(datasite) else "syft-crypto"
 
     def _write_clients(self) -> None:
+        self._clients_stale = False
         if self.run is not None:
             try:
                 self.run.write_clients({c.datasite: c.to_json() for c in self.get_clients()})
@@ -854,31 +865,36 @@ class ServerEngine:
             self.fire_event(ev.MESSAGE_FAILED if failed else ev.MESSAGE_RECEIVED, **data)
         elif isinstance(event, StopSignalSent):  # plugins had it from the grid: recorded only
             self.events.record(ev.STOP_SIGNAL_SENT, self.run_id or 0, **data)
+        elif isinstance(event, ExchangeFinished) and self._clients_stale:
+            self._write_clients()
 
     def answered(self, datasite: str) -> None:
         """``datasite`` really answered a message of this run.
 
-        Recorded in ``run.json`` at once (the write is its commit point), before the grid
-        journals the reply: a run resumed from stored replies, or killed between a round's
-        snapshot and what is derived from it, still knows every datasite that answered, so it
-        never reports one as silent that answered an earlier incarnation of the server.
+        Noted in the run's workspace at once (the appended line is its commit point), before
+        the grid journals the reply: a run resumed from stored replies, or killed between a
+        round's snapshot and what is derived from it, still knows every datasite that
+        answered, so it never reports one as silent that answered an earlier incarnation of
+        the server. ``run.json`` takes them in when the round commits.
         """
         with self._answer_lock:
             if datasite in self._answered:
                 return
             self._answered.add(datasite)
-            if self.run is None:
-                return
-            recorded = self.run.info().answered
-            if datasite not in recorded:
-                self.run.update(answered=tuple(sorted({*recorded, datasite})))
+            if self.run is not None:
+                self.run.note_answered(datasite)
 
     def _liveness_changed(self, datasite: str, lost: bool, reason: str) -> None:
         name = ev.CLIENT_LOST if lost else ev.CLIENT_JOINED
         log = logger.warning if lost else logger.info
         log("%s %s: %s", datasite, "is lost" if lost else "joined", reason)
         self.fire_event(name, datasite=datasite, reason=reason)
-        self._write_clients()
+        if lost:
+            self._write_clients()
+        else:
+            # a round's first answers would rewrite clients.json (every datasite) once per
+            # datasite, n^2 for n datasites: the exchange's end writes them all at once
+            self._clients_stale = True
 
     def _require_run(self) -> int:
         if self.run_id is None:

@@ -56,6 +56,8 @@ def run_status(
     }
     return {
         **info.to_json(),
+        "answered": sorted(run.answered()),
+        "stop_pending": list(run.stop_pending()),
         "round": None if snapshot is None else snapshot.round,
         "num_rounds": info.num_rounds if snapshot is None else snapshot.num_rounds,
         "workspace": str(run.path),

@@ -9,6 +9,8 @@ the project, else ``<project>/.syft_flwr``)::
         events.jsonl           every engine event, one JSON object per line
         metrics.jsonl          one line per completed round: the metrics of that round
         clients.json           what the server knows about each datasite
+        answered.jsonl         each datasite's first answer since the last committed round
+        stopped.jsonl          while finishing: each datasite sent its stop signal
         state/snapshot.json    the last committed round: what resume starts from
         state/model-<r>.sfwm   the model after round r (the file snapshot.json names)
         state/journal.sqlite   messages of the round in progress (see engine.journal)
@@ -31,6 +33,10 @@ server process; with ``fsync`` (``SYFT_FLWR_FSYNC=true``) also against a crash o
 at two disk flushes per file (see :mod:`syft_flwr.files`). ``metrics.jsonl`` and the
 ``round`` of ``run.json`` are derived from the committed snapshot (``state/snapshot.json``, the
 one commit point of a round) and rewritten from it, so they never show an uncommitted round.
+A datasite's first answer is committed as one line of ``answered.jsonl``, and while finishing
+each stop signal sent as one line of ``stopped.jsonl`` (a rewrite of ``run.json``, which lists
+every datasite, per datasite would cost n^2 for n datasites); ``run.json`` takes the answers
+in at the next committed round, and its ``stop_pending`` is emptied once the run ends.
 """
 
 from __future__ import annotations
@@ -152,6 +158,8 @@ class RunWorkspace:
         self.events_file = path / "events.jsonl"
         self.metrics_file = path / "metrics.jsonl"
         self.clients_file = path / "clients.json"
+        self.answered_file = path / "answered.jsonl"
+        self.stopped_file = path / "stopped.jsonl"
         self.snapshot_file = self.state_dir / "snapshot.json"
         self.final_model_file = path / "final_model.sfwm"
 
@@ -181,11 +189,30 @@ class RunWorkspace:
 
     def append_event(self, event: Mapping[str, Any]) -> None:
         """Add one line to ``events.jsonl``."""
-        append_json_line(self.events_file, dict(event))
+        append_json_line(self.events_file, dict(event), fsync=self.fsync)
 
     def events(self) -> list[dict[str, Any]]:
         """Every recorded event."""
         return read_json_lines(self.events_file)
+
+    def note_answered(self, datasite: str) -> None:
+        """Commit that ``datasite`` answered: one line appended, whatever the run's size."""
+        append_json_line(self.answered_file, datasite, fsync=self.fsync)
+
+    def answered(self) -> set[str]:
+        """The datasites that answered: ``run.json``'s (up to the last committed round) and
+        those noted since."""
+        noted = {line for line in read_json_lines(self.answered_file) if isinstance(line, str)}
+        return set(self.info().answered) | noted
+
+    def note_stopped(self, datasite: str) -> None:
+        """Commit that ``datasite`` was sent its stop signal: one line appended."""
+        append_json_line(self.stopped_file, datasite, fsync=self.fsync)
+
+    def stop_pending(self) -> tuple[str, ...]:
+        """The datasites still due their stop signal: ``run.json``'s less those noted."""
+        noted = set(read_json_lines(self.stopped_file))
+        return tuple(datasite for datasite in self.info().stop_pending if datasite not in noted)
 
     def write_metrics(self, metrics: Sequence[Mapping[str, Any]]) -> None:
         """Replace ``metrics.jsonl`` with one line per committed round (derived, idempotent)."""

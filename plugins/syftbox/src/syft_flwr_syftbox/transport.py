@@ -107,6 +107,13 @@ logger = logging.getLogger(__name__)
 _CLOSE_WAIT = 30.0
 _SLOT_ATTEMPTS = 5
 """How often a reply slot taken by a folder is cleared before the reply is given up."""
+SWEEP_BUDGET = 64
+"""How many futures one sweep rechecks while filesystem events arrive (each costs a walk of
+about eight folders): with the 1,000 futures of a round in flight, rechecking all of them every
+``poll_interval`` cost the server more than answering them, a round of n datasites n^2. The
+sweep goes round them instead, so a reply whose event was lost is still found within
+``ceil(n / SWEEP_BUDGET)`` sweeps. Without events (a network mount, no inotify left) every
+sweep rechecks every future: it is the only way replies are seen."""
 
 
 class SyftBoxTransport(Transport):
@@ -185,6 +192,7 @@ class SyftBoxTransport(Transport):
         self._stop_requested = False
         self._closed = False
         self._next_cleanup = 0.0
+        self._sweep_turn = 0  # where the next sweep's share of the futures starts
         self._watcher = FolderWatcher.attach(datasites, self)
 
     @property
@@ -458,6 +466,8 @@ class SyftBoxTransport(Transport):
             pending = list(self._pending.values())
             forgotten = list(self._forgotten.values())
             serving = bool(self._handlers)
+        if self._watcher.watching:
+            pending, forgotten = self._sweep_share(pending, forgotten)
         now = time.time()
         for record in pending:
             if now >= record.expires or self.fs.exists(self._path(record, FileKind.RESPONSE)):
@@ -474,6 +484,21 @@ class SyftBoxTransport(Transport):
         if time.monotonic() >= self._next_cleanup:
             self._next_cleanup = time.monotonic() + self.options.cleanup_interval
             self._cleanup(now)
+
+    def _sweep_share(
+        self, pending: list[FutureRecord], forgotten: list[FutureRecord]
+    ) -> tuple[list[FutureRecord], list[FutureRecord]]:
+        """This sweep's turn of at most :data:`SWEEP_BUDGET` futures, the next ones after the
+        last sweep's (wanted ones first, then forgotten ones, round and round)."""
+        records = pending + forgotten
+        if len(records) <= SWEEP_BUDGET:
+            return pending, forgotten
+        start = self._sweep_turn % len(records)
+        self._sweep_turn = start + SWEEP_BUDGET
+        end = start + SWEEP_BUDGET
+        wrapped = records[: max(0, end - len(records))]
+        turn = {id(record) for record in records[start:end] + wrapped}
+        return [r for r in pending if id(r) in turn], [r for r in forgotten if id(r) in turn]
 
     # -- sending internals ----------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from syft_flwr_syftbox.atomic import is_temp_name
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.parts import PART_SUFFIX, manifest_of
 
-__all__ = ["FolderWatcher", "Listener"]
+__all__ = ["FolderWatcher", "Listener", "inotify_watches"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +217,30 @@ class FolderWatcher:
                     listener.sweep()
                 except Exception:
                     logger.exception("a syftbox transport's sweep failed")
+
+
+def inotify_watches() -> int | None:
+    """The inotify watches this process holds (``None`` where there is no ``/proc``).
+
+    Counted from the ``inotify wd:`` lines of ``/proc/self/fdinfo`` of each inotify instance
+    among the process's descriptors: what the README's limits are measured with. The watcher
+    holds one per folder below the datasites folder (watchdog watches a tree folder by folder),
+    whatever the number of files, so the figure follows the folders, never the requests.
+    """
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    watches = 0
+    for fd in descriptors:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                watches += sum(1 for line in info if line.startswith("inotify wd:"))
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor, a stopping observer)
+    return watches
 
 
 class _Handler(FileSystemEventHandler):
