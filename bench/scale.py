@@ -6,8 +6,8 @@ the time per round, per round and datasite, and the server's inotify watches and
 descriptors. The baseline is the smallest size measured in the same run; the headline (last
 line) is the per-datasite cost at the largest size relative to it. Target: within 1.5x.
 
-- ``--transport memory`` (default): one client thread with a real ``ClientApp`` per datasite.
-- ``--transport syftbox``: one local SyftBox folder, real files and real inotify. The clients
+- ``--transport memory``: one client thread with a real ``ClientApp`` per datasite.
+- ``--transport syftbox`` (default): one local SyftBox folder, real files and real inotify. The clients
   are *simulated* by a responder subprocess (so the figures are the server's and the
   transport's, not 1,000 ClientApps', and the server's watches, fds and CPU are its own): it
   watches each datasite's folder for the server's requests with one inotify instance and one
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import logging
 import os
 import select
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from figures import add_options, report
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
@@ -308,11 +308,10 @@ def respond(datasites: Path, n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--transport", choices=["memory", "syftbox"], default="memory")
+    parser.add_argument("--transport", choices=["memory", "syftbox"], default="syftbox")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="sizes 10 and 50, 2 rounds")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    add_options(parser)
     parser.add_argument("--respond", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.respond is not None:
@@ -335,13 +334,21 @@ def main() -> None:
             f"server: {row.watches:5d} inotify watches  {row.fds:5d} open fds",
             flush=True,
         )
-    if args.json is not None:
-        rows_json = [asdict(row) for row in rows]
-        document = {"bench": "scale", "transport": args.transport, "rows": rows_json}
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
     base, top = rows[0], rows[-1]
     ratio = top.ms_per_datasite / base.ms_per_datasite
-    print(f"per-datasite cost at {top.n} vs {base.n} datasites: {ratio:.2f}x (target <= 1.5x)")
+    report(
+        args,
+        "scale",
+        f"per-datasite cost at {top.n} vs {base.n} datasites: {ratio:.2f}x (target <= 1.5x)",
+        ratio=ratio,
+        better="lower",
+        ours=top.ms_per_datasite,
+        baseline=base.ms_per_datasite,
+        unit="ms",
+        ours_label=f"round cost per datasite at {top.n} datasites over {args.transport}",
+        baseline_label=f"the same at {base.n} datasites",
+        rows=[{"transport": args.transport, **asdict(row)} for row in rows],
+    )
 
 
 if __name__ == "__main__":
