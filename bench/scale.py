@@ -7,8 +7,8 @@ descriptors. The baseline is the smallest size measured in the same run; the hea
 line) is the per-datasite cost at the largest size relative to it. Target: within 1.5x.
 
 - ``--transport memory``: one client thread with a real ``ClientApp`` per datasite.
-- ``--transport syftbox`` (default): one local SyftBox folder, real files and real inotify. The clients
-  are *simulated* by a responder subprocess (so the figures are the server's and the
+- ``--transport syftbox`` (default): one local SyftBox folder, real files and real inotify. The
+  clients are *simulated* by a responder subprocess (so the figures are the server's and the
   transport's, not 1,000 ClientApps', and the server's watches, fds and CPU are its own): it
   watches each datasite's folder for the server's requests with one inotify instance and one
   watch per datasite (the fewest inotify allows: a request lands in one folder per datasite),
