@@ -7,9 +7,11 @@ move a model server -> client -> server, and the throughput, against model size,
 a plain copy of the same bytes. The machine the figures were measured on heads the page: the
 ratios are what carries over to another machine, not the absolute times.
 
-    python bench/report.py [--smoke] [--only round rtt ...] [--from DIR] [--out bench]
+    python bench/report.py [--smoke] [--only round rtt ...] [--figures DIR | --from DIR]
+                           [--out bench]
 
-``--from DIR`` reuses figures written earlier (``DIR/<bench>.json``) instead of running.
+``--figures DIR`` keeps each bench's figures as ``DIR/<bench>.json``; ``--from DIR`` reuses
+such figures instead of running the benches.
 """
 
 from __future__ import annotations
@@ -97,9 +99,10 @@ def table(results: list[dict[str, Any]]) -> list[str]:
             continue
         ours = f"{number(figures['ours'], figures['unit'])}: {figures['ours_label']}"
         baseline = f"{number(figures['baseline'], figures['unit'])}: {figures['baseline_label']}"
+        sense = {"higher": "higher is better", "lower": "lower is better"}
         lines.append(
             f"| {name} | {ours} | {baseline} | {figures['ratio']:.2f}x "
-            f"({figures['better']} is better) | {figures['headline']} |"
+            f"({sense.get(figures['better'], '1.0x is the floor')}) | {figures['headline']} |"
         )
     return lines
 
@@ -174,6 +177,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="every bench in its smoke mode")
     parser.add_argument("--only", nargs="+", choices=benches(), help="run only these")
     parser.add_argument("--from", dest="source", type=Path, help="reuse DIR/<bench>.json")
+    parser.add_argument("--figures", type=Path, help="keep each bench's DIR/<bench>.json")
     parser.add_argument("--out", type=Path, default=BENCH, help="where README.md and the PNG go")
     args = parser.parse_args()
     names = args.only or benches()
@@ -186,7 +190,9 @@ def main() -> None:
                 for name in names
             ]
         else:
-            results = [run(name, Path(tmp), args.smoke) for name in names]
+            into = args.figures or Path(tmp)
+            into.mkdir(parents=True, exist_ok=True)
+            results = [run(name, into, args.smoke) for name in names]
     by_name = {figures["bench"]: figures for figures in results}
     args.out.mkdir(parents=True, exist_ok=True)
     throughput = by_name.get("throughput")

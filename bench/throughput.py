@@ -15,7 +15,7 @@ resident memory (``VmHWM``) as a multiple of the model, the interpreter and libr
 Targets (issue 16): at 1 GiB, wall time <= 3x the plain copy, and peak memory <= 2.5x the
 model in each process. The headline (last line) is the wall ratio at the largest size.
 
-    python bench/throughput.py [--mib 100 1024] [--repeat 2] [--json PATH] [--smoke]
+    python bench/throughput.py [--mib 1 10 100 1024] [--repeat 2] [--json PATH] [--smoke]
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def measure(mib: float, repeat: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=float, nargs="+", default=[100, 1024])
+    parser.add_argument("--mib", type=float, nargs="+", default=[1, 10, 100, 1024])
     parser.add_argument("--repeat", type=int, default=2)
     add_options(parser)
     parser.add_argument("--role", choices=["server", "client"], help=argparse.SUPPRESS)
