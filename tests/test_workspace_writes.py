@@ -31,9 +31,9 @@ def rewrites_of_a_run(
     written: Counter[str] = Counter()
     write_json = workspace.write_json
 
-    def counting(path: Path, value: Any) -> None:
+    def counting(path: Path, value: Any, *, fsync: bool = True) -> None:
         written[path.name] += 1
-        write_json(path, value)
+        write_json(path, value, fsync=fsync)
 
     monkeypatch.setattr(workspace, "write_json", counting)
     federation = build("memory", n)
