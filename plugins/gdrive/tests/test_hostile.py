@@ -520,3 +520,32 @@ def test_a_download_refuses_content_that_disagrees_with_the_listing(
 ) -> None:
     with pytest.raises(DriveContentError):
         fetch(4, 100, answer)
+
+
+def test_a_reply_candidate_that_fails_unexpectedly_does_not_hold_its_future(
+    make: MakeTransport,
+    serving: Serving,
+    wait_reply: WaitReply,
+    gdrive_logs: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seen once with the machine loaded: a candidate whose fetch raised left the future marked
+    # as fetching, so no later candidate, the real reply included, was ever looked at.
+    alice, bob = make("alice@x.org"), make("bob@x.org")
+    future = alice.send("bob@x.org", APP, EP, b"question", later())
+    outbox = bob.folders.outbox("alice@x.org", APP, EP)
+    properties = {MARKER[0]: MARKER[1], PROP_EXPIRES: repr(later())}
+    bogus = bob.api.upload(f"{future}.response", outbox, b"SFWM\x01odd", properties, "test")
+    download = alice.api.download
+
+    def defective(file_id: str, size: int, what: str) -> bytes | None:
+        if file_id == bogus:
+            raise RuntimeError("a defect while reading this body")
+        return download(file_id, size, what)
+
+    monkeypatch.setattr(alice.api, "download", defective)
+    eventually(lambda: warnings_about(gdrive_logs, bogus), "the defect to be logged")
+    bob.serve(APP, EP, lambda request: b"the answer")
+    with serving(bob):
+        reply = wait_reply(alice, future)
+    assert (reply.status, reply.body) == (ReplyStatus.OK, b"the answer")

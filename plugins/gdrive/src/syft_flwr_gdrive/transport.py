@@ -545,26 +545,34 @@ class GDriveTransport(Transport):
         cycle.progress = True
 
     def _fetch_reply(self, message: MessageFile) -> None:
+        """Download and read one reply candidate; whatever happens, the future is free again
+        for the next candidate (a candidate that raised would otherwise hold it forever, and
+        the real reply behind it would never be fetched)."""
         future_id = message.message_id
         what = f"fetching the reply to {future_id}"
-        raw = None
+        reply = None
         try:
             raw = self.api.download(message.file_id, message.size, what)
+            reply = None if raw is None else self._read_reply(message, raw)
         except DriveContentError as exc:
             self._ignored.ignore(message.file_id, f"a reply to {future_id}", str(exc))
         except SyftFlwrError as exc:
             logger.warning("%s: %s failed, will retry: %s", self.identity, what, exc)
-        reply = None if raw is None else self._read_reply(message, raw)
-        with self._cond:
-            future = self._futures.get(future_id)
-            if future is None:
-                return
-            future.fetching = False
-            if reply is None or time.time() >= future.expires_at:
-                return
-            future.reply = reply
-            self._cond.notify_all()
-        self.reply_arrived(future_id)
+        except Exception as exc:  # a defect here must not wedge the future
+            logger.exception("%s: %s failed unexpectedly", self.identity, what)
+            self._ignored.ignore(message.file_id, f"a reply to {future_id}", repr(exc))
+        finally:
+            with self._cond:
+                future = self._futures.get(future_id)
+                if future is not None:
+                    future.fetching = False
+                    if reply is not None and time.time() < future.expires_at:
+                        future.reply = reply
+                        self._cond.notify_all()
+                    else:
+                        future = None
+        if future is not None:
+            self.reply_arrived(future_id)
 
     def _read_reply(self, message: MessageFile, raw: bytes) -> Reply | None:
         """The reply ``raw`` holds, ``None`` if it is a body that is not what it claims."""
