@@ -8,8 +8,10 @@ writes, lists or removes below the datasites folder goes through a :class:`SafeR
 
 - folders are walked from the root one component at a time with
   ``O_DIRECTORY | O_NOFOLLOW`` descriptors (and created the same way), so no folder below the
-  root can be a symlink. The root itself is resolved once, when the transport starts: the
-  user may have made it a symlink, a peer cannot;
+  root can be a symlink; on Linux, ``openat2(2)`` does the same walk in one call first
+  (:mod:`~syft_flwr_syftbox.beneath`), and the walk runs only where it could not. The root
+  itself is resolved once, when the transport starts: the user may have made it a symlink, a
+  peer cannot;
 - files are opened with ``O_NOFOLLOW | O_NONBLOCK`` relative to their folder's descriptor
   and kept only if ``fstat`` says *regular file*: a FIFO opens at once and is refused, and so
   are devices, sockets and directories;
@@ -39,6 +41,7 @@ from typing import BinaryIO
 
 from syft_flwr.errors import UnsafeFileError
 from syft_flwr_syftbox.atomic import Frame, write_atomic_at
+from syft_flwr_syftbox.beneath import open_folder_beneath
 
 __all__ = ["Entry", "FirstTime", "SafeRoot", "describe", "open_regular", "unsafe"]
 
@@ -160,8 +163,14 @@ class SafeRoot:
         """
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            parts = self._parts(path)
+            reached = open_folder_beneath(fd, parts)
+            if reached is not None:  # the kernel's walk, same rule (see beneath)
+                os.close(fd)
+                fd = reached
+                parts = ()
             walked = self.root
-            for name in self._parts(path):
+            for name in parts:
                 walked = walked / name
                 child = _child_folder(fd, name, walked, create)
                 os.close(fd)
