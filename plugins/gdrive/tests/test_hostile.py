@@ -279,15 +279,20 @@ def test_foreign_objects_at_a_reply_name_are_ignored_and_the_real_reply_collecte
             "bob@x.org", {"name": name, "parents": [outbox], "mimeType": GDOC_MIME}
         ).id,
         "not bob's": mallory.api.upload(name, outbox, b"forged answer", properties, "test"),
-        "ownerless": bob.api.upload(name, outbox, b"whose answer?", properties, "test"),
         "broken envelope": bob.api.upload(name, outbox, b"SFWM\x01garbage", properties, "test"),
         "broken seal": bob.api.upload(name, outbox, b"SFWE\x01\x00\x05junk!", properties, "test"),
         "oversized": bob.api.upload(name, outbox, b"x" * 65, properties, "test"),
-        "lying size": bob.api.upload(name, outbox, b"short", properties, "test"),
     }
+    # Alice is already polling: an object altered after its upload could be listed before the
+    # change (then a plausible plaintext reply from bob, rightly taken), so these two are made
+    # in their final state under the store's lock, which every listing takes.
+    metadata = {"name": name, "parents": [outbox], "appProperties": properties}
     with drive.store.locked():
-        drive.store._files[hostile["ownerless"]].owner_listed = False
-    lie_about_size(drive, monkeypatch, hostile["lying size"], +10)
+        ownerless = drive.store.create("bob@x.org", dict(metadata), b"whose answer?")
+        ownerless.owner_listed = False
+        liar = drive.store.create("bob@x.org", dict(metadata), b"short")
+        lie_about_size(drive, monkeypatch, liar.id, +10)
+    hostile |= {"ownerless": ownerless.id, "lying size": liar.id}
     warned_once(gdrive_logs, alice, *hostile.values())
     assert alice.poll(future) is None, "a foreign object settled the future"
     assert drive.count("alice@x.org", "files.get_media") <= 3, "downloaded what it need not"
