@@ -95,6 +95,7 @@ checked twice; merging them would make a syft-rpc peer or the seal depend on the
 from __future__ import annotations
 
 import enum
+import io
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -103,9 +104,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from syft_flwr.errors import SyftFlwrError, WireFormatError
+
 __all__ = [
     "Body",
+    "BodyConsumedError",
     "Buffer",
+    "FrameSource",
+    "IncompleteBodyError",
+    "ReceivedBody",
     "Reply",
     "ReplyStatus",
     "Request",
@@ -119,24 +126,176 @@ __all__ = [
     "body_size",
     "join_body",
     "outgoing_body",
+    "stream_body",
 ]
 
 Buffer = bytes | bytearray | memoryview
 """One contiguous piece of a body."""
 
-Body = Buffer | Sequence[Buffer]
-"""What :meth:`Transport.send` (and a :data:`RequestHandler`) may hand over: one buffer, or the
+
+class BodyConsumedError(SyftFlwrError):
+    """A one-pass body (:class:`FrameSource`, :class:`ReceivedBody`) was read a second time."""
+
+
+class IncompleteBodyError(WireFormatError):
+    """A :class:`ReceivedBody`'s medium gave fewer or other bytes than it declared while being
+    read (a file truncated or rewritten in place by a sync client): nothing read is trusted."""
+
+
+class FrameSource(ABC):
+    """A body produced as it is written: its size known up front, its frames given once.
+
+    A sealed model is encrypted into one reused buffer of a few MiB as a transport writes it
+    (:func:`~syft_flwr.crypto.envelope.seal_stream`), instead of into a model-sized list of
+    ciphertext chunks, so sending touches no memory but that buffer and the medium's own. Each
+    frame :meth:`frames` yields is valid only until the next is asked for: a writer writes
+    it, then asks. Only a transport that declares ``accepts_streams`` is handed one
+    (:func:`outgoing_body`); everything else gets it joined (:func:`join_body`).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._started = False
+
+    def frames(self) -> Iterator[memoryview]:
+        """The body's frames in order, once; each is overwritten by the next.
+
+        :raises BodyConsumedError: the frames were asked for before.
+        """
+        if self._started:
+            raise BodyConsumedError(
+                f"{type(self).__name__} is a one-pass body: its frames are produced once"
+            )
+        self._started = True
+        return self._produce()
+
+    @abstractmethod
+    def _produce(self) -> Iterator[memoryview]:
+        """Produce the frames (called once), :attr:`size` bytes in all."""
+
+
+class ReceivedBody(ABC):
+    """A received body read from its medium once, front to back, as its reader consumes it.
+
+    Given as ``Request.body`` or ``Reply.body`` (typed ``bytes`` for the handlers and callers
+    written against bytes: ``len``, :meth:`head` and ``bytes(body)`` work, the latter reads
+    it whole) by a transport that can leave a large sealed body in its file: the core's channel
+    reads it in chunks into one reused buffer and decrypts each straight into the final
+    plaintext (:func:`~syft_flwr.crypto.envelope.open_frames`), so receiving touches no
+    model-sized memory but the plaintext. Every byte is read from the medium exactly once
+    (what is authenticated is what was read), never through a memory map of a file a peer may
+    truncate (``SIGBUS``). A medium that ends early, or whose check of a piece fails (a part's
+    hash), raises :class:`IncompleteBodyError` from the read. What the medium holds open (a
+    file) is released once the body is read to its end, or when the body is dropped.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._head = b""
+        self._done = 0  # bytes taken by readinto, the head included
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bytes__(self) -> bytes:
+        """The whole body in one ``bytes`` (one model-sized copy; for small bodies and code
+        written against bytes).
+
+        :raises BodyConsumedError: part of it was streamed already.
+        :raises IncompleteBodyError: the medium ended early or failed its check.
+        """
+        if self._done:
+            raise BodyConsumedError("a received body is read once: it was streamed already")
+        target = io.BytesIO(bytes(self._size))  # shares its buffer: no copy after the read
+        with target.getbuffer() as view:
+            self.readinto(view)
+        data = target.getvalue()
+        target.close()
+        return data
+
+    def head(self, size: int) -> bytes:
+        """The body's first ``min(size, len(self))`` bytes, read once and kept (a header to
+        parse before deciding to stream the rest, read again as often as asked).
+
+        :raises BodyConsumedError: the body was streamed past its head already.
+        :raises IncompleteBodyError: the medium ended early or failed its check.
+        """
+        size = min(size, self._size)
+        if len(self._head) < size:
+            if self._done > len(self._head):
+                raise BodyConsumedError("a received body's head is read before streaming it")
+            more = bytearray(size - len(self._head))
+            self._fill(memoryview(more))
+            self._head += more
+        return self._head[:size]
+
+    def skip(self, size: int) -> None:
+        """Go on reading after the body's first ``size`` bytes, which :meth:`head` has kept
+        (a parsed header is not read again).
+
+        :raises BodyConsumedError: the head does not hold them, or reading went past them.
+        """
+        if size > len(self._head) or self._done > size:
+            raise BodyConsumedError("a received body skips only what its head has kept")
+        self._done = size
+
+    def readinto(self, target: memoryview) -> int:
+        """Fill ``target`` with the body's next bytes (its kept head first); the number of
+        bytes given, fewer than ``len(target)`` only at the end.
+
+        :raises IncompleteBodyError: the medium ended early or failed its check.
+        """
+        given = 0
+        if self._done < len(self._head):
+            kept = memoryview(self._head)[self._done : self._done + len(target)]
+            target[: len(kept)] = kept
+            given = len(kept)
+            self._done += given
+        room = min(len(target), self._size - self._done + given)
+        if room > given:
+            self._fill(target[given:room])
+            self._done += room - given
+            given = room
+        return given
+
+    def _fill(self, target: memoryview) -> None:
+        """Read exactly ``len(target)`` next bytes from the medium."""
+        done = 0
+        while done < len(target):
+            count = self._read(target[done:])
+            if not count:
+                raise IncompleteBodyError(
+                    f"the body ended after {done} of {len(target)} more bytes it declared"
+                )
+            done += count
+
+    @abstractmethod
+    def _read(self, target: memoryview) -> int:
+        """Read the medium's next bytes into ``target``; how many (0 only at its end)."""
+
+
+Body = Buffer | Sequence[Buffer] | FrameSource
+"""What :meth:`Transport.send` (and a :data:`RequestHandler`) may hand over: one buffer, the
 *frames* of one body (the wire codec's :func:`~syft_flwr.wire.encode_message_frames`: a small
-header, then each array's own buffer, referenced, not copied). The body is their concatenation;
-a transport that writes a file or streams an upload writes the frames one after the other, so a
-multi-gigabyte model is never joined into one more copy."""
+header, then each array's own buffer, referenced, not copied), or a one-pass
+:class:`FrameSource` (a sealed model, encrypted as it is written). The body is their
+concatenation; a transport that writes a file or streams an upload writes the frames one after
+the other (:func:`stream_body`), so a multi-gigabyte model is never joined into one more copy."""
 
 
 def body_frames(body: Body) -> Iterator[memoryview]:
     """The non-empty frames of ``body`` as byte views, in order (nothing is copied).
 
+    Every view stays valid, so a caller may keep them; a one-pass body is refused (read it
+    with :func:`stream_body`, or :func:`join_body` it).
+
     :raises TypeError: ``body`` is neither a buffer nor a sequence of buffers.
     """
+    if isinstance(body, FrameSource):
+        raise TypeError(
+            f"a {type(body).__name__} is a one-pass body whose frames are not kept: write it "
+            "with stream_body() (declare accepts_streams) or take join_body() of it"
+        )
     frames = (body,) if isinstance(body, Buffer) else body
     if not isinstance(frames, Sequence):
         raise TypeError(f"a body is bytes or a sequence of bytes, not {type(body).__name__}")
@@ -150,24 +309,52 @@ def body_frames(body: Body) -> Iterator[memoryview]:
             yield view
 
 
+def stream_body(body: Body) -> Iterator[memoryview]:
+    """The non-empty frames of any body, in order, each valid only until the next is drawn
+    (what a writer that writes each frame before asking for the next needs).
+
+    :raises TypeError: as :func:`body_frames`.
+    :raises BodyConsumedError: a one-pass body was streamed before.
+    """
+    if isinstance(body, FrameSource):
+        return (view for view in body.frames() if len(view))
+    return body_frames(body)
+
+
 def body_size(body: Body) -> int:
-    """The length in bytes of ``body``, without joining its frames.
+    """The length in bytes of ``body``, without joining (or producing) its frames.
 
     :raises TypeError: as :func:`body_frames`.
     """
+    if isinstance(body, FrameSource):
+        return body.size
     return sum(len(view) for view in body_frames(body))
 
 
 def join_body(body: Body) -> bytes:
     """``body`` as one ``bytes`` object: itself if it already is one, else one copy.
 
-    For transports that must hold a body in one piece (an in-process queue, a database row).
+    For transports that must hold a body in one piece (an in-process queue, a database row);
+    a one-pass body is produced straight into its final ``bytes``.
 
     :raises TypeError: as :func:`body_frames`.
+    :raises BodyConsumedError: a one-pass body was streamed before.
     """
     if isinstance(body, bytes):
         return body
-    return b"".join(body_frames(body))
+    if not isinstance(body, FrameSource):
+        return b"".join(body_frames(body))
+    target = io.BytesIO(bytes(body.size))  # shares its buffer: no copy once filled
+    with target.getbuffer() as view:
+        done = 0
+        for frame in stream_body(body):
+            view[done : done + len(frame)] = frame
+            done += len(frame)
+    if done != body.size:
+        raise ValueError(f"a {type(body).__name__} of size {body.size} produced {done} bytes")
+    data = target.getvalue()
+    target.close()
+    return data
 
 
 @dataclass(frozen=True)
@@ -193,6 +380,11 @@ class TransportCapabilities:
     :param accepts_frames: :meth:`Transport.send` takes a :data:`Body` given as frames. A
         transport written against ``body: bytes`` leaves it ``False`` and the core joins the
         frames for it (:func:`outgoing_body`); one that sets it writes or streams the frames.
+    :param accepts_streams: :meth:`Transport.send` (and a handler's reply) takes a one-pass
+        :class:`FrameSource` too, and writes each frame before drawing the next
+        (:func:`stream_body`), reading it once: no retry re-reads it. Without it the core
+        joins a source first (:func:`outgoing_body`), so a transport that re-reads a body (a
+        retried upload, a queue) is never handed one.
     """
 
     notifies: bool
@@ -204,6 +396,7 @@ class TransportCapabilities:
     delivery_latency: float = 0.0
     delivers_once: bool = False
     accepts_frames: bool = False
+    accepts_streams: bool = False
 
 
 class ReplyStatus(enum.Enum):
@@ -545,10 +738,13 @@ def _unsupported(message: str) -> Exception:
 
 
 def outgoing_body(transport: Transport, body: Body) -> Body:
-    """``body`` as ``transport`` takes it: the frames themselves when it accepts frames, else
-    joined once (a transport written against ``body: bytes``).
+    """``body`` as ``transport`` takes it: a one-pass source only if it accepts streams, frames
+    when it accepts frames, else joined once (a transport written against ``body: bytes``).
 
-    The grid and the client runner pass every body through this, so frames reach a transport
-    that can write them and nothing else.
+    The grid and the client runner pass every body through this, so frames and sources reach
+    only a transport that can write them.
     """
-    return body if transport.capabilities.accepts_frames else join_body(body)
+    capabilities = transport.capabilities
+    if isinstance(body, FrameSource):
+        return body if capabilities.accepts_streams else join_body(body)
+    return body if capabilities.accepts_frames else join_body(body)

@@ -37,7 +37,7 @@ from syft_flwr.crypto.envelope import (
     PlaintextLayout,
     open_frames,
     parse_envelope,
-    seal_frames,
+    seal_body,
 )
 from syft_flwr.crypto.errors import (
     CryptoError,
@@ -51,6 +51,7 @@ from syft_flwr.crypto.errors import (
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.crypto.pins import PinStore
 from syft_flwr.crypto.replay import ReplayStore
+from syft_flwr.transport import Body, ReceivedBody, join_body
 from syft_flwr.wire import message_layout
 
 __all__ = ["DEFAULT_MAX_SKEW", "DocumentFetcher", "Opened", "ReplayMark", "SecureChannel"]
@@ -214,7 +215,7 @@ class SecureChannel:
         frames, message_id = self.seal_frames(
             recipient, app, endpoint, body, expires_at, reply_to=reply_to
         )
-        return b"".join(frames), message_id
+        return join_body(frames), message_id
 
     def seal_frames(
         self,
@@ -225,10 +226,11 @@ class SecureChannel:
         expires_at: float,
         *,
         reply_to: bytes = b"",
-    ) -> tuple[list[bytes], bytes]:
+    ) -> tuple[Body, bytes]:
         """Seal ``body`` (a buffer or the frames of one) to ``recipient``; return the envelope
-        as frames (:func:`~syft_flwr.crypto.envelope.seal_frames`, for a transport to write
-        without joining) and its message id.
+        as a transport writes it without joining (:func:`~syft_flwr.crypto.envelope.seal_body`:
+        a few frames, or from 1 MiB on a one-pass :class:`~syft_flwr.crypto.envelope.
+        SealedStream` encrypted as it is written) and its message id.
 
         :raises MissingKeyError: the recipient has no usable key document.
         """
@@ -246,14 +248,14 @@ class SecureChannel:
             "sender_kid": self.keys.current.kid,
             "recipient_kid": document.current().kid,
         }
-        frames = seal_frames(fields, body, self.keys.current.private, document.current().public)
-        return frames, message_id
+        sealed = seal_body(fields, body, self.keys.current.private, document.current().public)
+        return sealed, message_id
 
     # -- opening ----------------------------------------------------------------------------
 
     def open(
         self,
-        data: bytes | bytearray | memoryview,
+        data: bytes | bytearray | memoryview | ReceivedBody,
         *,
         sender: str,
         app: str,
@@ -269,7 +271,9 @@ class SecureChannel:
         default one ``bytes`` per array of the wire envelope inside; ``None``: one frame), and
         a body the transport read into a :class:`~syft_flwr.body_buffer.BodyBuffer` is
         released as it is decrypted: the ciphertext and the plaintext of a model are never
-        held whole at once.
+        held whole at once. A :class:`~syft_flwr.transport.ReceivedBody` (a body left in its
+        file) is read once, in chunks into one reused buffer, every check on the header made
+        before its ciphertext is read.
 
         :param reply_to: the message id this must answer (for replies); ``None`` for requests.
         :param defer: append the replay-store entry here instead of recording it now; the

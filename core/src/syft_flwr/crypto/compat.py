@@ -43,6 +43,7 @@ from syft_flwr.crypto.errors import (
 )
 from syft_flwr.crypto.keys import IdentityKeys, raw_public
 from syft_flwr.errors import WireFormatError
+from syft_flwr.transport import ReceivedBody
 from syft_flwr.wire.flower_proto import envelope_to_protobuf, protobuf_to_envelope
 
 __all__ = [
@@ -130,9 +131,10 @@ def open_x3dh(data: bytes, keys: IdentityKeys, sender: KeyDocument) -> CompatPay
     return CompatPayload(claimed_sender, claimed_receiver, raw["ek"], body)
 
 
-def is_compat_payload(data: bytes | bytearray | memoryview) -> bool:
+def is_compat_payload(data: bytes | bytearray | memoryview | ReceivedBody) -> bool:
     """Whether ``data`` looks like a JSON ``EncryptedPayload`` (not a proof that it is one)."""
-    return bytes(data[:1]) == b"{"
+    first = data.head(1) if isinstance(data, ReceivedBody) else bytes(data[:1])
+    return first == b"{"
 
 
 def envelope_to_compat_text(body: bytes) -> bytes:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from mmap import PAGESIZE
 from typing import Any, Final
@@ -57,22 +57,27 @@ from syft_flwr.crypto.errors import (
 )
 from syft_flwr.crypto.keys import KEY_ID_SIZE, raw_public
 from syft_flwr.errors import SyftFlwrError
+from syft_flwr.transport import FrameSource, IncompleteBodyError, ReceivedBody
 
 __all__ = [
     "ENVELOPE_VERSION",
     "MAGIC",
     "MAX_PLAINTEXT",
     "MESSAGE_ID_SIZE",
+    "STREAM_FROM",
     "TAG_SIZE",
     "Header",
     "PlaintextLayout",
     "SealedEnvelope",
+    "SealedStream",
     "is_sealed",
     "open_envelope",
     "open_frames",
     "parse_envelope",
     "seal",
+    "seal_body",
     "seal_frames",
+    "seal_stream",
 ]
 
 MAGIC: Final = b"SFWE"
@@ -88,6 +93,13 @@ MAX_PLAINTEXT: Final = 2**36 - 32
 _CHUNK: Final = 1 << 26
 """Bytes per GCM step: big enough that each ciphertext chunk is its own ``mmap`` in the
 allocator (freed at once), small enough to be a rounding error next to a model."""
+
+_STEP: Final = 1 << 20
+"""Bytes per GCM step of a one-pass seal or open: the reused buffer stays in the CPU's cache
+between the cipher, the hash a transport may take and the copy into or out of a file."""
+STREAM_FROM: Final = 1 << 20
+"""Plaintexts from this size on are sealed as a one-pass :class:`SealedStream` by
+:func:`seal_body`; smaller ones as a few ``bytes`` (one cipher call, one ``writev``)."""
 
 Buffer = bytes | bytearray | memoryview
 
@@ -142,6 +154,16 @@ class SealedEnvelope:
     source: memoryview | None = None
     """The whole envelope as it was parsed (so a :class:`~syft_flwr.body_buffer.BodyBuffer`
     under it can be released as it is read)."""
+    received: ReceivedBody | None = None
+    """The envelope still in its medium (:class:`~syft_flwr.transport.ReceivedBody`): only
+    its head is read, ``ciphertext`` is empty, and opening streams the rest from it."""
+
+    @property
+    def sealed_size(self) -> int:
+        """The bytes of ciphertext and tag."""
+        if self.received is not None:
+            return len(self.received) - len(self.aad)
+        return self.ciphertext.nbytes
 
 
 def is_sealed(data: bytes | bytearray | memoryview) -> bool:
@@ -169,6 +191,24 @@ def seal(
     return b"".join(seal_frames(header_fields, plaintext, sender_key, recipient_public))
 
 
+def seal_body(
+    header_fields: dict[str, Any],
+    plaintext: Buffer | Sequence[Buffer],
+    sender_key: X25519PrivateKey,
+    recipient_public: bytes,
+) -> list[bytes] | SealedStream:
+    """The envelope as a transport best writes it: :func:`seal_stream` from
+    :data:`STREAM_FROM` bytes of plaintext on, else :func:`seal_frames`.
+
+    :raises MalformedEnvelopeError: as :func:`seal_frames`.
+    :raises PlaintextTooLargeError: as :func:`seal_frames`.
+    """
+    views = _views(plaintext)
+    if sum(view.nbytes for view in views) >= STREAM_FROM:
+        return seal_stream(header_fields, views, sender_key, recipient_public)
+    return seal_frames(header_fields, views, sender_key, recipient_public)
+
+
 def seal_frames(
     header_fields: dict[str, Any],
     plaintext: Buffer | Sequence[Buffer],
@@ -180,13 +220,81 @@ def seal_frames(
     are every :class:`Header` field but ``ephemeral``.
 
     The frames are the envelope's only copy of the body (nothing is joined): a transport
-    writes them one after the other (:data:`~syft_flwr.transport.Body`).
+    writes them one after the other (:data:`~syft_flwr.transport.Body`). For a model,
+    :func:`seal_stream` does without even that copy.
 
     :raises MalformedEnvelopeError: the header does not fit its 64 KiB limit.
     :raises PlaintextTooLargeError: ``plaintext`` exceeds :data:`MAX_PLAINTEXT`.
     """
+    views = _views(plaintext)
+    aad, encryptor = _encryptor(header_fields, views, sender_key, recipient_public)
+    parts = [aad]
+    for view in views:
+        for start in range(0, view.nbytes, _CHUNK):
+            parts.append(encryptor.update(view[start : start + _CHUNK]))
+    parts.append(encryptor.finalize() + encryptor.tag)
+    return parts
+
+
+def seal_stream(
+    header_fields: dict[str, Any],
+    plaintext: Buffer | Sequence[Buffer],
+    sender_key: X25519PrivateKey,
+    recipient_public: bytes,
+) -> SealedStream:
+    """Seal ``plaintext`` as a one-pass body: the envelope is encrypted into one reused buffer
+    of 1 MiB as a transport writes it (:class:`SealedStream`), so no ciphertext is held but
+    that buffer. The key agreement and the header happen now (errors are raised here); the
+    plaintext must stay unchanged until the stream is written.
+
+    :raises MalformedEnvelopeError: as :func:`seal_frames`.
+    :raises PlaintextTooLargeError: as :func:`seal_frames`.
+    """
+    views = _views(plaintext)
+    aad, encryptor = _encryptor(header_fields, views, sender_key, recipient_public)
+    return SealedStream(aad, views, encryptor)
+
+
+class SealedStream(FrameSource):
+    """A sealed envelope produced as it is written (:func:`seal_stream`): the prefix and
+    header, then ciphertext in one reused buffer (each frame overwrites the one before), then
+    the tag. Its size is known before a byte is encrypted."""
+
+    def __init__(self, aad: bytes, views: Sequence[memoryview], encryptor: Any) -> None:
+        plaintext = sum(view.nbytes for view in views)
+        super().__init__(len(aad) + plaintext + TAG_SIZE)
+        self._aad = aad
+        self._views = views
+        self._encryptor = encryptor
+        self._step = min(_STEP, max(plaintext, 1))
+
+    def _produce(self) -> Iterator[memoryview]:
+        yield memoryview(self._aad)
+        out = memoryview(bytearray(self._step))
+        for view in self._views:
+            for start in range(0, view.nbytes, self._step):
+                piece = view[start : start + self._step]
+                written = self._encryptor.update_into(piece, out)
+                if written != piece.nbytes:  # GCM is a stream mode: a short write is a bug
+                    raise PlaintextTooLargeError(f"encrypted {written} of {piece.nbytes} bytes")
+                yield out[:written]
+        self._views = ()
+        yield memoryview(self._encryptor.finalize() + self._encryptor.tag)
+
+
+def _views(plaintext: Buffer | Sequence[Buffer]) -> list[memoryview]:
     frames = [plaintext] if isinstance(plaintext, Buffer) else list(plaintext)
-    views = [memoryview(frame).cast("B") for frame in frames]
+    return [memoryview(frame).cast("B") for frame in frames]
+
+
+def _encryptor(
+    header_fields: dict[str, Any],
+    views: Sequence[memoryview],
+    sender_key: X25519PrivateKey,
+    recipient_public: bytes,
+) -> tuple[bytes, Any]:
+    """The envelope's prefix and header, and a GCM encryptor keyed and nonced for it that has
+    authenticated them."""
     size = sum(view.nbytes for view in views)
     if size > MAX_PLAINTEXT:
         raise PlaintextTooLargeError(
@@ -205,33 +313,38 @@ def seal_frames(
     key, nonce = _derive(ikm, salt)
     encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(aad)
-    parts = [aad]
-    for view in views:
-        for start in range(0, view.nbytes, _CHUNK):
-            parts.append(encryptor.update(view[start : start + _CHUNK]))
-    parts.append(encryptor.finalize() + encryptor.tag)
-    return parts
+    return aad, encryptor
 
 
-def parse_envelope(data: bytes | bytearray | memoryview) -> SealedEnvelope:
+def parse_envelope(data: bytes | bytearray | memoryview | ReceivedBody) -> SealedEnvelope:
     """Split ``data`` into header and ciphertext, checking structure only (nothing is trusted).
 
+    A :class:`~syft_flwr.transport.ReceivedBody` is read no further than its header.
+
     :raises MalformedEnvelopeError: wrong magic or version, truncated, or a bad header.
+    :raises IncompleteBodyError: a received body's medium ended inside its header.
     """
-    view = memoryview(data).cast("B")
-    if len(view) < _PREFIX.size:
-        raise MalformedEnvelopeError(f"sealed envelope of {len(view)} bytes is truncated")
+    received = data if isinstance(data, ReceivedBody) else None
+    total = len(data)
+    if total < _PREFIX.size:
+        raise MalformedEnvelopeError(f"sealed envelope of {total} bytes is truncated")
+    held = data.head(_PREFIX.size) if isinstance(data, ReceivedBody) else data
+    view = memoryview(held).cast("B")
     magic, version, length = _PREFIX.unpack_from(view)
     if magic != MAGIC:
         raise MalformedEnvelopeError(f"not a sealed envelope: magic {bytes(magic)!r}")
     if version != ENVELOPE_VERSION:
         raise MalformedEnvelopeError(f"unsupported sealed envelope version {version}")
     end = _PREFIX.size + length
-    if len(view) < end + TAG_SIZE:
+    if total < end + TAG_SIZE:
         raise MalformedEnvelopeError(
-            f"sealed envelope of {len(view)} bytes is truncated (header says {length})"
+            f"sealed envelope of {total} bytes is truncated (header says {length})"
         )
+    if received is not None:
+        view = memoryview(received.head(end))
     header = _unpack_header(view[_PREFIX.size : end])
+    if received is not None:
+        return SealedEnvelope(header, view[:end], memoryview(b""), received=received)
     return SealedEnvelope(header, view[:end], view[end:], view)
 
 
@@ -331,8 +444,17 @@ class _Stream:
     """An envelope's ciphertext, decrypted front to back into fresh ``bytes``."""
 
     def __init__(self, envelope: SealedEnvelope, decryptor: Any) -> None:
-        self._ciphertext = envelope.ciphertext[:-TAG_SIZE]
-        self.tag = bytes(envelope.ciphertext[-TAG_SIZE:])
+        self._received = envelope.received
+        self._size = envelope.sealed_size - TAG_SIZE
+        if self._received is None:
+            self._ciphertext = envelope.ciphertext[:-TAG_SIZE]
+            self._tag = bytes(envelope.ciphertext[-TAG_SIZE:])
+            self._buffer = memoryview(b"")
+        else:  # read into one reused buffer: no ciphertext is held but it
+            self._ciphertext = memoryview(b"")
+            self._tag = b""
+            self._buffer = memoryview(bytearray(min(_STEP, self._size)))
+            self._received.skip(len(envelope.aad))
         self._decryptor = decryptor
         self._source = envelope.source
         self._base = len(envelope.aad)
@@ -341,7 +463,20 @@ class _Stream:
 
     @property
     def remaining(self) -> int:
-        return self._ciphertext.nbytes - self._done
+        return self._size - self._done
+
+    @property
+    def tag(self) -> bytes:
+        """The tag, read after all the ciphertext.
+
+        :raises IncompleteBodyError: a received body's medium ended before it.
+        """
+        if self._received is not None and not self._tag:
+            tag = bytearray(TAG_SIZE)
+            if self._received.readinto(memoryview(tag)) != TAG_SIZE:
+                raise IncompleteBodyError("the sealed body ended before its tag")
+            self._tag = bytes(tag)
+        return self._tag
 
     def split(self, layout: PlaintextLayout | None) -> list[bytes]:
         head: list[bytes] = []
@@ -371,19 +506,36 @@ class _Stream:
         # are touched only as they are decrypted into, while the ciphertext is released.
         target = io.BytesIO(bytes(size))
         with target.getbuffer() as view:
-            for start in range(0, size, _CHUNK):
-                step = min(_CHUNK, size - start)
-                begin = self._done
-                written = self._decryptor.update_into(
-                    self._ciphertext[begin : begin + step], view[start : start + step]
-                )
-                if written != step:  # GCM is a stream mode: a short write is a bug
-                    raise DecryptionError(f"decrypted {written} of {step} bytes")
-                self._done += step
-                if self._source is not None:
-                    # from the last page boundary released to, so no page between steps stays
-                    release(self._source, self._released, self._base + self._done)
-                    self._released = (self._base + self._done) // PAGESIZE * PAGESIZE
+            if self._received is None:
+                self._decrypt_held(view, size)
+            else:
+                self._decrypt_received(view, size)
         data = target.getvalue()
         target.close()
         return data
+
+    def _decrypt_held(self, view: memoryview, size: int) -> None:
+        for start in range(0, size, _CHUNK):
+            step = min(_CHUNK, size - start)
+            begin = self._done
+            self._update(self._ciphertext[begin : begin + step], view[start : start + step])
+            self._done += step
+            if self._source is not None:
+                # from the last page boundary released to, so no page between steps stays
+                release(self._source, self._released, self._base + self._done)
+                self._released = (self._base + self._done) // PAGESIZE * PAGESIZE
+
+    def _decrypt_received(self, view: memoryview, size: int) -> None:
+        assert self._received is not None
+        for start in range(0, size, len(self._buffer) or 1):
+            step = min(len(self._buffer), size - start)
+            chunk = self._buffer[:step]
+            if self._received.readinto(chunk) != step:
+                raise IncompleteBodyError("the sealed body ended inside its ciphertext")
+            self._update(chunk, view[start : start + step])
+            self._done += step
+
+    def _update(self, ciphertext: memoryview, target: memoryview) -> None:
+        written = self._decryptor.update_into(ciphertext, target)
+        if written != len(ciphertext):  # GCM is a stream mode: a short write is a bug
+            raise DecryptionError(f"decrypted {written} of {len(ciphertext)} bytes")

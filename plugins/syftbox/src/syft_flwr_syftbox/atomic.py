@@ -20,7 +20,9 @@ a name lost in a crash is a lost message, which the sender's TTL already turns i
 reply, and it would cost a second flush per file.
 
 Bodies are written with ``os.writev`` straight from the caller's buffers, so a 100 MiB model
-is never joined into one more copy.
+is never joined into one more copy. Frames given as an iterator rather than a sequence (a
+one-pass body, :class:`~syft_flwr.transport.FrameSource`, encrypted into one reused buffer) are
+written one by one, each before the next is drawn, and drawn once: such a write is not retried.
 
 Every step (create the temp file, link or rename it, remove it) is relative to a descriptor of
 the folder (:func:`write_atomic_at`): a folder that a peer swaps for a symlink after it was
@@ -78,6 +80,9 @@ def write_atomic_at(
 ) -> None:
     """Write the concatenation of ``frames`` atomically as ``name`` in the folder ``dir_fd``.
 
+    A sequence of frames is written with one ``writev``; any other iterable frame by frame,
+    each written before the next is drawn (a reused buffer may be overwritten by the next).
+
     :param replace: overwrite an existing name (``rename``; a symlink there is replaced, not
         followed); otherwise the call fails with ``FileExistsError`` when anything is at
         ``name`` and leaves it untouched.
@@ -90,7 +95,11 @@ def write_atomic_at(
     fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
     try:
         try:
-            _write_all(fd, [memoryview(frame).cast("B") for frame in frames])
+            if isinstance(frames, Sequence):
+                _write_all(fd, [memoryview(frame).cast("B") for frame in frames])
+            else:
+                for frame in frames:  # each written before the next overwrites its buffer
+                    _write_all(fd, [memoryview(frame).cast("B")])
             if fsync:
                 os.fsync(fd)
         finally:

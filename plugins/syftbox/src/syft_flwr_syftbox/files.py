@@ -9,10 +9,12 @@ reader nothing but a ``stat``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from syft_flwr.errors import BodyTooLargeError, WireFormatError
+from syft_flwr.transport import body_size
 from syft_flwr_syftbox import native_file, syftrpc_file
 from syft_flwr_syftbox.layout import FileKind
 from syft_flwr_syftbox.rpcfile import IncompleteFileError, RpcFile, WireFormat
@@ -30,8 +32,9 @@ __all__ = [
 _JSON_START = b"{ \t\r\n"
 
 
-def encode_rpc_file(rpc: RpcFile) -> list[bytes | memoryview]:
-    """The file's bytes as frames (the body is referenced, not copied, in the native format)."""
+def encode_rpc_file(rpc: RpcFile) -> list[bytes | memoryview] | Iterator[bytes | memoryview]:
+    """The file's bytes as frames (the body is referenced, not copied, in the native format);
+    an iterator, to draw once, for a one-pass body (see :func:`native_file.encode`)."""
     if rpc.format is WireFormat.NATIVE:
         return native_file.encode(rpc)
     return syftrpc_file.encode(rpc)
@@ -132,8 +135,9 @@ def _decode_json(
     data = handle.read(limit + 1)  # a file still growing is read no further than the limit
     _check_size(len(data), limit, "a syft-rpc file", name, max_body_size)
     rpc = syftrpc_file.decode(data, kind)
-    if len(rpc.body) > max_body_size:
+    length = body_size(rpc.body)
+    if length > max_body_size:
         raise BodyTooLargeError(
-            f"body of {len(rpc.body)} bytes exceeds max_body_size={max_body_size} bytes"
+            f"body of {length} bytes exceeds max_body_size={max_body_size} bytes"
         )
     return rpc

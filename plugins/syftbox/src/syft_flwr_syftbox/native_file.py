@@ -21,16 +21,24 @@ reader are the same code, and a reader without ``parts`` refuses a manifest as m
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
+from collections.abc import Iterator
 from typing import Any, BinaryIO, Final
 
 import msgpack  # type: ignore[import-untyped]
 
 from syft_flwr.errors import BodyTooLargeError, WireFormatError
-from syft_flwr.transport import ReplyStatus, body_frames
+from syft_flwr.transport import (
+    FrameSource,
+    IncompleteBodyError,
+    ReplyStatus,
+    body_frames,
+    stream_body,
+)
 from syft_flwr_syftbox.layout import FileKind
-from syft_flwr_syftbox.received import RELEASABLE_FROM, allocate, read_into, received
+from syft_flwr_syftbox.received import RELEASABLE_FROM, FileBody, settle
 from syft_flwr_syftbox.rpcfile import IncompleteFileError, Part, RpcFile, WireFormat
 
 __all__ = ["MAGIC", "MAX_PARTS", "VERSION", "decode", "decode_head", "encode", "max_file_size"]
@@ -52,8 +60,13 @@ _RESPONSE_KEYS: Final = _REQUEST_KEYS | {"status", "detail"}
 _STATUSES: Final = {status.value: status for status in ReplyStatus}
 
 
-def encode(rpc: RpcFile) -> list[bytes | memoryview]:
-    """The file as ``[prefix + header, *body frames]``; the frames are the caller's, not copies."""
+def encode(rpc: RpcFile) -> list[bytes | memoryview] | Iterator[bytes | memoryview]:
+    """The file as ``[prefix + header, *body frames]``; the frames are the caller's, not copies.
+
+    A one-pass body (:class:`~syft_flwr.transport.FrameSource`) makes it an iterator that
+    produces the body's frames as they are drawn, once (:func:`~syft_flwr_syftbox.atomic.
+    write_atomic_at` writes each before drawing the next).
+    """
     header: dict[str, Any] = {
         "id": rpc.id,
         "sender": rpc.sender,
@@ -69,6 +82,9 @@ def encode(rpc: RpcFile) -> list[bytes | memoryview]:
     if rpc.parts:
         header["parts"] = [[part.size, part.sha256] for part in rpc.parts]
     packed = msgpack.packb(header, use_bin_type=True)
+    if isinstance(rpc.body, FrameSource):
+        prefix = _PREFIX.pack(MAGIC, VERSION, _KIND_CODES[rpc.kind], len(packed), rpc.body.size)
+        return itertools.chain([prefix + packed], stream_body(rpc.body))
     body = list(body_frames(rpc.body))
     size = sum(len(view) for view in body)
     prefix = _PREFIX.pack(MAGIC, VERSION, _KIND_CODES[rpc.kind], len(packed), size)
@@ -86,8 +102,9 @@ def decode(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int) -> R
     The body is read only once its declared length has been checked against
     ``max_body_size`` and against ``size`` (a file's real size, from ``fstat``).
 
-    A body from :data:`~syft_flwr_syftbox.received.RELEASABLE_FROM` bytes on is read into one
-    releasable buffer (:mod:`~syft_flwr_syftbox.received`).
+    A body from :data:`~syft_flwr_syftbox.received.RELEASABLE_FROM` bytes on is left in the
+    file when sealed (a :class:`~syft_flwr_syftbox.received.FileBody`, read as the core opens
+    it), else read into one releasable buffer (:mod:`~syft_flwr_syftbox.received`).
 
     :raises IncompleteFileError: fewer bytes than the prefix declares.
     :raises BodyTooLargeError: the declared body exceeds ``max_body_size``.
@@ -99,10 +116,13 @@ def decode(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int) -> R
         if len(body) != body_length:
             raise IncompleteFileError("native file was truncated while being read")
         return _rpc(header, kind, body)
-    target = allocate(body_length)  # a model: read into one releasable buffer, never copied
-    if read_into(handle, target) != body_length:
-        raise IncompleteFileError("native file was truncated while being read")
-    return _rpc(header, kind, received(target))
+    # a model: left in the file for the core to stream when sealed, else read into one
+    # releasable buffer; never copied
+    left = FileBody(handle, handle.tell(), body_length)
+    try:
+        return _rpc(header, kind, settle(left))
+    except IncompleteBodyError as exc:
+        raise IncompleteFileError(f"native file was truncated while being read: {exc}") from exc
 
 
 def decode_head(handle: BinaryIO, size: int, kind: FileKind, max_body_size: int) -> RpcFile:

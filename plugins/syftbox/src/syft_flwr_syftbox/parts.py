@@ -10,7 +10,8 @@ be far larger. So a native body larger than the transport's ``part_size`` is wri
                                             body whose header lists [size, sha256-hex] per part
 
 (``kind`` is ``request`` or ``response``), each file atomically through
-:class:`~syft_flwr_syftbox.safe_fs.SafeRoot`, the parts from slices of the caller's frames.
+:class:`~syft_flwr_syftbox.safe_fs.SafeRoot`, the parts from slices of the caller's frames (or
+of a one-pass sealed body's reused buffer, hashed and written as it is encrypted).
 The manifest appears only after every part, so a reader on the writer's machine never sees a
 partial message. A sync client may still deliver them in any order, and write each in place
 (SyftBox 0.4.0 sends small files first and writes downloads in place), so a reader treats a
@@ -22,19 +23,30 @@ Bodies arrive here already sealed by the core, so no part reveals anything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from syft_flwr.errors import WireFormatError
-from syft_flwr.transport import Body, body_frames
-from syft_flwr_syftbox.received import allocate, read_into, received
+from syft_flwr.transport import (
+    Body,
+    FrameSource,
+    IncompleteBodyError,
+    ReceivedBody,
+    body_size,
+    stream_body,
+)
+from syft_flwr_syftbox.received import RELEASABLE_FROM, settle
 from syft_flwr_syftbox.rpcfile import IncompleteFileError, Part
 from syft_flwr_syftbox.safe_fs import SafeRoot, unsafe
 
 __all__ = [
     "PART_SUFFIX",
+    "PartChangedError",
+    "PartsBody",
     "PartsIncompleteError",
     "assemble",
     "manifest_of",
@@ -75,12 +87,14 @@ def write_parts(
     fsync: bool,
     replace: bool = False,
 ) -> tuple[Part, ...]:
-    """Write ``body`` (a buffer or its frames) as the parts of ``manifest``, in order; what its
-    header must list.
+    """Write ``body`` (a buffer, its frames or a one-pass source) as the parts of ``manifest``,
+    in order; what its header must list.
 
     Each part is made of slices of the body's frames (never a copy; a part boundary may fall
-    inside a frame, and a part may span several), written atomically, its folder created if
-    missing. The caller removes the parts written if this fails part-way.
+    inside a frame, and a part may span several), hashed as it is written, written atomically,
+    its folder created if missing. A one-pass body is drawn frame by frame, each written and
+    hashed before the next overwrites its buffer. The caller removes the parts written if this
+    fails part-way.
 
     :param replace: replace whatever is at a part's name (a reply's slot may hold foreign
         objects); otherwise an existing name fails.
@@ -88,43 +102,58 @@ def write_parts(
     :raises UnsafeFileError: the folder is, or lies below, a symlink or non-folder.
     :raises OSError: the folder is not writable, the disk is full, ...
     """
+    total = body_size(body)
+    pieces = _Pieces(stream_body(body))
+    one_pass = isinstance(body, FrameSource)
     parts = []
-    for index, chunk in enumerate(_chunks(body, part_size)):
-        fs.write_atomic(
-            part_path(manifest, index), chunk, replace=replace, fsync=fsync, create=True
-        )
+    for index, start in enumerate(range(0, total, part_size)):
+        size = min(part_size, total - start)
         digest = hashlib.sha256()
-        for view in chunk:
-            digest.update(view)
-        parts.append(Part(sum(len(view) for view in chunk), digest.hexdigest()))
+        hashed = _hashed(pieces.take(size), digest)
+        fs.write_atomic(
+            part_path(manifest, index),
+            hashed if one_pass else list(hashed),
+            replace=replace,
+            fsync=fsync,
+            create=True,
+        )
+        parts.append(Part(size, digest.hexdigest()))
     return tuple(parts)
 
 
-def _chunks(body: Body, size: int) -> Iterator[list[memoryview]]:
-    """The body's bytes in runs of ``size`` (the last may be shorter), each as frame slices."""
-    chunk: list[memoryview] = []
-    room = size
-    for view in body_frames(body):
-        while len(view):
-            piece, view = view[:room], view[room:]
-            chunk.append(piece)
-            room -= len(piece)
-            if room == 0:
-                yield chunk
-                chunk, room = [], size
-    if chunk:
-        yield chunk
+class _Pieces:
+    """A body's frames cut at any sizes: each cut as slices of the frames, drawn in order."""
+
+    def __init__(self, frames: Iterator[memoryview]) -> None:
+        self._frames = frames
+        self._rest = memoryview(b"")
+
+    def take(self, size: int) -> Iterator[memoryview]:
+        """The next ``size`` bytes as slices (each valid until the next frame is drawn)."""
+        while size:
+            if not self._rest:
+                self._rest = next(self._frames)
+            piece, self._rest = self._rest[:size], self._rest[size:]
+            size -= len(piece)
+            yield piece
+
+
+def _hashed(pieces: Iterator[memoryview], digest: Any) -> Iterator[memoryview]:
+    for piece in pieces:
+        digest.update(piece)
+        yield piece
 
 
 def assemble(fs: SafeRoot, manifest: Path, parts: Sequence[Part]) -> bytes:
-    """The body of the manifest at ``manifest``, read from its parts and checked.
+    """The body of the manifest at ``manifest``, to be read from its parts and checked.
 
-    Every part's size is checked (``lstat``) before any is read, then each is read (opened
-    as a regular file only, no further than its declared size) straight into its place in one
-    buffer of the declared total, and its hash compared: the body is read once and never
-    joined (from :data:`~syft_flwr_syftbox.received.RELEASABLE_FROM` bytes on, into a
-    releasable buffer the core frees as it decrypts). The caller has held the declared total
-    against its limit already (:mod:`~syft_flwr_syftbox.native_file` does).
+    Every part's size is checked (``lstat``) before any is read. From
+    :data:`~syft_flwr_syftbox.received.RELEASABLE_FROM` bytes on, a sealed body is left in its
+    parts (a :class:`PartsBody` the core reads as it decrypts; typed ``bytes`` as the contract
+    types bodies), a plaintext one read into one releasable buffer; smaller bodies are read
+    into ``bytes``. Each part is read once, no further than its declared size, and its hash
+    compared. The caller has held the declared total against its limit already
+    (:mod:`~syft_flwr_syftbox.native_file` does).
 
     :raises PartsIncompleteError: a part is missing, shorter than declared, or of another
         hash (still being written in place); try again when it changes.
@@ -134,12 +163,72 @@ def assemble(fs: SafeRoot, manifest: Path, parts: Sequence[Part]) -> bytes:
     paths = [part_path(manifest, index) for index in range(len(parts))]
     for path, part in zip(paths, parts, strict=True):
         _check_size(path, _size(fs, path), part)
-    target = allocate(sum(part.size for part in parts))
-    offset = 0
-    for path, part in zip(paths, parts, strict=True):
-        _read_part(fs, path, part, target[offset : offset + part.size])
-        offset += part.size
-    return received(target)
+    body = PartsBody(fs, paths, parts)
+    if len(body) >= RELEASABLE_FROM:
+        return settle(body)
+    return bytes(body)
+
+
+class PartChangedError(PartsIncompleteError, IncompleteBodyError):
+    """A part ended early or failed its hash while a :class:`PartsBody` was read."""
+
+
+class PartsBody(ReceivedBody):
+    """A manifest's body read from its parts as consumed: each part opened in turn (a regular
+    file only), read once, no further than its declared size, hashed as read and compared at
+    its end (:class:`PartChangedError`, never bytes of another hash passed on unflagged: the
+    envelope's tag is checked after the last part too)."""
+
+    def __init__(self, fs: SafeRoot, paths: Sequence[Path], parts: Sequence[Part]) -> None:
+        super().__init__(sum(part.size for part in parts))
+        self._fs = fs
+        self._todo = list(zip(paths, parts, strict=True))
+        self._open = contextlib.ExitStack()
+        self._handle: BinaryIO | None = None
+        self._left = 0
+        self._digest: Any = None
+        self._part: tuple[Path, Part] | None = None
+
+    def _read(self, target: memoryview) -> int:
+        if self._handle is None and not self._next_part():
+            return 0
+        assert self._handle is not None and self._part is not None
+        count = self._handle.readinto(target[: self._left])  # type: ignore[attr-defined]
+        path, part = self._part
+        if not count:
+            self._close()
+            raise PartChangedError(f"{path.name} was truncated while being read")
+        self._digest.update(target[:count])
+        self._left -= count
+        if not self._left:
+            self._close()
+            if self._digest.hexdigest() != part.sha256:
+                raise PartChangedError(f"{path.name} does not have its declared hash (yet)")
+        return int(count)
+
+    def _next_part(self) -> bool:
+        if not self._todo:
+            return False
+        path, part = self._todo.pop(0)
+        try:
+            handle, info = self._open.enter_context(self._fs.open_file(path))
+        except FileNotFoundError:
+            raise PartChangedError(f"{path.name} went away while being read") from None
+        try:
+            _check_size(path, info.st_size, part)
+        except WireFormatError as exc:
+            self._close()
+            raise PartChangedError(str(exc)) from exc
+        self._handle, self._part, self._left = handle, (path, part), part.size
+        self._digest = hashlib.sha256()
+        return True
+
+    def _close(self) -> None:
+        self._handle = None
+        self._open.close()
+
+    def __del__(self) -> None:
+        self._open.close()
 
 
 def _size(fs: SafeRoot, path: Path) -> int:
@@ -158,17 +247,3 @@ def _check_size(path: Path, size: int, part: Part) -> None:
         raise PartsIncompleteError(f"{path.name} has {size} of its {part.size} bytes")
     if size > part.size:
         raise WireFormatError(f"{path.name} is {size} bytes, more than the {part.size} declared")
-
-
-def _read_part(fs: SafeRoot, path: Path, part: Part, target: memoryview) -> None:
-    """Read the part at ``path`` into ``target`` (its declared size), checking its hash."""
-    try:
-        with fs.open_file(path) as (handle, info):
-            _check_size(path, info.st_size, part)
-            count = read_into(handle, target)
-    except FileNotFoundError:
-        raise PartsIncompleteError(f"{path.name} went away while being read") from None
-    if count < part.size:
-        raise PartsIncompleteError(f"{path.name} was truncated while being read")
-    if hashlib.sha256(target).hexdigest() != part.sha256:
-        raise PartsIncompleteError(f"{path.name} does not have its declared hash (yet)")

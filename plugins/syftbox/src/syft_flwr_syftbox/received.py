@@ -1,22 +1,35 @@
-"""Where a received body is read to: ``bytes`` when small, a releasable buffer when large.
+"""Where a received body is read to: ``bytes`` when small, left in its file when large and
+sealed, a releasable buffer when large and plaintext.
 
-A body of at least :data:`RELEASABLE_FROM` bytes is read from its file (or its parts) straight
-into one :class:`~syft_flwr.body_buffer.BodyBuffer` and handed to the core as a view of it:
-read once, never joined, and released page by page while the core decrypts it, so a 1 GiB
-sealed model costs the receiving process its plaintext, not its plaintext plus its ciphertext.
-Smaller bodies stay ``bytes``, what every handler expects of a request.
+A sealed body of at least :data:`RELEASABLE_FROM` bytes is not read by the transport at all:
+it is handed to the core as a :class:`~syft_flwr.transport.ReceivedBody` (:class:`FileBody`
+for a body in its RPC file, :class:`~syft_flwr_syftbox.parts.PartsBody` for one in parts),
+which the core's channel reads once, in chunks into one reused buffer, decrypting each
+straight into the final plaintext: receiving a 1 GiB model touches the file's page cache and
+the plaintext, nothing model-sized besides. The file is read, never memory-mapped: a sync
+client may truncate it in place, which would turn a mapping into a ``SIGBUS``; a read that
+comes up short is an :class:`~syft_flwr.transport.IncompleteBodyError`, and a byte rewritten
+under the reader fails the envelope's tag.
+
+A large plaintext body (encryption off) is read into one
+:class:`~syft_flwr.body_buffer.BodyBuffer` and handed over as a view of it, which the wire
+codec copies each array out of. Smaller bodies stay ``bytes``, what every handler expects.
 """
 
 from __future__ import annotations
 
+import os
 from typing import BinaryIO, Final, cast
 
 from syft_flwr.body_buffer import BodyBuffer
+from syft_flwr.crypto.envelope import is_sealed
+from syft_flwr.transport import ReceivedBody
 
-__all__ = ["RELEASABLE_FROM", "allocate", "read_into", "received"]
+__all__ = ["RELEASABLE_FROM", "FileBody", "allocate", "read_into", "received", "settle"]
 
 RELEASABLE_FROM: Final = 16 * 2**20
 _STEP: Final = 1 << 26
+_SNIFF: Final = 4
 
 
 def allocate(size: int) -> memoryview:
@@ -45,3 +58,51 @@ def received(target: memoryview) -> bytes:
     buffers: ``len``, slices, ``memoryview``), so a model is never copied to make it ``bytes``.
     """
     return cast(bytes, target) if isinstance(target.obj, BodyBuffer) else bytes(target)
+
+
+def settle(body: ReceivedBody) -> bytes:
+    """What to hand the core for a large body still in its medium: the body itself when it is
+    sealed (the channel streams it), else read whole into a releasable buffer.
+
+    Typed ``bytes`` as the contract types ``Request.body`` (see
+    :class:`~syft_flwr.transport.ReceivedBody`).
+
+    :raises IncompleteBodyError: the medium ended early, or failed its check.
+    """
+    if is_sealed(body.head(_SNIFF)):
+        return cast(bytes, body)
+    target = allocate(len(body))
+    body.readinto(target)
+    return received(target)
+
+
+class FileBody(ReceivedBody):
+    """A body that lies in an open file from ``offset`` on, read with ``pread`` as consumed.
+
+    It holds a duplicate of the file's descriptor (the transport's own handle closes as
+    usual), released at the end of the body or when the body is dropped.
+    """
+
+    def __init__(self, handle: BinaryIO, offset: int, size: int) -> None:
+        super().__init__(size)
+        self._fd = -1
+        self._fd = os.dup(handle.fileno())
+        self._offset = offset
+        self._end = offset + size
+
+    def _read(self, target: memoryview) -> int:
+        if self._fd < 0:
+            return 0
+        count = os.preadv(self._fd, [target[: self._end - self._offset]], self._offset)
+        self._offset += count
+        if self._offset >= self._end or not count:
+            self._close()
+        return count
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self._close()

@@ -46,6 +46,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -64,6 +65,8 @@ from syft_flwr.errors import (
 from syft_flwr.node_ids import normalise_email
 from syft_flwr.transport import (
     Body,
+    FrameSource,
+    ReceivedBody,
     Reply,
     ReplyStatus,
     Request,
@@ -171,8 +174,12 @@ class SyftBoxTransport(Transport):
             delivery_latency=2.0 * self.options.sync_interval,
             delivers_once=True,
             accepts_frames=True,
+            accepts_streams=True,
         )
         self._store = StateStore(self.options.state_dir(settings.identity) / "state.sqlite3")
+        # Removes the parts of finished exchanges off the caller's thread: unlinking a GiB of
+        # page cache takes seconds, which a grid collecting a reply should not wait for.
+        self._reaper = ThreadPoolExecutor(1, thread_name_prefix="syftbox-parts-reaper")
         self._cond = threading.Condition()
         # Guarded by _cond.
         self._pending: dict[str, FutureRecord] = {}
@@ -226,7 +233,7 @@ class SyftBoxTransport(Transport):
         check_datasite(datasite, syft_url=True)
         check_app(app, max_segments=MAX_APP_SEGMENTS)
         check_endpoint(endpoint)
-        payload: Body = tuple(body_frames(body))
+        payload: Body = body if isinstance(body, FrameSource) else tuple(body_frames(body))
         self._check_size(body_size(payload), "request")
         if math.isnan(expires_at):
             raise ValueError("expires_at must be a time, not NaN")
@@ -438,6 +445,7 @@ class SyftBoxTransport(Transport):
             if threading.current_thread() is not self._run_thread:
                 self._cond.wait_for(lambda: not self._running, timeout=_CLOSE_WAIT)
         self._watcher.detach(self)
+        self._reaper.shutdown(wait=True)
         self._store.close()
 
     # -- watcher callbacks ----------------------------------------------------------------
@@ -837,7 +845,8 @@ class SyftBoxTransport(Transport):
             logger.info("%s: dropping the late answer to expired request %s", self.identity, rpc.id)
             return
         try:
-            payload: Body = tuple(body_frames(reply))  # written frame by frame, never joined
+            # written frame by frame, never joined (a one-pass source as it is produced)
+            payload: Body = reply if isinstance(reply, FrameSource) else tuple(body_frames(reply))
         except TypeError:
             logger.error("%s: handler returned %s, not bytes", self.identity, type(reply).__name__)
             self._refuse(path, location, rpc, "handler returned no bytes", code=500)
@@ -918,7 +927,12 @@ class SyftBoxTransport(Transport):
         outlives the slot's clearing or mixes with the real ones, which are written next.
         """
         self._remove_parts(target)
-        frames = encode_rpc_file(self._with_parts(target, response, overwrite=True))
+        reply = self._with_parts(target, response, overwrite=True)
+        if isinstance(reply.body, FrameSource):
+            # one file, maybe written twice below: a one-pass body (at most part_size) is joined
+            reply = replace(reply, body=join_body(reply.body))
+        frames = encode_rpc_file(reply)
+        assert isinstance(frames, list)
         for _ in range(_SLOT_ATTEMPTS):
             if self._publish(target, frames):
                 return
@@ -1078,10 +1092,17 @@ class SyftBoxTransport(Transport):
 
     def _remove(self, *paths: Path) -> None:
         """Remove RPC files in order, then their parts: a reader that finds no file reads no
-        parts, and a request that is gone means a finished exchange."""
+        parts, and a request that is gone means a finished exchange.
+
+        The parts go in the background, in order, finished by :meth:`close`: no manifest
+        names them any more, and unlinking a model's parts (their page cache) takes seconds.
+        """
         for path in paths:
             self._unlink(path)
-        self._remove_parts(*paths)
+        try:
+            self._reaper.submit(self._remove_parts, *paths)
+        except RuntimeError:  # closed: nothing runs in the background any more
+            self._remove_parts(*paths)
 
     def _remove_parts(self, *manifests: Path) -> None:
         """Remove everything named like a part of ``manifests``, or like a rejected twin of
@@ -1157,9 +1178,12 @@ def _resolved(datasites: Path) -> Path:
 
 
 def _read_body(body: Body) -> bytes:
-    """A body read from a file, as it is: ``bytes``, or the view of the releasable buffer it
-    was read into (:mod:`~syft_flwr_syftbox.received`), never copied to join it."""
-    return body if isinstance(body, bytes | memoryview) else join_body(body)  # type: ignore[return-value]
+    """A body read from a file, as it is: ``bytes``, the view of the releasable buffer it was
+    read into, or a sealed body left in its file (:mod:`~syft_flwr_syftbox.received`), never
+    copied to join it."""
+    if isinstance(body, bytes | memoryview | ReceivedBody):
+        return body  # type: ignore[return-value]
+    return join_body(body)
 
 
 def _to_protobuf(body: Body) -> bytes:
