@@ -84,6 +84,24 @@ Confidentiality  Channel (grid and gate): every body is       Transports move op
                  reply that cannot be sealed is not sent.     requirement).
 ===============  ===========================================  ======================================
 
+One-pass bodies
+---------------
+
+A model is not held twice on its way. Going out, a sealed body from 1 MiB on is a
+:class:`FrameSource`: sized up front (so a transport can check ``max_body_size`` and write a
+length first) and encrypted into one reused buffer as the transport draws its frames
+(:func:`stream_body`), once. Only a transport that declares ``accepts_streams`` is handed one;
+any other gets it joined (:func:`outgoing_body`), and :func:`body_frames`, which promises frames
+a caller may keep, refuses it with a ``TypeError``: a transport that re-reads a body (a retried
+upload, an in-process queue, a database row, a plugin written against ``bytes``) is never
+silently given a buffer that changes under it. Coming in, a transport that can leave a large
+sealed body in its medium hands a :class:`ReceivedBody` as ``Request.body`` or ``Reply.body``
+(typed ``bytes``: ``len``, :meth:`ReceivedBody.head` and ``bytes(body)`` work): the channel
+parses its header, then reads the rest once in chunks into one reused buffer and decrypts each
+into the final plaintext; nothing decrypted leaves before the tag verifies, and a medium that
+ends early or changes under the reader is an :class:`IncompleteBodyError` (a
+``WireFormatError``: the grid keeps waiting, the gate refuses the request as unopenable).
+
 Three headers travel with a message, each read by one owner only: the transport's own (a SyftBox
 request file's routing fields, which syft-rpc peers read too: routing and screening, never
 trusted for more), the sealed envelope's (the authenticated sender, recipient, app, endpoint and
@@ -412,7 +430,7 @@ class ReplyStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class Reply:
-    """The answer to one future."""
+    """The answer to one future (``body`` may be a :class:`ReceivedBody`, see above)."""
 
     future_id: str
     status: ReplyStatus
@@ -425,7 +443,8 @@ class Request:
     """A request as the serving side sees it.
 
     ``sender`` is established by the transport (for example from the folder a file sits
-    in or an authenticated channel), never taken on trust from inside the body.
+    in or an authenticated channel), never taken on trust from inside the body. A large
+    sealed ``body`` may be a :class:`ReceivedBody` still in its medium (see above).
     """
 
     id: str

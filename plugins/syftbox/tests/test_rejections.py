@@ -93,6 +93,7 @@ def test_a_refused_request_is_offered_again_and_answered(
     caplog: pytest.LogCaptureFixture,
     size: int,
     mark: str,
+    eventually: Callable[..., None],
 ) -> None:
     server = make(SERVER, poll_interval=0.05, sync_interval=SYNC, part_size=64 * 1024)
     body = bytes(range(256)) * (size // 256 + 1)
@@ -117,7 +118,8 @@ def test_a_refused_request_is_offered_again_and_answered(
         reply = wait_reply(server, future)
     assert reply.status is ReplyStatus.OK and reply.body == body[::-1]
     server.forget(future)
-    assert not list(sender_dir(data_dir).iterdir())
+    folder = sender_dir(data_dir)
+    eventually(lambda: not list(folder.iterdir()), "its files and (in the background) its parts")
 
 
 def test_a_request_refused_again_waits_longer_and_is_warned_of_once(
@@ -148,6 +150,7 @@ def test_an_expired_request_is_not_offered_again_and_its_twin_goes_with_it(
     make,
     wait_reply,
     data_dir: Path,
+    eventually: Callable[..., None],
 ) -> None:
     server = make(SERVER, poll_interval=0.02, sync_interval=SYNC)
     future = server.send(ALICE, APP, EP, b"x", time.time() + 0.2)
@@ -156,7 +159,8 @@ def test_an_expired_request_is_not_offered_again_and_its_twin_goes_with_it(
     time.sleep(retry_delay(SYNC, 1) + 0.2)
     assert not request.exists()
     server.forget(future)
-    assert not list(sender_dir(data_dir).iterdir())
+    folder = sender_dir(data_dir)
+    eventually(lambda: not list(folder.iterdir()), "its files and (in the background) its parts")
 
 
 def test_a_forgotten_stop_signal_is_offered_again(

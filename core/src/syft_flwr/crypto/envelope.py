@@ -22,15 +22,18 @@ sender without a signature. As with any static-static scheme, whoever steals the
 private key can also forge messages to it (key-compromise impersonation); rotation limits that.
 
 Sealing streams the body's frames (:func:`~syft_flwr.wire.encode_message_frames`) through GCM
-chunk by chunk and returns the envelope as frames too (:func:`seal_frames`: prefix and header,
-ciphertext chunks, tag), which a transport writes one after the other, so a model is never
-joined: the ciphertext is the one model-sized copy on the way out. Opening (:func:`open_frames`)
-decrypts chunk by chunk with ``update_into`` straight into the plaintext's final buffers, which
-a caller may split where it needs (the wire codec: one ``bytes`` per array, so Flower's arrays
-are built without a copy); when the envelope lies in a :class:`~syft_flwr.body_buffer.BodyBuffer`,
-each ciphertext chunk's memory is released once decrypted, so ciphertext and plaintext are never
-resident whole together. Nothing decrypted is returned before the tag verifies. Chunking also
-lifts the 2 GiB limit of one-shot AES-GCM up to GCM's own (64 GiB).
+chunk by chunk. From :data:`STREAM_FROM` on (:func:`seal_body`) the envelope is a one-pass
+:class:`SealedStream` (:func:`seal_stream`): prefix and header, then ciphertext encrypted into
+one reused 1 MiB buffer as the transport writes each frame, then the tag, so sending a model
+holds no ciphertext but that buffer. Smaller bodies are a few ``bytes`` (:func:`seal_frames`).
+Opening (:func:`open_frames`) decrypts chunk by chunk with ``update_into`` straight into the
+plaintext's final buffers, which a caller may split where it needs (the wire codec: one
+``bytes`` per array, so Flower's arrays are built without a copy). An envelope still in its
+medium (a :class:`~syft_flwr.transport.ReceivedBody`) is read once, in chunks into one reused
+buffer, after every check on its header; one in a :class:`~syft_flwr.body_buffer.BodyBuffer`
+has each ciphertext chunk's memory released once decrypted. Nothing decrypted is returned before
+the tag verifies. Chunking also lifts the 2 GiB limit of one-shot AES-GCM up to GCM's own
+(64 GiB).
 """
 
 from __future__ import annotations

@@ -193,6 +193,8 @@ class GDriveTransport(Transport):
             persistent=False,
             screens_requests=True,
             accepts_frames=True,
+            # Not accepts_streams: a resumable upload re-sends a chunk after a failed request,
+            # and a one-pass sealed body cannot be read twice; the core joins it first.
         )
         self.stats = PollStats()
         self._schedule = PollSchedule(options.poll_interval, options.max_poll_interval)

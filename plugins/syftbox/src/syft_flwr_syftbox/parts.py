@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import stat
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -86,6 +87,7 @@ def write_parts(
     *,
     fsync: bool,
     replace: bool = False,
+    hasher: Executor | None = None,
 ) -> tuple[Part, ...]:
     """Write ``body`` (a buffer, its frames or a one-pass source) as the parts of ``manifest``,
     in order; what its header must list.
@@ -98,6 +100,8 @@ def write_parts(
 
     :param replace: replace whatever is at a part's name (a reply's slot may hold foreign
         objects); otherwise an existing name fails.
+    :param hasher: hash each piece on this executor's thread while it is written (both only
+        read it), instead of before: on a model, hashing costs what encrypting does.
     :raises FileExistsError: a part's name is taken and ``replace`` is false.
     :raises UnsafeFileError: the folder is, or lies below, a symlink or non-folder.
     :raises OSError: the folder is not writable, the disk is full, ...
@@ -109,7 +113,7 @@ def write_parts(
     for index, start in enumerate(range(0, total, part_size)):
         size = min(part_size, total - start)
         digest = hashlib.sha256()
-        hashed = _hashed(pieces.take(size), digest)
+        hashed = _hashed(pieces.take(size), digest, hasher)
         fs.write_atomic(
             part_path(manifest, index),
             hashed if one_pass else list(hashed),
@@ -138,13 +142,21 @@ class _Pieces:
             yield piece
 
 
-def _hashed(pieces: Iterator[memoryview], digest: Any) -> Iterator[memoryview]:
+def _hashed(
+    pieces: Iterator[memoryview], digest: Any, hasher: Executor | None
+) -> Iterator[memoryview]:
+    """``pieces``, each hashed into ``digest`` (on ``hasher`` while the consumer writes it,
+    done before the next is drawn and so before its buffer is reused)."""
     for piece in pieces:
-        digest.update(piece)
+        hashing = _submit(hasher, digest, piece)
         yield piece
+        if hashing is not None:
+            hashing.result()
 
 
-def assemble(fs: SafeRoot, manifest: Path, parts: Sequence[Part]) -> bytes:
+def assemble(
+    fs: SafeRoot, manifest: Path, parts: Sequence[Part], hasher: Executor | None = None
+) -> bytes:
     """The body of the manifest at ``manifest``, to be read from its parts and checked.
 
     Every part's size is checked (``lstat``) before any is read. From
@@ -152,7 +164,8 @@ def assemble(fs: SafeRoot, manifest: Path, parts: Sequence[Part]) -> bytes:
     parts (a :class:`PartsBody` the core reads as it decrypts; typed ``bytes`` as the contract
     types bodies), a plaintext one read into one releasable buffer; smaller bodies are read
     into ``bytes``. Each part is read once, no further than its declared size, and its hash
-    compared. The caller has held the declared total against its limit already
+    compared (on ``hasher``'s thread while the caller uses the piece, see :class:`PartsBody`).
+    The caller has held the declared total against its limit already
     (:mod:`~syft_flwr_syftbox.native_file` does).
 
     :raises PartsIncompleteError: a part is missing, shorter than declared, or of another
@@ -163,7 +176,7 @@ def assemble(fs: SafeRoot, manifest: Path, parts: Sequence[Part]) -> bytes:
     paths = [part_path(manifest, index) for index in range(len(parts))]
     for path, part in zip(paths, parts, strict=True):
         _check_size(path, _size(fs, path), part)
-    body = PartsBody(fs, paths, parts)
+    body = PartsBody(fs, paths, parts, hasher)
     if len(body) >= RELEASABLE_FROM:
         return settle(body)
     return bytes(body)
@@ -177,19 +190,34 @@ class PartsBody(ReceivedBody):
     """A manifest's body read from its parts as consumed: each part opened in turn (a regular
     file only), read once, no further than its declared size, hashed as read and compared at
     its end (:class:`PartChangedError`, never bytes of another hash passed on unflagged: the
-    envelope's tag is checked after the last part too)."""
+    envelope's tag is checked after the last part too).
 
-    def __init__(self, fs: SafeRoot, paths: Sequence[Path], parts: Sequence[Part]) -> None:
+    With a ``hasher``, a piece is hashed on its thread while the caller decrypts it (both only
+    read it); the hash is done before the next read (which may reuse the caller's buffer), a
+    part is compared then, and the last part before its last read returns.
+    """
+
+    def __init__(
+        self,
+        fs: SafeRoot,
+        paths: Sequence[Path],
+        parts: Sequence[Part],
+        hasher: Executor | None = None,
+    ) -> None:
         super().__init__(sum(part.size for part in parts))
         self._fs = fs
         self._todo = list(zip(paths, parts, strict=True))
+        self._hasher = hasher
         self._open = contextlib.ExitStack()
         self._handle: BinaryIO | None = None
         self._left = 0
         self._digest: Any = None
         self._part: tuple[Path, Part] | None = None
+        self._hashing: Future[None] | None = None
+        self._finished: tuple[Path, Part, Any] | None = None
 
     def _read(self, target: memoryview) -> int:
+        self._settle()
         if self._handle is None and not self._next_part():
             return 0
         assert self._handle is not None and self._part is not None
@@ -198,13 +226,29 @@ class PartsBody(ReceivedBody):
         if not count:
             self._close()
             raise PartChangedError(f"{path.name} was truncated while being read")
-        self._digest.update(target[:count])
         self._left -= count
+        piece = target[:count]
+        if self._hasher is None or (not self._left and not self._todo):
+            self._digest.update(piece)  # the body's last bytes: checked before they are given
+            if not self._left:
+                self._close()
+                _check_hash(path, part, self._digest)
+            return int(count)
+        self._hashing = _submit(self._hasher, self._digest, piece)
         if not self._left:
             self._close()
-            if self._digest.hexdigest() != part.sha256:
-                raise PartChangedError(f"{path.name} does not have its declared hash (yet)")
+            self._finished = (path, part, self._digest)
         return int(count)
+
+    def _settle(self) -> None:
+        """Finish the hash under way, and compare the part it ended."""
+        if self._hashing is not None:
+            self._hashing.result()
+            self._hashing = None
+        if self._finished is not None:
+            path, part, digest = self._finished
+            self._finished = None
+            _check_hash(path, part, digest)
 
     def _next_part(self) -> bool:
         if not self._todo:
@@ -229,6 +273,23 @@ class PartsBody(ReceivedBody):
 
     def __del__(self) -> None:
         self._open.close()
+
+
+def _submit(hasher: Executor | None, digest: Any, piece: memoryview) -> Future[None] | None:
+    """Hash ``piece`` on ``hasher`` (what to wait for), or now without one or once it is shut
+    down (a transport closed while a body it handed out is still read)."""
+    if hasher is not None:
+        try:
+            return hasher.submit(digest.update, piece)
+        except RuntimeError:
+            pass
+    digest.update(piece)
+    return None
+
+
+def _check_hash(path: Path, part: Part, digest: Any) -> None:
+    if digest.hexdigest() != part.sha256:
+        raise PartChangedError(f"{path.name} does not have its declared hash (yet)")
 
 
 def _size(fs: SafeRoot, path: Path) -> int:

@@ -180,6 +180,8 @@ class SyftBoxTransport(Transport):
         # Removes the parts of finished exchanges off the caller's thread: unlinking a GiB of
         # page cache takes seconds, which a grid collecting a reply should not wait for.
         self._reaper = ThreadPoolExecutor(1, thread_name_prefix="syftbox-parts-reaper")
+        # Hashes a model's parts while they are written or decrypted (write_parts, PartsBody).
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="syftbox-parts-hasher")
         self._cond = threading.Condition()
         # Guarded by _cond.
         self._pending: dict[str, FutureRecord] = {}
@@ -446,6 +448,7 @@ class SyftBoxTransport(Transport):
                 self._cond.wait_for(lambda: not self._running, timeout=_CLOSE_WAIT)
         self._watcher.detach(self)
         self._reaper.shutdown(wait=True)
+        self._hasher.shutdown(wait=True)
         self._store.close()
 
     # -- watcher callbacks ----------------------------------------------------------------
@@ -979,6 +982,7 @@ class SyftBoxTransport(Transport):
             self.options.part_size,
             fsync=self.options.fsync,
             replace=overwrite,
+            hasher=self._hasher,
         )
         return replace(rpc, body=b"", parts=parts)
 
@@ -991,7 +995,7 @@ class SyftBoxTransport(Transport):
         """
         if not rpc.parts:
             return rpc
-        return replace(rpc, body=assemble(self.fs, path, rpc.parts))
+        return replace(rpc, body=assemble(self.fs, path, rpc.parts, self._hasher))
 
     def _publish(self, target: Path, frames: Sequence[Frame]) -> bool:
         """Write ``target`` unless something is there; whether it was written."""
@@ -1094,27 +1098,37 @@ class SyftBoxTransport(Transport):
         """Remove RPC files in order, then their parts: a reader that finds no file reads no
         parts, and a request that is gone means a finished exchange.
 
-        The parts go in the background, in order, finished by :meth:`close`: no manifest
-        names them any more, and unlinking a model's parts (their page cache) takes seconds.
+        The parts found go in the background, in order, finished by :meth:`close`: no
+        manifest names them any more, and unlinking a model's parts (their page cache) takes
+        seconds.
         """
         for path in paths:
             self._unlink(path)
-        try:
-            self._reaper.submit(self._remove_parts, *paths)
-        except RuntimeError:  # closed: nothing runs in the background any more
-            self._remove_parts(*paths)
+        self._remove_parts(*paths, later=True)
 
-    def _remove_parts(self, *manifests: Path) -> None:
+    def _remove_parts(self, *manifests: Path, later: bool = False) -> None:
         """Remove everything named like a part of ``manifests``, or like a rejected twin of
         one of them or of their parts (:mod:`~syft_flwr_syftbox.rejections`): however many,
         whoever wrote them, whatever they are (a folder goes with its tree); one listing per
-        folder."""
+        folder. With ``later``, what is found is unlinked on the reaper's thread."""
         wanted = set(manifests)
+        found = []
         for folder in {manifest.parent for manifest in manifests}:
             for entry in self._entries(folder):
                 original = refused_original(entry.path)
                 if manifest_of(original or entry.path) in wanted or original in wanted:
-                    self._unlink(entry.path, tree=True)
+                    found.append(entry.path)
+        if later and found:
+            try:
+                self._reaper.submit(self._unlink_all, found)
+                return
+            except RuntimeError:  # closed: nothing runs in the background any more
+                pass
+        self._unlink_all(found)
+
+    def _unlink_all(self, paths: list[Path]) -> None:
+        for path in paths:
+            self._unlink(path, tree=True)
 
     def _unlink(self, path: Path, *, tree: bool = False) -> None:
         """Remove the name ``path`` (with ``tree``, a folder and everything in it too)."""
