@@ -24,7 +24,7 @@ bootstrap_install() {
     shopt -s nullglob
     manifests=("$ROOT"/pyproject.toml "$ROOT"/core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml \
         "$ROOT"/examples/*/pyproject.toml "$ROOT"/plugins/*/*requirements*.txt \
-        "$ROOT"/bench/requirements.txt)
+        "$ROOT"/bench/requirements.txt "$ROOT"/scripts/*requirements*.txt)
     shopt -u nullglob
     digest="$(cat "${manifests[@]}" | sha256sum | cut -d' ' -f1) $*"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then

@@ -17,5 +17,13 @@ bootstrap_install test \
 bootstrap_install interop --no-deps -r "$ROOT/plugins/syftbox/interop-requirements.txt"
 # What the results page (bench/report.py, tested in tests/test_benches.py) plots with.
 bootstrap_install bench -r "$ROOT/bench/requirements.txt"
+# What runs the suite in parallel.
+bootstrap_install runner -r "$ROOT/scripts/test-requirements.txt"
+# Tests run in one worker process per core, at most 4 (SYFT_FLWR_TEST_WORKERS overrides it; 0
+# runs them in this process): most of the suite's time is multi-process runs waiting on each
+# other, and every test is written to pass with the machine loaded. Work is stolen between
+# workers, so one long test does not hold the others back.
+WORKERS="${SYFT_FLWR_TEST_WORKERS:-$(nproc)}"
+[ "$WORKERS" -gt 4 ] && WORKERS=4
 cd "$ROOT"
-exec "$VENV/bin/python" -m pytest "$@"
+exec "$VENV/bin/python" -m pytest -n "$WORKERS" --dist worksteal "$@"

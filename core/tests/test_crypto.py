@@ -173,6 +173,7 @@ def test_tampered_ciphertext(alice: Party, bob: Party) -> None:
         (7, time.time() + 3600.0),  # expires, extended
         (10, os.urandom(32)),  # ephemeral key
     ],
+    ids=["message-id", "created", "expires", "ephemeral-key"],  # the same in every worker
 )
 def test_tampered_header_fields(alice: Party, bob: Party, index: int, value: object) -> None:
     with pytest.raises(DecryptionError):
