@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -57,12 +58,12 @@ class AgreementKey:
     created: float
     valid_until: float | None = None
 
-    @property
+    @cached_property
     def public(self) -> bytes:
-        """The raw public key."""
+        """The raw public key (derived once: every envelope sealed or opened names it)."""
         return raw_public(self.private.public_key())
 
-    @property
+    @cached_property
     def kid(self) -> bytes:
         """The key id."""
         return key_id(self.public)
