@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syft_flwr.errors import WireFormatError, WorkspaceError
+from syft_flwr.server import snapshot as snapshot_module
 from syft_flwr.server.snapshot import (
     SNAPSHOT_VERSION,
     RunSnapshot,
@@ -122,6 +123,62 @@ def test_pruning_keeps_only_the_committed_model(tmp_path: Path) -> None:
     store.prune_models(loaded)  # idempotent
     assert sorted(p.name for p in run.state_dir.glob("model-*.sfwm")) == ["model-2.sfwm"]
     assert_same_model(store.model(loaded), make_model(2))
+
+
+def test_saving_reads_no_earlier_snapshot_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot grows with every round (each round's metrics): a store starts each save
+    from the snapshot it wrote, so a run reads it at most once, however many rounds."""
+    run = make_run(tmp_path)
+    store = SnapshotStore(run)
+    reads: list[Path] = []
+    read_json = snapshot_module.read_json
+
+    def counting(path: Path) -> Any:
+        reads.append(path)
+        return read_json(path)
+
+    monkeypatch.setattr(snapshot_module, "read_json", counting)
+    for round_ in range(5):
+        saved = store.save(round_, 5, "message", make_model(), {}, {"loss": float(round_)})
+    assert reads == []
+    assert [m["round"] for m in saved.metrics] == [0, 1, 2, 3, 4]
+    assert SnapshotStore(RunWorkspace(run.path)).load() == saved
+
+
+def test_a_store_that_loaded_the_snapshot_saves_on_from_it(tmp_path: Path) -> None:
+    """A restarted server's store: one load, then saves carry the earlier rounds' metrics."""
+    run = make_run(tmp_path)
+    SnapshotStore(run).save(0, 3, "message", make_model(), {}, {"loss": 1.0})
+    again = SnapshotStore(RunWorkspace(run.path))
+    assert again.load() is not None
+    saved = again.save(1, 3, "message", make_model(), {}, {"loss": 0.5})
+    assert saved.metrics == ({"round": 0, "loss": 1.0}, {"round": 1, "loss": 0.5})
+
+
+def test_a_later_prune_lists_no_folder_and_still_removes_every_older_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first prune lists the state folder (a killed server may have left any model file);
+    later ones remove what the store wrote since, without listing the folder again."""
+    run = make_run(tmp_path)
+    (run.state_dir / "model-9.sfwm").write_bytes(b"left by a kill")
+    store = SnapshotStore(run)
+    store.prune_models(store.save(1, 5, "message", make_model(), {}))
+    listings: list[str] = []
+    glob = Path.glob
+
+    def counting(self: Path, pattern: str) -> Any:
+        listings.append(pattern)
+        return glob(self, pattern)
+
+    monkeypatch.setattr(Path, "glob", counting)
+    store.save(2, 5, "message", make_model(), {})  # committed, its prune killed
+    store.prune_models(store.save(3, 5, "message", make_model(), {}))
+    assert listings == []
+    monkeypatch.setattr(Path, "glob", glob)
+    assert sorted(p.name for p in run.state_dir.glob("model-*.sfwm")) == ["model-3.sfwm"]
 
 
 def test_the_snapshot_carries_one_metrics_line_per_committed_round(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from syft_flwr.config import ProjectConfig
 from syft_flwr.errors import WorkspaceError
+from syft_flwr.server import workspace
 from syft_flwr.server.workspace import (
     RUNNING,
     RunInfo,
@@ -368,6 +369,50 @@ def test_metrics_are_rewritten_whole_and_read_back(tmp_path: Path) -> None:
     run.write_metrics(lines)  # derived from the snapshot: writing it again changes nothing
     assert [entry["round"] for entry in run.metrics()] == [1, 2]
     assert run.metrics()[1]["train"] == {"loss": 0.25}
+
+
+def test_a_later_metrics_write_appends_only_the_new_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committing round n writes its own line, not every earlier round's again (a rewrite per
+    round would cost O(rounds) per round)."""
+    run = Workspace(tmp_path).create_run(make_info(1))
+    rewrites: list[Path] = []
+    appended: list[Any] = []
+    write_atomic, append_json_line = workspace.write_atomic, workspace.append_json_line
+
+    def counting_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+        rewrites.append(path)
+        write_atomic(path, data, fsync=fsync)
+
+    def counting_append(path: Path, value: Any, *, fsync: bool = False) -> None:
+        appended.append(value)
+        append_json_line(path, value, fsync=fsync)
+
+    monkeypatch.setattr(workspace, "write_atomic", counting_write)
+    monkeypatch.setattr(workspace, "append_json_line", counting_append)
+    lines = [{"round": r, "train": {"loss": 1.0 / (r + 1)}} for r in range(6)]
+    for n in range(1, len(lines) + 1):
+        run.write_metrics(lines[:n])
+    run.write_metrics(lines)  # the same lines again: nothing to write
+    assert rewrites == [run.metrics_file]
+    assert [line["round"] for line in appended] == [1, 2, 3, 4, 5]
+    assert run.metrics() == lines
+
+
+def test_metrics_that_do_not_extend_the_last_write_replace_the_file(tmp_path: Path) -> None:
+    """A round committed again (its line replaced) or a fresh workspace object (a restarted
+    server, maybe after a torn append) rewrites the file whole."""
+    run = Workspace(tmp_path).create_run(make_info(1))
+    run.write_metrics([{"round": 0}, {"round": 1, "loss": 0.5}])
+    run.write_metrics([{"round": 0}, {"round": 1, "loss": 0.25}])
+    assert run.metrics() == [{"round": 0}, {"round": 1, "loss": 0.25}]
+    with run.metrics_file.open("ab") as handle:
+        handle.write(b'{"round": 2, "lo')  # an append torn by a kill
+    again = RunWorkspace(run.path)
+    again.write_metrics([{"round": 0}, {"round": 1, "loss": 0.25}, {"round": 2}])
+    assert again.metrics() == [{"round": 0}, {"round": 1, "loss": 0.25}, {"round": 2}]
+    assert b"lo\n" not in again.metrics_file.read_bytes()
 
 
 def test_clients_round_trip(tmp_path: Path) -> None:

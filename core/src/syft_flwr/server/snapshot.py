@@ -76,6 +76,14 @@ class SnapshotStore:
 
     def __init__(self, run: RunWorkspace) -> None:
         self.run = run
+        # The snapshot this store last wrote or read: a run's rounds are committed by one
+        # store, so each save starts from it instead of reading the file back, which grows
+        # with every round (the metrics of each).
+        self._last: RunSnapshot | None = None
+        self._known = False
+        # The model files there can be besides the committed one: those this store wrote since
+        # its last prune, and the one that prune kept; ``None`` before the first prune.
+        self._models: set[str] | None = None
 
     def save(
         self,
@@ -91,12 +99,14 @@ class SnapshotStore:
 
         Committing a round again (a resumed run) replaces its metrics line, never adds one.
         """
-        previous = self.load()
+        previous = self._last if self._known else self.load()
         kept = tuple(m for m in (previous.metrics if previous else ()) if m["round"] < round_)
         name = f"model-{round_}.sfwm"
         write_atomic(
             self.run.state_dir / name, encode_model(model, self.run.run_id), fsync=self.run.fsync
         )
+        if self._models is not None:
+            self._models.add(name)
         kill_point("round.model_written")
         snapshot = RunSnapshot(
             self.run.run_id,
@@ -108,15 +118,26 @@ class SnapshotStore:
             metrics=(*kept, {"round": round_, **(metrics_line or {})}),
             created_at=time.time(),
         )
-        write_json(self.run.snapshot_file, snapshot.to_json(), fsync=self.run.fsync)
+        write_json(self.run.snapshot_file, snapshot.to_json(), fsync=self.run.fsync, indent=None)
+        self._last, self._known = snapshot, True
         kill_point("round.committed")
         return snapshot
 
     def prune_models(self, snapshot: RunSnapshot) -> None:
-        """Remove model files the committed snapshot does not name (derived, idempotent)."""
-        for old in self.run.state_dir.glob("model-*.sfwm"):
+        """Remove model files the committed snapshot does not name (derived, idempotent).
+
+        The first prune of a store lists the state folder (a kill may have left any model file
+        behind); a later one removes only the files this store wrote or kept since, so a
+        round's commit does not list a folder.
+        """
+        if self._models is None:
+            stale = list(self.run.state_dir.glob("model-*.sfwm"))
+        else:
+            stale = [self.run.state_dir / name for name in self._models]
+        for old in stale:
             if old.name != snapshot.model_file:
                 old.unlink(missing_ok=True)
+        self._models = {snapshot.model_file}
 
     def load(self) -> RunSnapshot | None:
         """The last committed snapshot, ``None`` if the run committed none.
@@ -124,6 +145,7 @@ class SnapshotStore:
         :raises WorkspaceError: the snapshot is damaged or from another run.
         """
         if not self.run.snapshot_file.exists():
+            self._last, self._known = None, True
             return None
         value = read_json(self.run.snapshot_file)
         where = self.run.snapshot_file
@@ -147,6 +169,7 @@ class SnapshotStore:
             raise WorkspaceError(f"{where} belongs to run {snapshot.run_id}, not {self.run.run_id}")
         if "/" in snapshot.model_file or snapshot.model_file.startswith("."):
             raise WorkspaceError(f"{where} names an unsafe model file {snapshot.model_file!r}")
+        self._last, self._known = snapshot, True
         return snapshot
 
     def model(self, snapshot: RunSnapshot) -> ArrayRecord:

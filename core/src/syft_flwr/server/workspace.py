@@ -32,7 +32,8 @@ Files are written atomically and readable only by their owner, durable against a
 server process; with ``fsync`` (``SYFT_FLWR_FSYNC=true``) also against a crash of the machine,
 at two disk flushes per file (see :mod:`syft_flwr.files`). ``metrics.jsonl`` and the
 ``round`` of ``run.json`` are derived from the committed snapshot (``state/snapshot.json``, the
-one commit point of a round) and rewritten from it, so they never show an uncommitted round.
+one commit point of a round) and written from it (``metrics.jsonl`` gains the round's line,
+rewritten whole only by a restarted server), so they never show an uncommitted round.
 A datasite's first answer is committed as one line of ``answered.jsonl``, and while finishing
 each stop signal sent as one line of ``stopped.jsonl`` (a rewrite of ``run.json``, which lists
 every datasite, per datasite would cost n^2 for n datasites); ``run.json`` takes the answers
@@ -162,6 +163,8 @@ class RunWorkspace:
         self.stopped_file = path / "stopped.jsonl"
         self.snapshot_file = self.state_dir / "snapshot.json"
         self.final_model_file = path / "final_model.sfwm"
+        # the lines this object last left in metrics.jsonl; None: unknown, rewrite it whole
+        self._metrics_written: tuple[dict[str, Any], ...] | None = None
 
     @property
     def run_id(self) -> int:
@@ -215,9 +218,22 @@ class RunWorkspace:
         return tuple(datasite for datasite in self.info().stop_pending if datasite not in noted)
 
     def write_metrics(self, metrics: Sequence[Mapping[str, Any]]) -> None:
-        """Replace ``metrics.jsonl`` with one line per committed round (derived, idempotent)."""
-        lines = "".join(json.dumps(dict(m), sort_keys=True, default=str) + "\n" for m in metrics)
-        write_atomic(self.metrics_file, lines.encode(), fsync=self.fsync)
+        """Make ``metrics.jsonl`` one line per committed round (derived, idempotent).
+
+        The first write of this object replaces the file; a later one whose ``metrics`` begin
+        with what it wrote before appends only the new lines, so committing round n writes
+        one line, not n. A line torn by a kill is skipped by readers, and the restarted
+        server's first write replaces the file again.
+        """
+        lines = tuple(dict(m) for m in metrics)
+        done, self._metrics_written = self._metrics_written, None
+        if done is not None and lines[: len(done)] == done:
+            for line in lines[len(done) :]:
+                append_json_line(self.metrics_file, line, fsync=self.fsync)
+        else:
+            text = "".join(json.dumps(m, sort_keys=True, default=str) + "\n" for m in lines)
+            write_atomic(self.metrics_file, text.encode(), fsync=self.fsync)
+        self._metrics_written = lines
 
     def metrics(self) -> list[dict[str, Any]]:
         """The metrics history, one entry per committed round."""
