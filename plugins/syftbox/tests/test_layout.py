@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from syft_flwr.errors import InvalidAddressError
+from syft_flwr_syftbox import layout as layout_module
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation, syft_url
 
 BASE = Path("/data/SyftBox/datasites")
@@ -22,6 +24,27 @@ def test_request_and_response_paths() -> None:
     assert (
         Layout(BASE).rpc_dir("bob@x.org", "flwr/demo") == BASE / "bob@x.org/app_data/flwr/demo/rpc"
     )
+
+
+def test_a_sender_folder_is_validated_once_and_a_bad_one_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every message's paths go through the same few sender folders: validated once each."""
+    checked: list[str] = []
+    check = layout_module.check_datasite
+
+    def counting(email: str, **kwargs: bool) -> str:
+        checked.append(email)
+        return check(email, **kwargs)
+
+    monkeypatch.setattr(layout_module, "check_datasite", counting)
+    layout = Layout(BASE)
+    folders = {layout.sender_dir("bob@x.org", "flwr/demo", "messages", "a@x.org") for _ in "abc"}
+    assert folders == {BASE / "bob@x.org/app_data/flwr/demo/rpc/messages/a@x.org"}
+    assert checked == ["bob@x.org", "a@x.org"]
+    for _ in range(2):
+        with pytest.raises(InvalidAddressError):
+            layout.sender_dir("bob@x.org", "flwr/demo", "messages", "../etc")
 
 
 def test_syft_url_matches_syft_rpc_make_url() -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ from syft_flwr_syftbox.atomic import write_atomic
 from syft_flwr_syftbox.files import encode_rpc_file
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.rpcfile import RpcFile
+from syft_flwr_syftbox.safe_fs import SafeRoot
 from syft_flwr_syftbox.watcher import FolderWatcher
 
 APP, EP = "flwr/demo", "messages"
@@ -264,6 +266,37 @@ def test_restarted_server_collects_earlier_replies(make, serving, wait_reply, la
         restarted = make(SERVER)
         reply = wait_reply(restarted, future_id)
     assert reply.body == b"answer to before restart"
+
+
+def test_forgetting_a_collected_reply_walks_to_its_folder_once(
+    make, serving, wait_reply, later, data_dir, monkeypatch
+) -> None:
+    """The grid forgets every future it collected: the reply poll() read is not read again,
+    and its request and reply are unlinked, and its parts found, through one descriptor of
+    their folder (the parts then go on the reaper's thread)."""
+    server, alice = make(SERVER), make(ALICE)
+    alice.serve(APP, EP, lambda r: b"pong")
+    with serving(alice):
+        future_id = server.send(ALICE, APP, EP, b"ping", later())
+        assert wait_reply(server, future_id).status is ReplyStatus.OK
+    request = rpc_path(data_dir, SERVER, future_id, FileKind.REQUEST)
+    stale_part = request.with_name(f"{future_id}.response.0.part")
+    stale_part.write_bytes(b"left by a crashed writer")
+    walks: list[Path] = []
+    folder = SafeRoot.folder
+
+    def counting(self: SafeRoot, path: Path, *, create: bool = False):
+        if threading.current_thread() is threading.main_thread():
+            walks.append(path)
+        return folder(self, path, create=create)
+
+    monkeypatch.setattr(SafeRoot, "folder", counting)
+    server.forget(future_id)
+    monkeypatch.setattr(SafeRoot, "folder", folder)
+    assert walks == [request.parent]
+    assert server.poll(future_id) is None
+    server.close()  # the reaper's removals are done
+    assert not list(request.parent.iterdir())
 
 
 def test_forgotten_request_still_arrives_and_late_reply_is_removed(

@@ -60,11 +60,17 @@ def syft_url(recipient: str, app: str, endpoint: str) -> str:
     return f"syft://{recipient}/{APP_DATA}/{app}/{RPC}/{endpoint}"
 
 
+_KEPT_FOLDERS = 4096
+"""How many validated sender folders a layout keeps (then it starts over): a transport asks
+for the same few for every message it sends, serves or removes."""
+
+
 class Layout:
     """Path arithmetic under one ``datasites`` folder; every argument is validated."""
 
     def __init__(self, datasites: Path) -> None:
         self.datasites = datasites
+        self._sender_dirs: dict[tuple[str, str, str, str], Path] = {}
 
     def rpc_dir(self, recipient: str, app: str) -> Path:
         """``<datasites>/<recipient>/app_data/<app>/rpc``: where the app's ACL file goes."""
@@ -81,8 +87,17 @@ class Layout:
         return self.rpc_dir(recipient, app) / check_endpoint(endpoint)
 
     def sender_dir(self, recipient: str, app: str, endpoint: str, sender: str) -> Path:
-        """The folder only ``sender`` may write requests into."""
-        return self.endpoint_dir(recipient, app, endpoint) / check_datasite(sender, syft_url=True)
+        """The folder only ``sender`` may write requests into (validated once, then kept)."""
+        key = (recipient, app, endpoint, sender)
+        folder = self._sender_dirs.get(key)
+        if folder is None:
+            folder = self.endpoint_dir(recipient, app, endpoint) / check_datasite(
+                sender, syft_url=True
+            )
+            if len(self._sender_dirs) >= _KEPT_FOLDERS:
+                self._sender_dirs.clear()
+            self._sender_dirs[key] = folder
+        return folder
 
     def file(self, location: RpcLocation) -> Path:
         """The path of the file ``location`` describes."""

@@ -186,6 +186,9 @@ class SyftBoxTransport(Transport):
         # Guarded by _cond.
         self._pending: dict[str, FutureRecord] = {}
         self._settled_expired: set[str] = set()  # futures poll() has reported expired
+        # futures poll() found their recipient's own reply for: settled, so forget() need
+        # not read the reply's head again to know its files can go
+        self._replied: set[str] = set()
         self._forgotten: dict[str, FutureRecord] = {
             record.id: record for record in self._store.futures(forgotten=True)
         }
@@ -339,6 +342,8 @@ class SyftBoxTransport(Transport):
         if problem is not None:
             self._report_foreign_reply(record, path, problem)
             return waiting
+        with self._cond:
+            self._replied.add(record.id)
         return self._reply(record, rpc)
 
     def _report_foreign_reply(self, record: FutureRecord, path: Path, problem: str) -> None:
@@ -363,7 +368,8 @@ class SyftBoxTransport(Transport):
         with self._cond:
             self._pending.pop(future_id, None)
             self._settled_expired.discard(future_id)
-        if self._settled(record, time.time()):
+            answered = future_id in self._replied
+        if answered or self._settled(record, time.time()):
             self._discard(record)
             return
         self._store.forget_future(future_id)
@@ -583,6 +589,7 @@ class SyftBoxTransport(Transport):
         with self._cond:
             self._pending.pop(record.id, None)
             self._forgotten.pop(record.id, None)
+            self._replied.discard(record.id)
             if self._closed:
                 return
         self._store.delete_future(record.id)
@@ -1098,13 +1105,34 @@ class SyftBoxTransport(Transport):
         """Remove RPC files in order, then their parts: a reader that finds no file reads no
         parts, and a request that is gone means a finished exchange.
 
-        The parts found go in the background, in order, finished by :meth:`close`: no
-        manifest names them any more, and unlinking a model's parts (their page cache) takes
-        seconds.
+        Files of one folder (an exchange's request and reply) are unlinked and their folder
+        listed through one descriptor of it. The parts found go in the background, in order,
+        finished by :meth:`close`: no manifest names them any more, and unlinking a model's
+        parts (their page cache) takes seconds.
         """
-        for path in paths:
-            self._unlink(path)
-        self._remove_parts(*paths, later=True)
+        folders = {path.parent for path in paths}
+        if len(folders) != 1:
+            for path in paths:
+                self._unlink(path)
+            self._remove_parts(*paths, later=True)
+            return
+        (folder,) = folders
+        wanted = set(paths)
+        try:
+            failed, found = self.fs.unlink_and_find(
+                folder, [path.name for path in paths], lambda name: _is_part(folder / name, wanted)
+            )
+        except FileNotFoundError:
+            return
+        except UnsafeFileError as exc:
+            self._report_unsafe(exc)
+            return
+        except OSError as exc:  # e.g. a folder synced without read permission
+            self._warn_once(("list", folder), "cannot list %s: %s", folder, exc)
+            return
+        for path, error in failed:
+            logger.warning("%s: cannot remove %s: %s", self.identity, path, error)
+        self._unlink_found(found, later=True)
 
     def _remove_parts(self, *manifests: Path, later: bool = False) -> None:
         """Remove everything named like a part of ``manifests``, or like a rejected twin of
@@ -1112,12 +1140,15 @@ class SyftBoxTransport(Transport):
         whoever wrote them, whatever they are (a folder goes with its tree); one listing per
         folder. With ``later``, what is found is unlinked on the reaper's thread."""
         wanted = set(manifests)
-        found = []
-        for folder in {manifest.parent for manifest in manifests}:
-            for entry in self._entries(folder):
-                original = refused_original(entry.path)
-                if manifest_of(original or entry.path) in wanted or original in wanted:
-                    found.append(entry.path)
+        found = [
+            entry.path
+            for folder in {manifest.parent for manifest in manifests}
+            for entry in self._entries(folder)
+            if _is_part(entry.path, wanted)
+        ]
+        self._unlink_found(found, later=later)
+
+    def _unlink_found(self, found: list[Path], *, later: bool) -> None:
         if later and found:
             try:
                 self._reaper.submit(self._unlink_all, found)
@@ -1173,6 +1204,13 @@ def _claims_problem(rpc: RpcFile, location: RpcLocation) -> str | None:
     if claimed != actual:
         return f"it is addressed to {'/'.join(claimed)}, not {'/'.join(actual)}"
     return None
+
+
+def _is_part(path: Path, manifests: set[Path]) -> bool:
+    """Whether ``path`` is named like a part of one of ``manifests``, or like a rejected twin
+    of one of them or of their parts (:mod:`~syft_flwr_syftbox.rejections`)."""
+    original = refused_original(path)
+    return manifest_of(original or path) in manifests or original in manifests
 
 
 def _foreign_reply(rpc: RpcFile, record: FutureRecord) -> str | None:
