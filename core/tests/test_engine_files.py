@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from syft_flwr.errors import WorkspaceError, WorkspaceIOError
 from syft_flwr.files import (
+    LineAppender,
     append_json_line,
     read_json,
     read_json_lines,
@@ -261,6 +262,59 @@ def test_a_line_appended_after_a_torn_line_is_kept(tmp_path: Path) -> None:
     append_json_line(path, {"round": 2})
     append_json_line(path, {"round": 3})
     assert read_json_lines(path) == [{"round": 1}, {"round": 2}, {"round": 3}]
+
+
+def test_an_appender_opens_its_file_once_for_many_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's events.jsonl gains several lines per message: one open, not one per line."""
+    path = tmp_path / "events.jsonl"
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting(name: str | os.PathLike[str], *args: int) -> int:
+        opened.append(os.fspath(name))
+        return real_open(name, *args)
+
+    monkeypatch.setattr(os, "open", counting)
+    appender = LineAppender(path)
+    for i in range(5):
+        appender.append({"event": i})
+    monkeypatch.setattr(os, "open", real_open)
+    assert opened == [str(path)]
+    assert read_json_lines(path) == [{"event": i} for i in range(5)]
+    assert _mode(path) == 0o600
+    appender.close()
+    appender.close()  # idempotent
+    appender.append({"event": 5})  # opens the file again
+    appender.close()
+    assert len(read_json_lines(path)) == 6
+
+
+def test_an_appender_ends_a_torn_line_before_its_first(tmp_path: Path) -> None:
+    """The file a killed server left: its last line torn, then a restarted one appends."""
+    path = tmp_path / "events.jsonl"
+    append_json_line(path, {"event": 1})
+    with path.open("a") as handle:
+        handle.write('{"event": 2, "da')
+    appender = LineAppender(path)
+    appender.append({"event": 2})
+    appender.append({"event": 3})
+    appender.close()
+    assert read_json_lines(path) == [{"event": 1}, {"event": 2}, {"event": 3}]
+
+
+def test_an_appender_that_cannot_write_raises_and_tries_again_later(tmp_path: Path) -> None:
+    path = tmp_path / "no-folder"
+    path.write_text("a file where the folder should be")
+    appender = LineAppender(path / "events.jsonl")
+    for _ in range(2):
+        with pytest.raises(WorkspaceIOError, match=r"events\.jsonl"):
+            appender.append({"event": 1})
+    path.unlink()
+    appender.append({"event": 1})
+    appender.close()
+    assert read_json_lines(path / "events.jsonl") == [{"event": 1}]
 
 
 def test_garbage_and_blank_lines_are_skipped(tmp_path: Path) -> None:

@@ -484,7 +484,7 @@ class ServerEngine:
         self.fire_event(ev.RUN_INTERRUPTED, error=str(fault))
 
     def close(self) -> None:
-        """Stop serving aux requests and release the journal. Idempotent."""
+        """Stop serving aux requests; release the journal and the event log. Idempotent."""
         with self._lock:
             serving, self._serving = self._serving, None
         if serving is not None:
@@ -493,6 +493,8 @@ class ServerEngine:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        if self.run is not None:
+            self.run.close()
         owned, self._owned = self._owned, []
         for release in owned:
             release()

@@ -52,6 +52,7 @@ from typing import Any
 
 from syft_flwr.errors import WorkspaceError, WorkspaceIOError
 from syft_flwr.files import (
+    LineAppender,
     append_json_line,
     read_json,
     read_json_lines,
@@ -163,6 +164,7 @@ class RunWorkspace:
         self.stopped_file = path / "stopped.jsonl"
         self.snapshot_file = self.state_dir / "snapshot.json"
         self.final_model_file = path / "final_model.sfwm"
+        self._events = LineAppender(self.events_file, fsync=fsync)
         # the lines this object last left in metrics.jsonl; None: unknown, rewrite it whole
         self._metrics_written: tuple[dict[str, Any], ...] | None = None
 
@@ -191,8 +193,13 @@ class RunWorkspace:
             write_atomic(self.path / "config" / source.name, source.read_bytes(), fsync=self.fsync)
 
     def append_event(self, event: Mapping[str, Any]) -> None:
-        """Add one line to ``events.jsonl``."""
-        append_json_line(self.events_file, dict(event), fsync=self.fsync)
+        """Add one line to ``events.jsonl`` (through a descriptor kept open until
+        :meth:`close`: a run records several events per message)."""
+        self._events.append(dict(event))
+
+    def close(self) -> None:
+        """Release the descriptor of ``events.jsonl`` (idempotent; a later event reopens it)."""
+        self._events.close()
 
     def events(self) -> list[dict[str, Any]]:
         """Every recorded event."""
