@@ -14,6 +14,7 @@ from flwr.app import Array, ArrayRecord, Error, Message, Metadata, MetricRecord,
 
 from syft_flwr.errors import WorkspaceError
 from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.server import journal as journal_module
 from syft_flwr.server.journal import FutureJournal, JournalEntry
 from syft_flwr.testing.strategies import canonical_message
 from syft_flwr.wire import encode_message
@@ -293,7 +294,14 @@ def test_concurrent_claims_never_hand_out_an_entry_twice(journal: FutureJournal)
 # --- collected / stored_reply ---------------------------------------------------------------
 
 
+@pytest.fixture
+def as_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every reply counts as large: stored as a file, as a model is."""
+    monkeypatch.setattr(journal_module, "INLINE_REPLY_BYTES", -1)
+
+
 def test_a_collected_reply_round_trips(journal: FutureJournal) -> None:
+    """A small reply is stored in the private database, with no file to create or remove."""
     journal.record(make_entry("m1"))
     reply = make_reply("m1")
     journal.collected("m1", encode_message(reply))
@@ -301,8 +309,33 @@ def test_a_collected_reply_round_trips(journal: FutureJournal) -> None:
     assert entry.collected is True
     stored = journal.stored_reply("m1")
     assert canonical_message(stored) == canonical_message(reply)
+    assert list((journal.directory / "replies").iterdir()) == []
+    assert stat.S_IMODE((journal.directory / "journal.sqlite").stat().st_mode) == 0o600
+
+
+def test_a_large_collected_reply_is_a_private_file(journal: FutureJournal, as_file: None) -> None:
+    journal.record(make_entry("m1"))
+    reply = make_reply("m1")
+    journal.collected("m1", encode_message(reply))
+    assert canonical_message(journal.stored_reply("m1")) == canonical_message(reply)
     path = journal.directory / "replies" / "m1.sfwm"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    resumed = reopen(journal)
+    try:
+        assert canonical_message(resumed.stored_reply("m1")) == canonical_message(reply)
+    finally:
+        resumed.close()
+
+
+def test_a_reply_file_of_an_earlier_version_is_still_read(journal: FutureJournal) -> None:
+    """Journals written before replies went into the database hold them as files."""
+    journal.record(make_entry("m1"))
+    reply = make_reply("m1")
+    (journal.directory / "replies" / "m1.sfwm").write_bytes(encode_message(reply))
+    journal._db.execute("UPDATE entries SET collected = 1 WHERE message_id = 'm1'")
+    assert canonical_message(journal.stored_reply("m1")) == canonical_message(reply)
+    journal.drop_through(1)
+    assert list((journal.directory / "replies").iterdir()) == []
 
 
 def test_an_error_reply_round_trips(journal: FutureJournal) -> None:
@@ -351,6 +384,15 @@ def test_stored_reply_of_an_uncollected_message_is_a_workspace_error(
 def test_a_damaged_stored_reply_is_a_workspace_error(journal: FutureJournal) -> None:
     journal.record(make_entry("m1"))
     journal.collected("m1", encode_message(make_reply("m1")))
+    journal._db.execute("UPDATE replies SET envelope = substr(envelope, 1, 10)")
+    with pytest.raises(WorkspaceError, match="unusable") as info:
+        journal.stored_reply("m1")
+    assert "journal.sqlite (m1)" in str(info.value)
+
+
+def test_a_damaged_reply_file_is_a_workspace_error(journal: FutureJournal, as_file: None) -> None:
+    journal.record(make_entry("m1"))
+    journal.collected("m1", encode_message(make_reply("m1")))
     path = journal.directory / "replies" / "m1.sfwm"
     path.write_bytes(path.read_bytes()[:10])
     with pytest.raises(WorkspaceError, match="unusable") as info:
@@ -371,7 +413,12 @@ def test_unsafe_message_ids_are_refused(journal: FutureJournal, message_id: str)
 # --- drop_through ---------------------------------------------------------------------------
 
 
-def test_drop_through_removes_committed_rounds_and_their_replies(journal: FutureJournal) -> None:
+@pytest.mark.parametrize("storage", ["inline", "file"])
+def test_drop_through_removes_committed_rounds_and_their_replies(
+    journal: FutureJournal, storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if storage == "file":
+        monkeypatch.setattr(journal_module, "INLINE_REPLY_BYTES", -1)
     journal.record(make_entry("r1a", epoch=1))
     journal.record(make_entry("r2a", epoch=2))
     journal.record(make_entry("r1b", epoch=1, datasite=SITE_B))
@@ -383,7 +430,11 @@ def test_drop_through_removes_committed_rounds_and_their_replies(journal: Future
     assert [e.message_id for e in dropped] == ["r1a", "r2a", "r1b"]
     assert dropped[0].collected and not dropped[2].collected
     assert [e.message_id for e in journal.entries()] == ["r3a"]
-    assert sorted(p.name for p in (journal.directory / "replies").iterdir()) == ["r3a.sfwm"]
+    files = sorted(p.name for p in (journal.directory / "replies").iterdir())
+    assert files == (["r3a.sfwm"] if storage == "file" else [])
+    assert journal._db.execute("SELECT COUNT(*) FROM replies").fetchone() == (
+        (0,) if storage == "file" else (1,)
+    )
     assert journal.stored_reply("r3a").metadata.reply_to_message_id == "r3a"
 
 

@@ -225,7 +225,8 @@ def test_the_journal_keeps_the_reply_bytes_that_arrived(
 ) -> None:
     """A collected reply is journaled as the very envelope the grid decoded, not encoded again."""
     transport = ScriptedTransport(notifies=True)
-    port = RecordingPort(journal=FutureJournal(tmp_path))
+    journal = FutureJournal(tmp_path)
+    port = RecordingPort(journal=journal)
     grid = SyftGrid(APP, [ALICE], transport, msg_timeout=30, port=port)
     grid.set_run(3)
     (message_id,) = grid.push_messages([instruction(grid, grid.node_id_of(ALICE), "query")])
@@ -243,6 +244,9 @@ def test_the_journal_keeps_the_reply_bytes_that_arrived(
     transport.put(future, reply_body)
     (reply,) = grid.pull_messages([message_id])
     assert not reply.has_error()
-    assert (tmp_path / "replies" / f"{message_id}.sfwm").read_bytes() == reply_body
+    (stored,) = journal._db.execute(
+        "SELECT envelope FROM replies WHERE message_id = ?", (message_id,)
+    ).fetchone()
+    assert stored == reply_body
     assert encoded_replies == [], "the reply was encoded again for the journal"
     assert port.answers == [ALICE]

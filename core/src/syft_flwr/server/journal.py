@@ -11,7 +11,10 @@ committed to a snapshot.
 Collected replies are stored after they were opened (sealed replies cannot be opened twice:
 the replay store remembers them), as the envelope bytes the grid decoded them from, so nothing
 is encoded a second time; the journal directory holds plaintext messages of one round and lives
-in the server's private workspace with mode 0600.
+in the server's private workspace with mode 0600. A reply of at most
+:data:`INLINE_REPLY_BYTES` is stored in the database, in the transaction that marks its entry
+collected (one write per message, no file to create and later remove); a larger one is a file
+under ``replies/``, renamed into place before that transaction.
 
 Durable as the run's workspace is (:class:`~syft_flwr.server.workspace.RunWorkspace`): against
 a crash of the process by default (SQLite's WAL with ``synchronous=NORMAL``, reply files
@@ -22,6 +25,7 @@ renamed into place), and with ``fsync`` also against a crash of the machine
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -35,7 +39,10 @@ from syft_flwr.files import write_atomic
 from syft_flwr.grid.port import JournalEntry
 from syft_flwr.wire import decode_message
 
-__all__ = ["FutureJournal", "JournalEntry"]
+__all__ = ["INLINE_REPLY_BYTES", "FutureJournal", "JournalEntry"]
+
+INLINE_REPLY_BYTES = 256 * 1024
+"""The largest reply stored in the database itself; larger ones (models) are files."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -54,13 +61,18 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_by_kind
     ON entries (epoch, datasite, message_type, group_id, seq);
+CREATE TABLE IF NOT EXISTS replies (
+    message_id TEXT PRIMARY KEY,
+    envelope BLOB NOT NULL
+);
 """
 # The server claims an entry for every message it pushes: without the index each claim would
 # read every entry of the round, and a round of n messages n^2 rows.
 
 
 class FutureJournal:
-    """A SQLite table of entries plus one file per collected reply, under ``directory``.
+    """A SQLite database of entries and small collected replies, plus one file per large
+    collected reply, under ``directory``.
 
     Thread-safe: legacy strategies push from a thread pool.
 
@@ -73,6 +85,9 @@ class FutureJournal:
         self._replies = directory / "replies"
         try:
             self._replies.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # it holds plaintext replies: private from the start (its -wal and -shm files
+            # take its mode)
+            os.close(os.open(directory / "journal.sqlite", os.O_CREAT | os.O_RDWR, 0o600))
             self._db = sqlite3.connect(
                 directory / "journal.sqlite", check_same_thread=False, isolation_level=None
             )
@@ -117,8 +132,17 @@ class FutureJournal:
         :param envelope: the reply's wire envelope, as the grid opened it (not re-encoded).
         :raises WorkspaceIOError: the file cannot be written.
         """
-        write_atomic(self._reply_path(message_id), envelope, fsync=self.fsync)
-        with self._lock, self._writing():
+        path = self._reply_path(message_id)
+        inline = len(envelope) <= INLINE_REPLY_BYTES
+        if not inline:
+            write_atomic(path, envelope, fsync=self.fsync)
+        with self._lock, self._writing(), self._transaction():
+            if inline:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO replies VALUES (?, ?)", (message_id, bytes(envelope))
+                )
+            else:
+                self._db.execute("DELETE FROM replies WHERE message_id = ?", (message_id,))
             self._db.execute("UPDATE entries SET collected = 1 WHERE message_id = ?", (message_id,))
 
     def claim(
@@ -143,10 +167,15 @@ class FutureJournal:
         :raises WorkspaceError: the file is missing or damaged.
         """
         path = self._reply_path(message_id)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT envelope FROM replies WHERE message_id = ?", (message_id,)
+            ).fetchone()
+        where = f"{self.directory / 'journal.sqlite'} ({message_id})" if row else str(path)
         try:
-            return decode_message(path.read_bytes())
+            return decode_message(row[0] if row else path.read_bytes())
         except (OSError, WireFormatError) as exc:
-            raise WorkspaceError(f"the stored reply {path} is unusable: {exc}") from exc
+            raise WorkspaceError(f"the stored reply {where} is unusable: {exc}") from exc
 
     def entries(self) -> list[JournalEntry]:
         """Every entry, oldest first."""
@@ -156,15 +185,41 @@ class FutureJournal:
 
     def drop_through(self, epoch: int) -> list[JournalEntry]:
         """Remove the entries of rounds up to ``epoch`` (committed); return the removed ones."""
-        with self._lock, self._writing():
+        with self._lock, self._writing(), self._transaction():
             rows = self._db.execute(
                 "SELECT * FROM entries WHERE epoch <= ? ORDER BY seq", (epoch,)
             ).fetchall()
+            inline = {
+                message_id
+                for (message_id,) in self._db.execute(
+                    "SELECT message_id FROM replies WHERE message_id IN "
+                    "(SELECT message_id FROM entries WHERE epoch <= ?)",
+                    (epoch,),
+                )
+            }
+            self._db.execute(
+                "DELETE FROM replies WHERE message_id IN "
+                "(SELECT message_id FROM entries WHERE epoch <= ?)",
+                (epoch,),
+            )
             self._db.execute("DELETE FROM entries WHERE epoch <= ?", (epoch,))
         dropped = [_entry(row) for row in rows]
         for entry in dropped:
-            self._reply_path(entry.message_id).unlink(missing_ok=True)
+            if entry.message_id not in inline:  # a file, or a kill left one uncollected
+                self._reply_path(entry.message_id).unlink(missing_ok=True)
         return dropped
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """The statements inside as one transaction (the connection autocommits otherwise)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:

@@ -13,8 +13,9 @@ the project, else ``<project>/.syft_flwr``)::
         stopped.jsonl          while finishing: each datasite sent its stop signal
         state/snapshot.json    the last committed round: what resume starts from
         state/model-<r>.sfwm   the model after round r (the file snapshot.json names)
-        state/journal.sqlite   messages of the round in progress (see engine.journal)
-        state/replies/         replies collected in the round in progress
+        state/journal.sqlite   messages of the round in progress and its small replies
+                               (see server.journal)
+        state/replies/         the large replies collected in the round in progress
         final_model.sfwm       the final model, once the run finished
 
 ``status`` in ``run.json`` is the run's phase:
