@@ -126,12 +126,9 @@ def test_a_legacy_strategy_that_swallows_the_fault_is_still_interrupted(
     assert run_json()["status"] == "finished" and metrics_rounds() == list(range(ROUNDS + 1))
 
 
-class _FullDisk:
-    """``tempfile`` for :mod:`syft_flwr.files` on a full disk: no temporary file can be made."""
-
-    @staticmethod
-    def mkstemp(*args: object, **kwargs: object) -> tuple[int, str]:
-        raise OSError(errno.ENOSPC, "No space left on device")
+def _full_disk(path: Path) -> tuple[int, str]:
+    """:mod:`syft_flwr.files` on a full disk: no temporary file can be made."""
+    raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def test_a_full_workspace_disk_interrupts_with_a_typed_error_and_the_run_resumes(
@@ -141,7 +138,7 @@ def test_a_full_workspace_disk_interrupts_with_a_typed_error_and_the_run_resumes
     disk = pytest.MonkeyPatch()
 
     def fill_the_disk() -> None:
-        disk.setattr("syft_flwr.files.tempfile", _FullDisk)
+        disk.setattr("syft_flwr.files._create_temp", _full_disk)
 
     app = make_server_app(3, ROUNDS, after_round(1, fill_the_disk))
     try:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syft_flwr import files
 from syft_flwr.errors import WorkspaceError, WorkspaceIOError
 from syft_flwr.files import (
     LineAppender,
@@ -71,6 +72,30 @@ def test_write_atomic_replaces_old_content_and_leaves_no_temp_files(tmp_path: Pa
     write_atomic(target, b"second")
     assert target.read_bytes() == b"second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_write_atomic_into_an_existing_folder_makes_no_folder_and_steps_over_leftovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server writes several files a round into folders that exist: no mkdir for them. A
+    temporary file an earlier process (with the same id) left behind is not reused."""
+    target = tmp_path / "run.json"
+    write_atomic(target, b"first")
+    leftover = tmp_path / f".run.json.{os.getpid()}.{next(files._temp_serial) + 1}"
+    leftover.write_bytes(b"left by a killed process")
+    made: list[Path] = []
+    mkdir = Path.mkdir
+
+    def counting(self: Path, *args: object, **kwargs: object) -> None:
+        made.append(self)
+        mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", counting)
+    write_atomic(target, b"second")
+    write_atomic(target, b"third")
+    assert made == []
+    assert target.read_bytes() == b"third"
+    assert leftover.read_bytes() == b"left by a killed process"
 
 
 def test_write_atomic_empty_data(tmp_path: Path) -> None:

@@ -11,10 +11,11 @@ typical disk, which is why the server's per-message and per-round files take the
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -43,25 +44,54 @@ def write_atomic(path: Path, data: bytes | bytearray | memoryview, *, fsync: boo
         file, if any, is untouched.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        fd, temp = _create_temp(path)
     except OSError as exc:
         raise WorkspaceIOError(f"cannot write {path}: {exc}") from exc
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if fsync:
-                os.fsync(handle.fileno())
+        try:
+            _write_all(fd, data, fsync)
+        finally:
+            os.close(fd)
         os.replace(temp, path)
         if fsync:
             _fsync_dir(path.parent)
     except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
+        _unlink_quietly(temp)
         raise WorkspaceIOError(f"cannot write {path}: {exc}") from exc
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        _unlink_quietly(temp)
         raise
+
+
+_temp_serial = itertools.count()
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new file (mode 0600) beside ``path`` for :func:`write_atomic`, and its name.
+
+    Named after ``path``, the process and a counter, created with ``O_EXCL`` (a leftover of an
+    earlier process with the same id is stepped over); the folder is created when missing.
+    ``tempfile.mkstemp`` and a ``mkdir`` per call cost more than a small file's write, and the
+    server writes several per round.
+    """
+    folder, prefix = os.fspath(path.parent), f".{path.name}.{os.getpid()}."
+    created = False
+    while True:
+        temp = os.path.join(folder, f"{prefix}{next(_temp_serial)}")
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), temp
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if created:
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+            created = True
+
+
+def _unlink_quietly(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name)
 
 
 def write_json(path: Path, value: Any, *, fsync: bool = True, indent: int | None = 2) -> None:
@@ -171,8 +201,8 @@ def _open_for_append(path: Path) -> tuple[int, bool]:
         raise
 
 
-def _write_all(fd: int, data: bytes, fsync: bool) -> None:
-    view = memoryview(data)
+def _write_all(fd: int, data: bytes | bytearray | memoryview, fsync: bool) -> None:
+    view = memoryview(data).cast("B")
     while view:
         view = view[os.write(fd, view) :]
     if fsync:
