@@ -174,3 +174,47 @@ def test_a_failed_tag_hands_nothing_on(small_chunks: None) -> None:
     data[-1] ^= 1
     with pytest.raises(DecryptionError):
         opened(bytes(data), message_layout)
+
+
+def counting_ciphers(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    made: list[object] = []
+    cipher = envelope.Cipher
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        made.append(args)
+        return cipher(*args, **kwargs)
+
+    monkeypatch.setattr(envelope, "Cipher", counting)
+    return made
+
+
+def test_a_small_message_is_sealed_and_opened_without_a_streaming_cipher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every party seals or opens every message of a round: one AES-GCM call each."""
+    made = counting_ciphers(monkeypatch)
+    message = model_message(100, 3000)
+    frames = opened(b"".join(sealed(encode_message_frames(message))), message_layout)
+    assert made == []
+    assert decode_message(frames).content["arrays"]["a1"].data == (
+        message.content["arrays"]["a1"].data
+    )
+
+
+@pytest.mark.parametrize("sealed_by", ["one-shot", "streaming"])
+def test_one_shot_and_streaming_envelopes_are_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch, sealed_by: str
+) -> None:
+    """An envelope sealed either way opens the other way: one wire format."""
+    message = model_message(10, 500)
+    if sealed_by == "streaming":
+        monkeypatch.setattr(envelope, "_ONE_SHOT", -1)
+    data = b"".join(sealed(encode_message_frames(message)))
+    monkeypatch.setattr(envelope, "_ONE_SHOT", -1 if sealed_by == "one-shot" else 1 << 18)
+    assert decode_message(opened(data, message_layout)).content["arrays"]["a0"].data == (
+        message.content["arrays"]["a0"].data
+    )
+    tampered = bytearray(data)
+    tampered[-1] ^= 1
+    with pytest.raises(DecryptionError):
+        opened(bytes(tampered))

@@ -43,13 +43,14 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from mmap import PAGESIZE
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgpack  # type: ignore[import-untyped]
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from syft_flwr.body_buffer import release
@@ -100,6 +101,10 @@ allocator (freed at once), small enough to be a rounding error next to a model."
 _STEP: Final = 1 << 20
 """Bytes per GCM step of a one-pass seal or open: the reused buffer stays in the CPU's cache
 between the cipher, the hash a transport may take and the copy into or out of a file."""
+_ONE_SHOT: Final = 1 << 18
+"""Plaintexts up to this size are sealed and opened by one AES-GCM call (``AESGCM``): the
+same bytes as the streaming cipher's, without its setup (60 us against 5 us for a 1 KiB
+message, paid by every party for every message of a round)."""
 STREAM_FROM: Final = 1 << 20
 """Plaintexts from this size on are sealed as a one-pass :class:`SealedStream` by
 :func:`seal_body`; smaller ones as a few ``bytes`` (one cipher call, one ``writev``)."""
@@ -230,6 +235,12 @@ def seal_frames(
     :raises PlaintextTooLargeError: ``plaintext`` exceeds :data:`MAX_PLAINTEXT`.
     """
     views = _views(plaintext)
+    size = sum(view.nbytes for view in views)
+    if size <= min(_ONE_SHOT, _CHUNK):
+        aad, key, nonce = _agreement(header_fields, size, sender_key, recipient_public)
+        whole = views[0] if len(views) == 1 else b"".join(views)
+        sealed = AESGCM(key).encrypt(nonce, whole, aad)
+        return [aad, sealed[:-TAG_SIZE], sealed[-TAG_SIZE:]]
     aad, encryptor = _encryptor(header_fields, views, sender_key, recipient_public)
     parts = [aad]
     for view in views:
@@ -298,7 +309,22 @@ def _encryptor(
 ) -> tuple[bytes, Any]:
     """The envelope's prefix and header, and a GCM encryptor keyed and nonced for it that has
     authenticated them."""
-    size = sum(view.nbytes for view in views)
+    aad, key, nonce = _agreement(
+        header_fields, sum(view.nbytes for view in views), sender_key, recipient_public
+    )
+    encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(aad)
+    return aad, encryptor
+
+
+def _agreement(
+    header_fields: dict[str, Any],
+    size: int,
+    sender_key: X25519PrivateKey,
+    recipient_public: bytes,
+) -> tuple[bytes, bytes, bytes]:
+    """The envelope's prefix and header for a plaintext of ``size`` bytes, and the key and
+    nonce agreed for it (a fresh ephemeral key each time)."""
     if size > MAX_PLAINTEXT:
         raise PlaintextTooLargeError(
             f"a body of {size} bytes exceeds the {MAX_PLAINTEXT}-byte limit of one sealed envelope"
@@ -314,9 +340,7 @@ def _encryptor(
     ikm = ephemeral.exchange(recipient) + sender_key.exchange(recipient)
     salt = ephemeral_public + raw_public(sender_key.public_key()) + recipient_public
     key, nonce = _derive(ikm, salt)
-    encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
-    encryptor.authenticate_additional_data(aad)
-    return aad, encryptor
+    return aad, key, nonce
 
 
 def parse_envelope(data: bytes | bytearray | memoryview | ReceivedBody) -> SealedEnvelope:
@@ -429,18 +453,76 @@ def open_frames(
         raise DecryptionError(f"invalid key agreement: {exc}") from exc
     salt = header.ephemeral + sender_public + raw_public(recipient_key.public_key())
     key, nonce = _derive(ikm, salt)
+    failed = DecryptionError(
+        f"message {header.message_id.hex()} from {header.sender} fails authentication "
+        "(tampered, or not sealed by the sender it names)"
+    )
+    if envelope.received is None and envelope.sealed_size - TAG_SIZE <= min(_ONE_SHOT, _CHUNK):
+        try:
+            plaintext = AESGCM(key).decrypt(nonce, envelope.ciphertext, envelope.aad)
+        except InvalidTag:
+            raise failed from None
+        return _split(_Plaintext(plaintext), layout)
     decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
     decryptor.authenticate_additional_data(bytes(envelope.aad))
     stream = _Stream(envelope, decryptor)
-    frames = stream.split(layout)
+    frames = _split(stream, layout)
     try:
         decryptor.finalize_with_tag(stream.tag)
     except InvalidTag:
-        raise DecryptionError(
-            f"message {header.message_id.hex()} from {header.sender} fails authentication "
-            "(tampered, or not sealed by the sender it names)"
-        ) from None
+        raise failed from None
     return frames
+
+
+class _Reader(Protocol):
+    """A plaintext read front to back (:func:`_split`)."""
+
+    @property
+    def remaining(self) -> int: ...
+
+    def read(self, size: int) -> bytes: ...
+
+
+def _split(stream: _Reader, layout: PlaintextLayout | None) -> list[bytes]:
+    """The frames :func:`open_frames` returns, read from ``stream``."""
+    head: list[bytes] = []
+
+    def read(size: int) -> bytes:
+        piece = stream.read(min(max(size, 0), stream.remaining))
+        head.append(piece)
+        return piece
+
+    sizes: Sequence[int] = ()
+    if layout is not None:
+        try:
+            sizes = layout(read)
+        except SyftFlwrError:
+            sizes = ()
+    if layout is None or any(size < 0 for size in sizes) or sum(sizes) != stream.remaining:
+        sizes = (stream.remaining,)
+    frames = [b"".join(head)] if head else []
+    frames.extend(stream.read(size) for size in sizes)
+    return frames
+
+
+class _Plaintext:
+    """A plaintext decrypted whole (a small one), read front to back."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._done = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self._data) - self._done
+
+    def read(self, size: int) -> bytes:
+        if self._done == 0 and size == len(self._data):
+            piece = self._data  # the whole of it: no copy
+        else:
+            piece = self._data[self._done : self._done + size]
+        self._done += size
+        return piece
 
 
 class _Stream:
@@ -480,26 +562,6 @@ class _Stream:
                 raise IncompleteBodyError("the sealed body ended before its tag")
             self._tag = bytes(tag)
         return self._tag
-
-    def split(self, layout: PlaintextLayout | None) -> list[bytes]:
-        head: list[bytes] = []
-
-        def read(size: int) -> bytes:
-            piece = self.read(min(max(size, 0), self.remaining))
-            head.append(piece)
-            return piece
-
-        sizes: Sequence[int] = ()
-        if layout is not None:
-            try:
-                sizes = layout(read)
-            except SyftFlwrError:
-                sizes = ()
-        if layout is None or any(size < 0 for size in sizes) or sum(sizes) != self.remaining:
-            sizes = (self.remaining,)
-        frames = [b"".join(head)] if head else []
-        frames.extend(self.read(size) for size in sizes)
-        return frames
 
     def read(self, size: int) -> bytes:
         """Decrypt the next ``size`` bytes into one new ``bytes``, without a copy after."""
