@@ -33,6 +33,7 @@ from syft_flwr.crypto import (
     default_key_root,
     parse_document,
 )
+from syft_flwr.crypto import channel as channel_module
 from syft_flwr.crypto.envelope import TAG_SIZE, parse_envelope
 from syft_flwr.errors import SyftFlwrError
 
@@ -249,6 +250,28 @@ def test_message_from_the_future(alice: Party, bob: Party) -> None:
     sealed = seal(alice, ttl=10_000.0)
     with pytest.raises(ExpiredError):
         open_at_bob(bob, sealed, now=time.time() - 3600.0)
+
+
+def test_a_channel_agrees_the_static_keys_once_per_pair(
+    directory: Directory, alice: Party, bob: Party, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every message between two parties shares the static half of its key agreement: each
+    channel computes it once per pair of keys, and anew for a rotated key."""
+    agreed: list[str] = []
+    agreement = channel_module.static_agreement
+
+    def counting(own_key: object, peer_public: bytes) -> object:
+        agreed.append(peer_public.hex())
+        return agreement(own_key, peer_public)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(channel_module, "static_agreement", counting)
+    for body in (b"one", b"two", b"three"):
+        assert open_at_bob(bob, seal(alice, body)).body == body
+    assert len(agreed) == 2  # alice sealing to bob, bob opening from alice
+    alice.keys = alice.channel.keys = alice.keys.rotated(grace=60.0)
+    directory.publish(alice.keys)
+    assert open_at_bob(bob, seal(alice, b"four")).body == b"four"
+    assert len(agreed) == 4
 
 
 def test_rotated_recipient_key_is_accepted_during_grace_then_refused(

@@ -35,9 +35,11 @@ from syft_flwr.crypto.envelope import (
     Buffer,
     Header,
     PlaintextLayout,
+    StaticAgreement,
     open_frames,
     parse_envelope,
     seal_body,
+    static_agreement,
 )
 from syft_flwr.crypto.errors import (
     CryptoError,
@@ -48,7 +50,7 @@ from syft_flwr.crypto.errors import (
     UnknownKeyError,
     WrongRecipientError,
 )
-from syft_flwr.crypto.keys import IdentityKeys
+from syft_flwr.crypto.keys import AgreementKey, IdentityKeys
 from syft_flwr.crypto.pins import PinStore
 from syft_flwr.crypto.replay import ReplayStore
 from syft_flwr.transport import Body, ReceivedBody, join_body
@@ -60,6 +62,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SKEW = 300.0
 """How far in the future an envelope's ``created`` may lie (clock skew), in seconds."""
+
+_KEPT_AGREEMENTS = 4096
+"""How many static agreements (own key, peer key) a channel keeps before it starts over."""
 
 DocumentFetcher = Callable[[str], "bytes | None"]
 """Returns a datasite's published key document, or ``None`` when it has none."""
@@ -122,6 +127,8 @@ class SecureChannel:
         self.max_skew = max_skew
         self.pins = pins if pins is not None else PinStore(None)
         self._peers: dict[str, KeyDocument] = {}
+        # per (own key id, peer public key): the same for every message between the two
+        self._statics: dict[tuple[bytes, bytes], StaticAgreement] = {}
         self._compat_peers: set[str] = set()
         self._lock = threading.Lock()
 
@@ -248,8 +255,24 @@ class SecureChannel:
             "sender_kid": self.keys.current.kid,
             "recipient_kid": document.current().kid,
         }
-        sealed = seal_body(fields, body, self.keys.current.private, document.current().public)
+        own, peer = self.keys.current, document.current().public
+        sealed = seal_body(fields, body, own.private, peer, self._static(own, peer))
         return sealed, message_id
+
+    def _static(self, own: AgreementKey, peer_public: bytes) -> StaticAgreement | None:
+        """The kept :class:`StaticAgreement` of ``own`` and ``peer_public`` (made on first use);
+        ``None`` for a peer key that is not usable, which sealing or opening then refuses."""
+        pair = (own.kid, peer_public)
+        found = self._statics.get(pair)
+        if found is None:
+            try:
+                found = static_agreement(own.private, peer_public)
+            except ValueError:
+                return None
+            if len(self._statics) >= _KEPT_AGREEMENTS:
+                self._statics.clear()
+            self._statics[pair] = found
+        return found
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -300,7 +323,8 @@ class SecureChannel:
             )
         own_key = self.keys.find(header.recipient_kid, moment)
         sender_key = self._sender_key(sender, header.sender_kid, moment)
-        frames = open_frames(envelope, own_key.private, sender_key, layout)
+        static = self._static(own_key, sender_key)
+        frames = open_frames(envelope, own_key.private, sender_key, layout, static)
         self._accept(ReplayMark(sender, header.message_id, header.expires, moment), defer)
         self._confirm(sender)
         return Opened(header, tuple(frames))

@@ -23,6 +23,7 @@ import math
 import struct
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -84,9 +85,9 @@ class PublishedKey:
     public: bytes
     valid_until: float | None
 
-    @property
+    @cached_property
     def kid(self) -> bytes:
-        """The key id."""
+        """The key id (derived once)."""
         return key_id(self.public)
 
 

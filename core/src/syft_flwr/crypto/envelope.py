@@ -74,6 +74,7 @@ __all__ = [
     "PlaintextLayout",
     "SealedEnvelope",
     "SealedStream",
+    "StaticAgreement",
     "is_sealed",
     "open_envelope",
     "open_frames",
@@ -82,6 +83,7 @@ __all__ = [
     "seal_body",
     "seal_frames",
     "seal_stream",
+    "static_agreement",
 ]
 
 MAGIC: Final = b"SFWE"
@@ -179,6 +181,31 @@ def is_sealed(data: bytes | bytearray | memoryview) -> bool:
     return bytes(data[: len(MAGIC)]) == MAGIC
 
 
+@dataclass(frozen=True)
+class StaticAgreement:
+    """What an own agreement key and a peer's public key agree on: the X25519 secret of the
+    two long-term keys, and the own raw public key. It is the same for every message between
+    them (only the ephemeral half changes), so a channel keeps it per pair and passes it to
+    the seal and open functions: one exchange fewer per message on each side.
+
+    :param secret: ``own.exchange(peer)``.
+    :param own_public: the own key's raw public key.
+    """
+
+    secret: bytes
+    own_public: bytes
+
+
+def static_agreement(own_key: X25519PrivateKey, peer_public: bytes) -> StaticAgreement:
+    """The :class:`StaticAgreement` of ``own_key`` and the raw X25519 key ``peer_public``.
+
+    :raises ValueError: ``peer_public`` is not a usable key (a low-order point gives an
+        all-zero secret).
+    """
+    peer = X25519PublicKey.from_public_bytes(peer_public)
+    return StaticAgreement(own_key.exchange(peer), raw_public(own_key.public_key()))
+
+
 def _derive(ikm: bytes, salt: bytes) -> tuple[bytes, bytes]:
     okm = HKDF(algorithm=hashes.SHA256(), length=44, salt=salt, info=_INFO).derive(ikm)
     return okm[:32], okm[32:]
@@ -204,6 +231,7 @@ def seal_body(
     plaintext: Buffer | Sequence[Buffer],
     sender_key: X25519PrivateKey,
     recipient_public: bytes,
+    static: StaticAgreement | None = None,
 ) -> list[bytes] | SealedStream:
     """The envelope as a transport best writes it: :func:`seal_stream` from
     :data:`STREAM_FROM` bytes of plaintext on, else :func:`seal_frames`.
@@ -213,8 +241,8 @@ def seal_body(
     """
     views = _views(plaintext)
     if sum(view.nbytes for view in views) >= STREAM_FROM:
-        return seal_stream(header_fields, views, sender_key, recipient_public)
-    return seal_frames(header_fields, views, sender_key, recipient_public)
+        return seal_stream(header_fields, views, sender_key, recipient_public, static)
+    return seal_frames(header_fields, views, sender_key, recipient_public, static)
 
 
 def seal_frames(
@@ -222,6 +250,7 @@ def seal_frames(
     plaintext: Buffer | Sequence[Buffer],
     sender_key: X25519PrivateKey,
     recipient_public: bytes,
+    static: StaticAgreement | None = None,
 ) -> list[bytes]:
     """Seal ``plaintext`` (one buffer, or frames to concatenate) as the envelope's frames:
     prefix and header, ciphertext chunks of at most 64 MiB, then the tag; ``header_fields``
@@ -231,17 +260,19 @@ def seal_frames(
     writes them one after the other (:data:`~syft_flwr.transport.Body`). For a model,
     :func:`seal_stream` does without even that copy.
 
+    :param static: the :class:`StaticAgreement` of ``sender_key`` and ``recipient_public``
+        kept by the caller; computed when ``None``.
     :raises MalformedEnvelopeError: the header does not fit its 64 KiB limit.
     :raises PlaintextTooLargeError: ``plaintext`` exceeds :data:`MAX_PLAINTEXT`.
     """
     views = _views(plaintext)
     size = sum(view.nbytes for view in views)
     if size <= min(_ONE_SHOT, _CHUNK):
-        aad, key, nonce = _agreement(header_fields, size, sender_key, recipient_public)
+        aad, key, nonce = _agreement(header_fields, size, sender_key, recipient_public, static)
         whole = views[0] if len(views) == 1 else b"".join(views)
         sealed = AESGCM(key).encrypt(nonce, whole, aad)
         return [aad, sealed[:-TAG_SIZE], sealed[-TAG_SIZE:]]
-    aad, encryptor = _encryptor(header_fields, views, sender_key, recipient_public)
+    aad, encryptor = _encryptor(header_fields, views, sender_key, recipient_public, static)
     parts = [aad]
     for view in views:
         for start in range(0, view.nbytes, _CHUNK):
@@ -255,6 +286,7 @@ def seal_stream(
     plaintext: Buffer | Sequence[Buffer],
     sender_key: X25519PrivateKey,
     recipient_public: bytes,
+    static: StaticAgreement | None = None,
 ) -> SealedStream:
     """Seal ``plaintext`` as a one-pass body: the envelope is encrypted into one reused buffer
     of 1 MiB as a transport writes it (:class:`SealedStream`), so no ciphertext is held but
@@ -265,7 +297,7 @@ def seal_stream(
     :raises PlaintextTooLargeError: as :func:`seal_frames`.
     """
     views = _views(plaintext)
-    aad, encryptor = _encryptor(header_fields, views, sender_key, recipient_public)
+    aad, encryptor = _encryptor(header_fields, views, sender_key, recipient_public, static)
     return SealedStream(aad, views, encryptor)
 
 
@@ -306,12 +338,12 @@ def _encryptor(
     views: Sequence[memoryview],
     sender_key: X25519PrivateKey,
     recipient_public: bytes,
+    static: StaticAgreement | None = None,
 ) -> tuple[bytes, Any]:
     """The envelope's prefix and header, and a GCM encryptor keyed and nonced for it that has
     authenticated them."""
-    aad, key, nonce = _agreement(
-        header_fields, sum(view.nbytes for view in views), sender_key, recipient_public
-    )
+    size = sum(view.nbytes for view in views)
+    aad, key, nonce = _agreement(header_fields, size, sender_key, recipient_public, static)
     encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(aad)
     return aad, encryptor
@@ -322,6 +354,7 @@ def _agreement(
     size: int,
     sender_key: X25519PrivateKey,
     recipient_public: bytes,
+    static: StaticAgreement | None = None,
 ) -> tuple[bytes, bytes, bytes]:
     """The envelope's prefix and header for a plaintext of ``size`` bytes, and the key and
     nonce agreed for it (a fresh ephemeral key each time)."""
@@ -337,8 +370,10 @@ def _agreement(
         raise MalformedEnvelopeError(f"envelope header of {len(packed)} bytes is too long")
     aad = _PREFIX.pack(MAGIC, ENVELOPE_VERSION, len(packed)) + packed
     recipient = X25519PublicKey.from_public_bytes(recipient_public)
-    ikm = ephemeral.exchange(recipient) + sender_key.exchange(recipient)
-    salt = ephemeral_public + raw_public(sender_key.public_key()) + recipient_public
+    if static is None:
+        static = static_agreement(sender_key, recipient_public)
+    ikm = ephemeral.exchange(recipient) + static.secret
+    salt = ephemeral_public + static.own_public + recipient_public
     key, nonce = _derive(ikm, salt)
     return aad, key, nonce
 
@@ -434,6 +469,7 @@ def open_frames(
     recipient_key: X25519PrivateKey,
     sender_public: bytes,
     layout: PlaintextLayout | None = None,
+    static: StaticAgreement | None = None,
 ) -> list[bytes]:
     """Decrypt and authenticate ``envelope`` into frames: what ``layout`` read of the
     plaintext's header, then one ``bytes`` per size it returned (one frame without a layout).
@@ -442,16 +478,19 @@ def open_frames(
     decryption, and none of it is returned unless the tag verifies. Sizes that do not add up
     to the plaintext leave the rest as one frame, for the caller's decoder to refuse.
 
+    :param static: the :class:`StaticAgreement` of ``recipient_key`` and ``sender_public``
+        kept by the caller; computed when ``None``.
     :raises DecryptionError: the tag does not verify for these keys and this header.
     """
     header = envelope.header
     try:
         ephemeral = X25519PublicKey.from_public_bytes(header.ephemeral)
-        sender = X25519PublicKey.from_public_bytes(sender_public)
-        ikm = recipient_key.exchange(ephemeral) + recipient_key.exchange(sender)
+        if static is None:
+            static = static_agreement(recipient_key, sender_public)
+        ikm = recipient_key.exchange(ephemeral) + static.secret
     except ValueError as exc:  # a low-order point gives an all-zero secret
         raise DecryptionError(f"invalid key agreement: {exc}") from exc
-    salt = header.ephemeral + sender_public + raw_public(recipient_key.public_key())
+    salt = header.ephemeral + sender_public + static.own_public
     key, nonce = _derive(ikm, salt)
     failed = DecryptionError(
         f"message {header.message_id.hex()} from {header.sender} fails authentication "
