@@ -9,6 +9,7 @@ a failure carries every party's log.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -107,11 +108,16 @@ class ProcessFederation:
         project = self._project(email, legacy, side)
         home = self.root / "homes" / email
         config = write_client_config(home / ".syftbox" / "config.json", email, self.data_dir)
+        extra = dict(self.environment)
+        if not legacy and "PYTHONPATH" in os.environ:
+            # ours run the sources this harness runs from (a checkout's, which an installed
+            # copy would otherwise shadow); a 0.5.x party never sees them
+            extra.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
         env = party_env(
             home,
             config,
             SYFT_FLWR_ENCRYPTION_ENABLED="true" if self.encrypted else "false",
-            **self.environment,
+            **extra,
         )
         if legacy:
             if self.legacy_venv is None:
