@@ -22,6 +22,7 @@ from syft_flwr.crypto.envelope import (
 from syft_flwr.crypto.errors import CryptoError, DecryptionError, MalformedEnvelopeError
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.testing.envelopes import header_fields
 from syft_flwr.transport import (
     BodyConsumedError,
     IncompleteBodyError,
@@ -45,18 +46,7 @@ def small_steps(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fields() -> dict[str, Any]:
-    return {
-        "sender": ALICE.email,
-        "recipient": BOB.email,
-        "app": "app",
-        "endpoint": "ep",
-        "message_id": os.urandom(16),
-        "reply_to": b"",
-        "created": 1.0,
-        "expires": 2.0,
-        "sender_kid": ALICE.current.kid,
-        "recipient_kid": BOB.current.kid,
-    }
+    return header_fields(ALICE, BOB)
 
 
 def stream(plaintext: Any) -> SealedStream:

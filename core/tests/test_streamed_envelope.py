@@ -19,6 +19,7 @@ from syft_flwr.crypto.envelope import open_frames, parse_envelope, seal_frames
 from syft_flwr.crypto.errors import CryptoError, DecryptionError
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.testing.envelopes import header_fields
 from syft_flwr.wire import decode_message, encode_message_frames, message_layout
 
 ALICE, BOB = IdentityKeys.generate("alice@example.org"), IdentityKeys.generate("bob@example.org")
@@ -26,18 +27,7 @@ MIB = 2**20
 
 
 def fields() -> dict[str, Any]:
-    return {
-        "sender": ALICE.email,
-        "recipient": BOB.email,
-        "app": "app",
-        "endpoint": "ep",
-        "message_id": os.urandom(16),
-        "reply_to": b"",
-        "created": 1.0,
-        "expires": 2.0,
-        "sender_kid": ALICE.current.kid,
-        "recipient_kid": BOB.current.kid,
-    }
+    return header_fields(ALICE, BOB)
 
 
 def sealed(plaintext: Any) -> list[bytes]:

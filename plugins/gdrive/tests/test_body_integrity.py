@@ -25,6 +25,7 @@ from googleapiclient.http import MediaIoBaseUpload
 
 from syft_flwr.crypto import IdentityKeys, SecureChannel
 from syft_flwr.crypto.envelope import open_envelope, parse_envelope, seal
+from syft_flwr.testing.envelopes import header_fields
 from syft_flwr.testing.helpers import Serving, WaitReply, later
 from syft_flwr.transport import ReplyStatus
 from syft_flwr_gdrive import transfers
@@ -184,18 +185,7 @@ def test_sealed_envelopes_ending_in_cr_cross_drive_and_open(
 
     def sealer(sender: IdentityKeys, recipient: IdentityKeys) -> Callable[[], bytes]:
         def make_envelope() -> bytes:
-            fields = {
-                "sender": sender.email,
-                "recipient": recipient.email,
-                "app": APP,
-                "endpoint": EP,
-                "message_id": os.urandom(16),
-                "reply_to": b"",
-                "created": 1.0,
-                "expires": 2.0,
-                "sender_kid": sender.current.kid,
-                "recipient_kid": recipient.current.kid,
-            }
+            fields = header_fields(sender, recipient, app=APP, endpoint=EP)
             return seal(fields, b"model bytes", sender.current.private, recipient.current.public)
 
         return make_envelope

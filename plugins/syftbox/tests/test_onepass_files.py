@@ -14,6 +14,7 @@ from syft_flwr.crypto import envelope
 from syft_flwr.crypto.envelope import open_frames, parse_envelope, seal_stream
 from syft_flwr.crypto.errors import DecryptionError
 from syft_flwr.crypto.keys import IdentityKeys
+from syft_flwr.testing.envelopes import header_fields
 from syft_flwr.transport import IncompleteBodyError, ReceivedBody, join_body
 from syft_flwr_syftbox import parts as parts_module
 from syft_flwr_syftbox.parts import PartChangedError, PartsBody, assemble, part_path, write_parts
@@ -32,19 +33,9 @@ def small_steps(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def stream() -> Any:
-    fields = {
-        "sender": ALICE.email,
-        "recipient": BOB.email,
-        "app": "app",
-        "endpoint": "ep",
-        "message_id": os.urandom(16),
-        "reply_to": b"",
-        "created": 1.0,
-        "expires": 2.0,
-        "sender_kid": ALICE.current.kid,
-        "recipient_kid": BOB.current.kid,
-    }
-    return seal_stream(fields, PLAINTEXT, ALICE.current.private, BOB.current.public)
+    return seal_stream(
+        header_fields(ALICE, BOB), PLAINTEXT, ALICE.current.private, BOB.current.public
+    )
 
 
 def opened(body: ReceivedBody) -> bytes:
