@@ -7,10 +7,10 @@ import os
 from typing import Any
 
 import pytest
-from flwr.app import Array, ArrayRecord, Metadata, RecordDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.tests.test_streamed_envelope import model_message
 from syft_flwr.crypto import envelope
 from syft_flwr.crypto.envelope import (
     SealedStream,
@@ -21,7 +21,6 @@ from syft_flwr.crypto.envelope import (
 )
 from syft_flwr.crypto.errors import CryptoError, DecryptionError, MalformedEnvelopeError
 from syft_flwr.crypto.keys import IdentityKeys
-from syft_flwr.message_factory import message_with_metadata
 from syft_flwr.testing.envelopes import header_fields
 from syft_flwr.transport import (
     BodyConsumedError,
@@ -145,23 +144,7 @@ def test_a_short_body_is_malformed(size: int) -> None:
 
 
 def test_a_model_message_opens_into_its_arrays_from_the_medium() -> None:
-    arrays = {
-        "a0": Array("uint8", (5 * STEP + 3,), "raw", os.urandom(5 * STEP + 3)),
-        "a1": Array("uint8", (2 * STEP,), "raw", os.urandom(2 * STEP)),
-    }
-    metadata = Metadata(
-        run_id=1,
-        message_id="m",
-        src_node_id=1,
-        dst_node_id=2,
-        reply_to_message_id="",
-        group_id="1",
-        created_at=1.0,
-        ttl=60.0,
-        message_type="train",
-    )
-    content = RecordDict({"arrays": ArrayRecord(arrays)})
-    message = message_with_metadata(metadata, content=content)
+    message = model_message(5 * STEP + 3, 2 * STEP)
     sealed = join_body(stream(tuple(encode_message_frames(message))))
     frames = open_received(Medium(sealed, most=STEP - 1), message_layout)
     assert [len(frame) for frame in frames[1:]] == [5 * STEP + 3, 2 * STEP]
