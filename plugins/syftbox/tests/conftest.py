@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from syft_flwr.transport import TransportSettings
-from syft_flwr_syftbox import SyftBoxTransport
+from syft_flwr_syftbox import SyftBoxTransport, inotify
+from syft_flwr_syftbox.watcher import FolderWatcher
 
 MakeTransport = Callable[..., SyftBoxTransport]
 
@@ -61,6 +62,28 @@ def make(data_dir: Path) -> Iterator[MakeTransport]:
     yield factory
     for transport in made:
         transport.close()
+
+
+@pytest.fixture
+def no_filesystem_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watchers started in this test get no filesystem events, as when the kernel refuses an
+    inotify instance (the per-user limit): transports must work from their sweeps alone."""
+
+    def refused(self: FolderWatcher) -> None:
+        raise OSError(24, "inotify instance limit reached")
+
+    monkeypatch.setattr(FolderWatcher, "_start_events", refused)
+
+
+@pytest.fixture(params=["inotify", "watchdog"])
+def event_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with each filesystem event reader: our inotify reader (Linux) and the
+    watchdog observer other platforms use."""
+    if request.param == "inotify" and not inotify.available():
+        pytest.skip("no inotify on this platform")
+    if request.param == "watchdog":
+        monkeypatch.setattr(inotify, "available", lambda: False)
+    return str(request.param)
 
 
 @pytest.fixture

@@ -304,16 +304,8 @@ def test_a_changed_part_is_reported_as_a_change_of_its_manifest(data_dir, eventu
 
 
 def test_without_events_the_sweep_retries_a_manifest_waiting_for_its_parts(
-    make, serving, wait_reply, later, data_dir, eventually, monkeypatch
+    make, serving, wait_reply, later, data_dir, eventually, no_filesystem_events
 ) -> None:
-    class NoEvents:
-        def schedule(self, *args: object, **kwargs: object) -> None:
-            pass
-
-        def start(self) -> None:
-            raise OSError(24, "inotify instance limit reached")
-
-    monkeypatch.setattr("syft_flwr_syftbox.watcher.Observer", NoEvents)
     server = make(SERVER, poll_interval=0.05)
     alice = make(ALICE, part_size=PART, poll_interval=0.05)
     calls: list[bytes] = []

@@ -384,15 +384,9 @@ def test_transports_share_one_watcher(make) -> None:
     assert watcher not in FolderWatcher._registry.values()
 
 
-def test_works_without_filesystem_events(make, serving, wait_reply, later, monkeypatch) -> None:
-    class NoEvents:
-        def schedule(self, *args: object, **kwargs: object) -> None:
-            pass
-
-        def start(self) -> None:
-            raise OSError(24, "inotify instance limit reached")
-
-    monkeypatch.setattr("syft_flwr_syftbox.watcher.Observer", NoEvents)
+def test_works_without_filesystem_events(
+    make, serving, wait_reply, later, no_filesystem_events
+) -> None:
     server, alice = make(SERVER, poll_interval=0.05), make(ALICE, poll_interval=0.05)
     assert not server._watcher.watching
     alice.serve(APP, EP, lambda r: b"polled")

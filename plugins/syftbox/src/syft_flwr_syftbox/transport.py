@@ -193,7 +193,7 @@ class SyftBoxTransport(Transport):
             record.id: record for record in self._store.futures(forgotten=True)
         }
         self._handlers: dict[tuple[str, str], RequestHandler] = {}
-        self._inbox: deque[Path] = deque()
+        self._inbox: deque[tuple[Path, RpcLocation]] = deque()  # parsed once, when queued
         self._queued: set[Path] = set()
         self._handled: dict[tuple[str, str], float] = {}
         self._unreadable: dict[Path, tuple[int, int]] = {}  # (size, mtime_ns) when it failed
@@ -424,9 +424,9 @@ class SyftBoxTransport(Transport):
                         self._cond.wait()
                     if self._stop_requested or self._closed:
                         return
-                    path = self._inbox.popleft()
+                    path, location = self._inbox.popleft()
                     self._queued.discard(path)
-                self._serve_guarded(path)
+                self._serve_guarded(path, location)
         finally:
             with self._cond:
                 self._running = False
@@ -602,7 +602,7 @@ class SyftBoxTransport(Transport):
             if key in self._handled or path in self._queued or self._closed:
                 return
             self._queued.add(path)
-            self._inbox.append(path)
+            self._inbox.append((path, location))
             self._cond.notify_all()
 
     def _scan_requests(self) -> None:
@@ -671,18 +671,17 @@ class SyftBoxTransport(Transport):
             return False
         return (info.st_size, info.st_mtime_ns) != seen
 
-    def _serve_guarded(self, path: Path) -> None:
+    def _serve_guarded(self, path: Path, location: RpcLocation) -> None:
         """:meth:`_serve_file`, but a failure (a bug, an unforeseen filesystem error) is
         logged once per path instead of ending :meth:`run` for every other request."""
         try:
-            self._serve_file(path)
+            self._serve_file(path, location)
         except Exception:
             if self._reported(("serve", path)):
                 logger.exception("%s: serving %s failed; serving goes on", self.identity, path)
 
-    def _serve_file(self, path: Path) -> None:
-        location = self.layout.parse(path)
-        if location is None or normalise_email(location.recipient) != self._me:
+    def _serve_file(self, path: Path, location: RpcLocation) -> None:
+        if normalise_email(location.recipient) != self._me:
             return
         key = (normalise_email(location.sender), location.id)
         with self._cond:

@@ -1,7 +1,8 @@
 """One filesystem watcher and one sweep timer per datasites folder, shared by its transports.
 
-Waking on new files is what keeps round trips short and idle CPU at zero: a watchdog observer
-(inotify on Linux, FSEvents on macOS) blocks in the kernel until something changes, then this
+Waking on new files is what keeps round trips short and idle CPU at zero: a reader blocks in
+the kernel until something changes (on Linux our own one-thread inotify reader,
+:mod:`~syft_flwr_syftbox.inotify`; elsewhere a watchdog observer, FSEvents on macOS), then this
 module routes each new or changed ``.request`` to the transports serving its recipient and each
 ``.response`` to the transports that sent it; a new or changed part of a large one
 (:mod:`~syft_flwr_syftbox.parts`) is routed as a change of its manifest, so a message waiting
@@ -9,8 +10,8 @@ for its last part is read again when that part lands. A slow sweep (every ``poll
 the core's ``SYFT_FLWR_POLL_INTERVAL``) asks each transport to rescan, which catches events
 the kernel dropped and serves filesystems that have none (network mounts).
 
-Why shared: inotify instances are a per-user kernel resource (128 by default) and watchdog
-spends one per watched tree, plus two threads. A server talking to 1,000 datasites, or 100
+Why shared: inotify instances are a per-user kernel resource (128 by default) and each watched
+tree spends one, plus a thread. A server talking to 1,000 datasites, or 100
 client transports in one process as in ``bench/scale.py``, must not need one each. So
 transports attach to a :class:`FolderWatcher` per datasites folder, the first one starts it
 and the last one to detach stops it: a process-wide registry of shared resources, like a
@@ -42,6 +43,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from syft_flwr.node_ids import normalise_email
+from syft_flwr_syftbox import inotify
 from syft_flwr_syftbox.atomic import is_temp_name
 from syft_flwr_syftbox.layout import FileKind, Layout, RpcLocation
 from syft_flwr_syftbox.parts import PART_SUFFIX, manifest_of
@@ -52,12 +54,13 @@ logger = logging.getLogger(__name__)
 
 _EVENTS = frozenset({"created", "moved", "closed"})
 _KERNEL_EVENTS = [FileCreatedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent]
-"""What the kernel is asked for: a file appearing (created, renamed in) or closed after writing,
-and new folders (so they are watched too). Not opens, reads or closes without writing: every
-party's listings open folders, so asking for those woke every other watcher on the machine
-for every scan, and each woken transport's own scan woke the others again. Not each
-``write()`` either (``modified``): a file written in place ends in a close-after-write, which
-is when it can be read; a large one would otherwise be routed once per write."""
+"""What the kernel is asked for (both readers ask for the same): a file appearing (created,
+renamed in) or closed after writing, and new folders (so they are watched too). Not opens,
+reads or closes without writing: every party's listings open folders, so asking for those woke
+every other watcher on the machine for every scan, and each woken transport's own scan woke the
+others again. Not each ``write()`` either (``modified``): a file written in place ends in a
+close-after-write, which is when it can be read; a large one would otherwise be routed once per
+write."""
 _SUFFIXES = (*(kind.value for kind in FileKind), PART_SUFFIX)
 
 
@@ -89,10 +92,11 @@ class FolderWatcher:
     def __init__(self, datasites: Path) -> None:
         self.datasites = datasites
         self.layout = Layout(datasites)
+        self._root_length = len(os.path.join(str(datasites), ""))
         self._lock = threading.Condition()
         self._listeners: dict[str, list[Listener]] = {}
         self._due: dict[int, float] = {}
-        self._observer: BaseObserver | None = None
+        self._events: _EventReader | None = None
         self._sweeper: threading.Thread | None = None
         self._stopping = False
 
@@ -120,7 +124,7 @@ class FolderWatcher:
     @property
     def watching(self) -> bool:
         """Whether filesystem events arrive (else only the sweep runs)."""
-        return self._observer is not None
+        return self._events is not None
 
     # -- listeners ------------------------------------------------------------------------
 
@@ -147,11 +151,13 @@ class FolderWatcher:
         if not name.endswith(_SUFFIXES) or is_temp_name(name):
             return
         path = manifest_of(Path(path_text)) or Path(path_text)  # a part stands for its manifest
-        location = self.layout.parse(path)
-        if location is None:
-            return
-        owner = location.recipient if location.kind is FileKind.REQUEST else location.sender
         with self._lock:
+            if not self._listeners.get(self._owner_named(path_text, path.name)):
+                return  # another party's file: every party sees every file of the folder
+            location = self.layout.parse(path)
+            if location is None:
+                return
+            owner = location.recipient if location.kind is FileKind.REQUEST else location.sender
             listeners = list(self._listeners.get(normalise_email(owner), ()))
         for listener in listeners:
             try:
@@ -159,23 +165,27 @@ class FolderWatcher:
             except Exception:
                 logger.exception("a syftbox transport failed to take a file event for %s", path)
 
+    def _owner_named(self, path_text: str, name: str) -> str:
+        """Whose file ``path_text`` would be (a request's recipient, a reply's sender), read
+        off its components without checking them: a cheap look-up key only, the full parse
+        decides."""
+        components = path_text[self._root_length :].split(os.sep)
+        if len(components) < 7:
+            return ""
+        owner = components[0] if name.endswith(FileKind.REQUEST.value) else components[-2]
+        return normalise_email(owner)
+
     # -- threads --------------------------------------------------------------------------
 
     def _start(self) -> None:
-        observer = Observer()
-        observer.schedule(
-            _Handler(self), str(self.datasites), recursive=True, event_filter=_KERNEL_EVENTS
-        )
         try:
-            observer.start()
+            self._events = self._start_events()
         except OSError as exc:  # e.g. the inotify instance limit; the sweep still works
             logger.warning(
                 "cannot watch %s (%s); falling back to polling every SYFT_FLWR_POLL_INTERVAL",
                 self.datasites,
                 exc,
             )
-        else:
-            self._observer = observer
         self._sweeper = threading.Thread(
             target=self._sweep_loop, name=f"syftbox-sweep-{self.datasites.name}", daemon=True
         )
@@ -185,13 +195,29 @@ class FolderWatcher:
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
-        current = threading.current_thread()
-        if self._observer is not None:
-            self._observer.stop()
-            if current is not self._observer:
-                self._observer.join()
-        if self._sweeper is not None and current is not self._sweeper:
+        if self._events is not None:
+            self._events.stop()
+        if self._sweeper is not None and threading.current_thread() is not self._sweeper:
             self._sweeper.join()
+
+    def _start_events(self) -> _EventReader:
+        """Start reading filesystem events: our inotify reader where the platform has it.
+
+        :raises OSError: the kernel refused (no instance or watch to be had).
+        """
+        if inotify.available():
+            watch = inotify.TreeWatch(str(self.datasites), self._route, self._events_lost)
+            watch.start()
+            return watch
+        return _WatchdogReader(self)
+
+    def _events_lost(self) -> None:
+        """The kernel's queue overflowed: every listener rescans now, not at its next sweep."""
+        logger.warning("filesystem events under %s were lost; rescanning", self.datasites)
+        with self._lock:
+            for key in self._due:
+                self._due[key] = 0.0
+            self._lock.notify_all()
 
     def _sweep_loop(self) -> None:
         while True:
@@ -224,7 +250,7 @@ def inotify_watches() -> int | None:
 
     Counted from the ``inotify wd:`` lines of ``/proc/self/fdinfo`` of each inotify instance
     among the process's descriptors: what the README's limits are measured with. The watcher
-    holds one per folder below the datasites folder (watchdog watches a tree folder by folder),
+    holds one per folder below the datasites folder (inotify watches a tree folder by folder),
     whatever the number of files, so the figure follows the folders, never the requests.
     """
     try:
@@ -241,6 +267,26 @@ def inotify_watches() -> int | None:
         except OSError:
             continue  # closed meanwhile (the listing's own descriptor, a stopping observer)
     return watches
+
+
+class _EventReader(Protocol):
+    def stop(self) -> None: ...
+
+
+class _WatchdogReader:
+    """A watchdog observer routing to a :class:`FolderWatcher` (platforms without inotify)."""
+
+    def __init__(self, watcher: FolderWatcher) -> None:
+        self._observer: BaseObserver = Observer()
+        self._observer.schedule(
+            _Handler(watcher), str(watcher.datasites), recursive=True, event_filter=_KERNEL_EVENTS
+        )
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        if threading.current_thread() is not self._observer:
+            self._observer.join()
 
 
 class _Handler(FileSystemEventHandler):
