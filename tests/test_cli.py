@@ -52,6 +52,16 @@ def test_demo_trains_a_better_model():
     assert "3/3 client threads stopped cleanly" in result.stdout
 
 
+def test_verbose_output_prints_each_flower_line_once():
+    """Flower's logger prints through its own console handler; the root's handlers that
+    ``-v`` installs must not print the same record again."""
+    result = run_cli("-v", "demo", "--rounds", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert output.count("configure_train: Sampled") == 1, output
+    assert "INFO syft_flwr." in output  # our own INFO lines are still printed
+
+
 def test_demo_with_unknown_transport_says_what_to_install():
     result = run_cli("demo", "--transport", "gdrive", env={"SYFT_FLWR_DISABLED_PLUGINS": "gdrive"})
     assert result.returncode == 2

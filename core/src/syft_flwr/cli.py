@@ -208,7 +208,18 @@ def _add_plugin_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_printed_by_flower)
     logging.getLogger("flwr").setLevel(level)
+
+
+def _printed_by_flower(record: logging.LogRecord) -> bool:
+    """Whether the root's handlers print ``record``: not a Flower record while Flower's logger
+    has a console handler of its own (Flower adds one when imported), which prints it already;
+    without this filter every Flower line appeared twice with ``-v``."""
+    if record.name != "flwr" and not record.name.startswith("flwr."):
+        return True
+    return not logging.getLogger("flwr").handlers
 
 
 def _cmd_transports(args: argparse.Namespace) -> int:
