@@ -97,6 +97,49 @@ def test_kit_catches_a_runner_that_lets_duplicates_through(pytester):
     result.assert_outcomes(failed=1)
 
 
+def test_the_kit_passes_a_transport_that_hands_bodies_as_memoryviews(pytester):
+    """``Request.body`` and ``Reply.body`` may be a ``memoryview`` (a large body read into a
+    buffer): the kit's own handlers and the core's gate and grid take one as they take bytes
+    (the memory transport's own conformance test is the ``bytes`` case)."""
+    pytester.makeconftest(
+        """
+        import dataclasses
+
+        import pytest
+        from syft_flwr_memory import MemoryTransport
+
+        @pytest.fixture(autouse=True)
+        def views(monkeypatch):
+            dispatch, poll = MemoryTransport._dispatch, MemoryTransport.poll
+
+            def dispatch_view(self, request, handler):
+                view = dataclasses.replace(request, body=memoryview(bytes(request.body)))
+                dispatch(self, view, handler)
+
+            def poll_view(self, future_id):
+                reply = poll(self, future_id)
+                if reply is None:
+                    return None
+                return dataclasses.replace(reply, body=memoryview(bytes(reply.body)))
+
+            monkeypatch.setattr(MemoryTransport, "_dispatch", dispatch_view)
+            monkeypatch.setattr(MemoryTransport, "poll", poll_view)
+        """
+    )
+    pytester.makepyfile(
+        """
+        from syft_flwr.testing.transport_suite import BodyTests, DeliveryTests, GridTests
+
+        class TestMemoryViews(DeliveryTests, BodyTests, GridTests):
+            transport_name = "memory"
+            transport_options = {"max_body_size": 256 * 1024}
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) > 10 and not outcomes.get("failed"), result.stdout.str()
+
+
 def kit_tests() -> list[str]:
     """``Mixin.test_name`` of every test the kit defines."""
     found = []

@@ -61,10 +61,12 @@ def test_syft_crypto_opens_what_we_seal(peers) -> None:
     assert syft_crypto.decrypt_message(payload, client) == plaintext.decode()
 
 
-def test_we_open_what_syft_crypto_seals(peers) -> None:
+@pytest.mark.parametrize("form", [bytes, memoryview], ids=["bytes", "memoryview"])
+def test_we_open_what_syft_crypto_seals(peers, form) -> None:
+    """In either form a transport hands a body over (a large one may be a buffer's view)."""
     client, ours, theirs = peers
     payload = syft_crypto.encrypt_message("aGVsbG8=", OURS, client)
-    opened = open_x3dh(payload.model_dump_json().encode(), ours, theirs)
+    opened = open_x3dh(form(payload.model_dump_json().encode()), ours, theirs)
     assert opened.body == b"aGVsbG8=" and opened.sender == THEIRS
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from syft_flwr.testing.ports import RecordingPort
 from syft_flwr.testing.protocol import instruction
 from syft_flwr.transport import (
     Body,
+    ReceivedData,
     Reply,
     ReplyStatus,
     RequestHandler,
@@ -59,7 +61,7 @@ class ScriptedTransport(Transport):
         self.sent_event.set()
         return future
 
-    def put(self, future: str, body: bytes) -> None:
+    def put(self, future: str, body: ReceivedData) -> None:
         self.slots[future] = Reply(future, ReplyStatus.OK, body=body)
         self.reply_arrived(future)
 
@@ -220,10 +222,12 @@ def test_the_grid_hands_frames_only_to_a_transport_that_takes_them() -> None:
     assert isinstance(body, bytes)
 
 
+@pytest.mark.parametrize("form", [bytes, memoryview], ids=["bytes", "memoryview"])
 def test_the_journal_keeps_the_reply_bytes_that_arrived(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: Callable[[bytes], ReceivedData]
 ) -> None:
-    """A collected reply is journaled as the very envelope the grid decoded, not encoded again."""
+    """A collected reply is journaled as the very envelope the grid decoded, not encoded again,
+    in either form a transport hands a body over from memory (a large one as a buffer's view)."""
     transport = ScriptedTransport(notifies=True)
     journal = FutureJournal(tmp_path)
     port = RecordingPort(journal=journal)
@@ -241,7 +245,7 @@ def test_the_journal_keeps_the_reply_bytes_that_arrived(
         return original(message)
 
     monkeypatch.setattr(codec, "encode_message_frames", counting)
-    transport.put(future, reply_body)
+    transport.put(future, form(reply_body))
     (reply,) = grid.pull_messages([message_id])
     assert not reply.has_error()
     (stored,) = journal._db.execute(

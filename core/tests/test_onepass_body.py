@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.tests.test_inbound import ME, TRUST_SERVER, request
 from core.tests.test_streamed_envelope import model_message
 from syft_flwr.crypto import envelope
 from syft_flwr.crypto.envelope import (
@@ -21,6 +22,8 @@ from syft_flwr.crypto.envelope import (
 )
 from syft_flwr.crypto.errors import CryptoError, DecryptionError, MalformedEnvelopeError
 from syft_flwr.crypto.keys import IdentityKeys
+from syft_flwr.errors import RequestRefusedError, WireFormatError
+from syft_flwr.grid.gate import RequestGate
 from syft_flwr.testing.envelopes import header_fields
 from syft_flwr.transport import (
     BodyConsumedError,
@@ -28,6 +31,7 @@ from syft_flwr.transport import (
     ReceivedBody,
     body_frames,
     body_size,
+    held_body,
     join_body,
     outgoing_body,
     stream_body,
@@ -210,6 +214,19 @@ def test_a_received_body_is_bytes_for_code_written_against_bytes() -> None:
     assert bytes(medium) == sealed
     with pytest.raises(BodyConsumedError):
         bytes(medium)
+
+
+def test_a_reader_without_a_channel_refuses_a_body_left_in_its_medium_unread() -> None:
+    """Only a sealed body is left in its medium, and only the channel reads it: the decoder and
+    the gate of a plaintext run refuse one without reading a byte of it, never read it whole."""
+    medium = Medium(join_body(stream(b"p" * 2 * STEP)))
+    with pytest.raises(WireFormatError, match="only the channel opens"):
+        held_body(medium)
+    with pytest.raises(WireFormatError, match="only the channel opens"):
+        decode_message(medium)
+    with pytest.raises(RequestRefusedError, match="malformed request"):
+        RequestGate(ME, policy=TRUST_SERVER).admit(request(medium))
+    assert medium.reads == []
 
 
 def test_a_received_body_survives_a_retried_open_before_its_ciphertext() -> None:

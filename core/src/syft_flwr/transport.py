@@ -94,13 +94,16 @@ length first) and encrypted into one reused buffer as the transport draws its fr
 any other gets it joined (:func:`outgoing_body`), and :func:`body_frames`, which promises frames
 a caller may keep, refuses it with a ``TypeError``: a transport that re-reads a body (a retried
 upload, an in-process queue, a database row, a plugin written against ``bytes``) is never
-silently given a buffer that changes under it. Coming in, a transport that can leave a large
-sealed body in its medium hands a :class:`ReceivedBody` as ``Request.body`` or ``Reply.body``
-(typed ``bytes``: ``len``, :meth:`ReceivedBody.head` and ``bytes(body)`` work): the channel
-parses its header, then reads the rest once in chunks into one reused buffer and decrypts each
-into the final plaintext; nothing decrypted leaves before the tag verifies, and a medium that
-ends early or changes under the reader is an :class:`IncompleteBodyError` (a
-``WireFormatError``: the grid keeps waiting, the gate refuses the request as unopenable).
+silently given a buffer that changes under it. Coming in, ``Request.body`` and ``Reply.body``
+are :data:`ReceivedData`: ``bytes``, a ``memoryview`` of a buffer the transport read a large
+body into, or, from a transport that can leave a large sealed body in its medium, a
+:class:`ReceivedBody` (``len``, :meth:`ReceivedBody.head` and ``bytes(body)`` work; it is only
+ever a sealed envelope, which a reader without a channel refuses unread, :func:`held_body`).
+For a :class:`ReceivedBody` the channel parses its header, then reads the rest once in chunks
+into one reused buffer and decrypts each into the final plaintext; nothing decrypted leaves
+before the tag verifies, and a medium that ends early or changes under the reader is an
+:class:`IncompleteBodyError` (a ``WireFormatError``: the grid keeps waiting, the gate refuses
+the request as unopenable).
 
 Three headers travel with a message, each read by one owner only: the transport's own (a SyftBox
 request file's routing fields, which syft-rpc peers read too: routing and screening, never
@@ -131,6 +134,7 @@ __all__ = [
     "FrameSource",
     "IncompleteBodyError",
     "ReceivedBody",
+    "ReceivedData",
     "Reply",
     "ReplyStatus",
     "Request",
@@ -142,6 +146,7 @@ __all__ = [
     "TransportSettings",
     "body_frames",
     "body_size",
+    "held_body",
     "join_body",
     "outgoing_body",
     "stream_body",
@@ -195,9 +200,9 @@ class FrameSource(ABC):
 class ReceivedBody(ABC):
     """A received body read from its medium once, front to back, as its reader consumes it.
 
-    Given as ``Request.body`` or ``Reply.body`` (typed ``bytes`` for the handlers and callers
-    written against bytes: ``len``, :meth:`head` and ``bytes(body)`` work, the latter reads
-    it whole) by a transport that can leave a large sealed body in its file: the core's channel
+    Given as ``Request.body`` or ``Reply.body`` (one form of :data:`ReceivedData`: ``len``,
+    :meth:`head` and ``bytes(body)`` work, the latter reads it whole) by a transport that can
+    leave a large sealed body in its file, and only for a sealed one: the core's channel
     reads it in chunks into one reused buffer and decrypts each straight into the final
     plaintext (:func:`~syft_flwr.crypto.envelope.open_frames`), so receiving touches no
     model-sized memory but the plaintext. Every byte is read from the medium exactly once
@@ -290,6 +295,31 @@ class ReceivedBody(ABC):
     @abstractmethod
     def _read(self, target: memoryview) -> int:
         """Read the medium's next bytes into ``target``; how many (0 only at its end)."""
+
+
+ReceivedData = bytes | memoryview | ReceivedBody
+"""What a transport hands over as ``Request.body`` or ``Reply.body``: ``bytes`` (small bodies,
+and every body of a transport that reads a body whole), a ``memoryview`` of a buffer it read a
+large body into (a :class:`~syft_flwr.body_buffer.BodyBuffer` its reader releases as it reads),
+or a :class:`ReceivedBody` for a large sealed body left in its medium. All three have ``len``
+and ``bytes(body)``; only the first two are buffers (slices, :func:`memoryview`), and only the
+channel reads the third (see :func:`held_body`)."""
+
+
+def held_body(body: ReceivedData) -> bytes | memoryview:
+    """``body`` as the buffer a reader without a channel decodes (a plaintext run).
+
+    A :class:`ReceivedBody` is only ever a sealed envelope left in its medium, which only the
+    channel opens: it is refused unread here, never read whole to find that out.
+
+    :raises WireFormatError: ``body`` is a :class:`ReceivedBody`.
+    """
+    if isinstance(body, ReceivedBody):
+        raise WireFormatError(
+            f"expected bytes or a memoryview, got {type(body).__name__}: a body left in its "
+            "medium is a sealed envelope, which only the channel opens"
+        )
+    return body
 
 
 Body = Buffer | Sequence[Buffer] | FrameSource
@@ -430,11 +460,11 @@ class ReplyStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class Reply:
-    """The answer to one future (``body`` may be a :class:`ReceivedBody`, see above)."""
+    """The answer to one future (``body`` is any form of :data:`ReceivedData`, see above)."""
 
     future_id: str
     status: ReplyStatus
-    body: bytes = b""
+    body: ReceivedData = b""
     detail: str = ""
 
 
@@ -443,8 +473,10 @@ class Request:
     """A request as the serving side sees it.
 
     ``sender`` is established by the transport (for example from the folder a file sits
-    in or an authenticated channel), never taken on trust from inside the body. A large
-    sealed ``body`` may be a :class:`ReceivedBody` still in its medium (see above).
+    in or an authenticated channel), never taken on trust from inside the body. ``body`` is
+    any form of :data:`ReceivedData`: a large one may be a ``memoryview``, a large sealed one
+    a :class:`ReceivedBody` still in its medium (see above); ``bytes(request.body)`` is the
+    one-copy way for a handler written against ``bytes``.
     """
 
     id: str
@@ -452,7 +484,7 @@ class Request:
     recipient: str
     app: str
     endpoint: str
-    body: bytes
+    body: ReceivedData
     created_at: float
     expires_at: float
 

@@ -53,7 +53,7 @@ from syft_flwr.crypto.errors import (
 from syft_flwr.crypto.keys import AgreementKey, IdentityKeys
 from syft_flwr.crypto.pins import PinStore
 from syft_flwr.crypto.replay import ReplayStore
-from syft_flwr.transport import Body, ReceivedBody, join_body
+from syft_flwr.transport import Body, ReceivedBody, ReceivedData, join_body
 from syft_flwr.wire import message_layout
 
 __all__ = ["DEFAULT_MAX_SKEW", "DocumentFetcher", "Opened", "ReplayMark", "SecureChannel"]
@@ -386,7 +386,7 @@ class SecureChannel:
 
     def open_compat(
         self,
-        data: bytes,
+        data: ReceivedData,
         *,
         sender: str,
         expires_at: float,

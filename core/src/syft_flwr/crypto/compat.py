@@ -43,7 +43,7 @@ from syft_flwr.crypto.errors import (
 )
 from syft_flwr.crypto.keys import IdentityKeys, raw_public
 from syft_flwr.errors import WireFormatError
-from syft_flwr.transport import ReceivedBody
+from syft_flwr.transport import ReceivedBody, ReceivedData
 from syft_flwr.wire.flower_proto import envelope_to_protobuf, protobuf_to_envelope
 
 __all__ = [
@@ -96,8 +96,11 @@ def seal_x3dh(plaintext: bytes, keys: IdentityKeys, receiver: KeyDocument) -> by
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def open_x3dh(data: bytes, keys: IdentityKeys, sender: KeyDocument) -> CompatPayload:
+def open_x3dh(data: ReceivedData, keys: IdentityKeys, sender: KeyDocument) -> CompatPayload:
     """Decrypt a syft-crypto payload that the transport says ``sender.email`` sent.
+
+    The payload is JSON, parsed whole: a view is decoded straight to its text, a body left in
+    its medium read once (:func:`_json_text`).
 
     :raises MalformedEnvelopeError: not an ``EncryptedPayload`` v1.
     :raises SenderMismatchError: it names another sender.
@@ -105,7 +108,7 @@ def open_x3dh(data: bytes, keys: IdentityKeys, sender: KeyDocument) -> CompatPay
     :raises DecryptionError: the tag does not verify.
     """
     try:
-        document = json.loads(data)
+        document = json.loads(_json_text(data))
         raw = {
             name: base64.b64decode(document[name], validate=True)
             for name in ("ek", "iv", "ciphertext", "tag")
@@ -129,6 +132,13 @@ def open_x3dh(data: bytes, keys: IdentityKeys, sender: KeyDocument) -> CompatPay
     except (InvalidTag, ValueError) as exc:
         raise DecryptionError(f"syft-crypto payload from {sender.email} fails: {exc!r}") from exc
     return CompatPayload(claimed_sender, claimed_receiver, raw["ek"], body)
+
+
+def _json_text(data: ReceivedData) -> bytes | str:
+    """What ``json.loads`` parses of a received payload, without a copy of it more."""
+    if isinstance(data, memoryview):
+        return str(data, "utf-8")  # json.loads takes no view; it decodes bytes to text too
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 def is_compat_payload(data: bytes | bytearray | memoryview | ReceivedBody) -> bool:

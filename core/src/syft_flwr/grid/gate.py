@@ -57,6 +57,7 @@ from syft_flwr.errors import RequestRefusedError, UnauthorizedSenderError, WireF
 from syft_flwr.node_ids import node_id_for, node_ids_of, normalise_email
 from syft_flwr.transport import (
     Body,
+    ReceivedData,
     Request,
     RequestHead,
     Transport,
@@ -425,7 +426,7 @@ class RequestGate:
             join_body(sealed) if self._transport is None else outgoing_body(self._transport, sealed)
         )
 
-    def _open(self, request: Request) -> tuple[bytes | tuple[bytes, ...], bytes]:
+    def _open(self, request: Request) -> tuple[ReceivedData | tuple[bytes, ...], bytes]:
         """The envelope in a request and the sealed envelope's id (``b""``: plain or compat).
 
         The sender's key document can reach this datasite after the sender's first request,
@@ -446,7 +447,7 @@ class RequestGate:
                 self.channel.forget_peer(request.sender)
                 time.sleep(KEY_RETRY_INTERVAL)
 
-    def _open_once(self, request: Request) -> tuple[bytes | tuple[bytes, ...], bytes]:
+    def _open_once(self, request: Request) -> tuple[ReceivedData | tuple[bytes, ...], bytes]:
         if self.channel is None:
             return request.body, b""
         if is_compat_payload(request.body):

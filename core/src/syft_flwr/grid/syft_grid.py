@@ -97,10 +97,12 @@ from syft_flwr.plugins import fire_event
 from syft_flwr.stop_signal import STOP_GROUP_ID, SYSTEM_MESSAGE_TYPE, build_stop_content
 from syft_flwr.transport import (
     Body,
+    ReceivedData,
     Reply,
     ReplyStatus,
     Transport,
     body_size,
+    held_body,
     join_body,
     outgoing_body,
 )
@@ -562,12 +564,13 @@ class SyftGrid(Grid):
         return outgoing_body(self.transport, sealed), envelope_id
 
     def _open(
-        self, pending: _Pending, body: bytes, marks: list[ReplayMark]
-    ) -> bytes | tuple[bytes, ...]:
+        self, pending: _Pending, body: ReceivedData, marks: list[ReplayMark]
+    ) -> bytes | memoryview | tuple[bytes, ...]:
         """The envelope inside a sealed reply, in the scheme the request went out in; its
-        replay-store entry goes to ``marks``, recorded once the reply is kept."""
+        replay-store entry goes to ``marks``, recorded once the reply is kept. Plaintext, the
+        body is the envelope, held in memory to decode and journal (:func:`held_body`)."""
         if self.channel is None:
-            return body
+            return held_body(body)
         if not pending.envelope_id:
             return self.channel.open_compat(
                 body, sender=pending.datasite, expires_at=pending.expires_at, defer=marks
@@ -805,7 +808,7 @@ class SyftGrid(Grid):
         message_id: str,
         reply: Message,
         marks: Sequence[ReplayMark] = (),
-        envelope: bytes | tuple[bytes, ...] | None = None,
+        envelope: bytes | memoryview | tuple[bytes, ...] | None = None,
     ) -> Message:
         """Hand ``reply`` over: journal it, then record it as seen, then forget its future.
 
@@ -854,7 +857,7 @@ class SyftGrid(Grid):
 
     def _reply_message(
         self, message_id: str, pending: _Pending, reply: Reply, marks: list[ReplayMark]
-    ) -> tuple[Message, bytes | tuple[bytes, ...] | None] | None:
+    ) -> tuple[Message, bytes | memoryview | tuple[bytes, ...] | None] | None:
         """The strategy's reply for a transport reply, with the envelope it was decoded from
         (``None``: the grid made it); ``None`` for a foreign one (ignored)."""
         if reply.status is ReplyStatus.EXPIRED:

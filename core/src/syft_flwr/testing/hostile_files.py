@@ -51,7 +51,7 @@ def _recording(bodies: list[bytes]) -> RequestHandler:
     """Answers ``b"served"`` and records every body it was handed."""
 
     def handle(request: Request) -> bytes:
-        bodies.append(request.body)
+        bodies.append(bytes(request.body))
         return b"served"
 
     return handle
@@ -94,7 +94,7 @@ class HostileFileTests(TransportFixtures):
     def _still_serves(self, sender: Transport, client: Transport, what: str) -> None:
         future = sender.send(client.identity, APP, ENDPOINT, b"normal", self.later())
         reply = self.wait_reply(sender, future)
-        assert (reply.status, reply.body) == (ReplyStatus.OK, b"served"), (
+        assert (reply.status, bytes(reply.body)) == (ReplyStatus.OK, b"served"), (
             f"run(): after {what}, a normal request must still be served"
         )
 

@@ -33,6 +33,7 @@ import msgpack  # type: ignore[import-untyped]
 from flwr.app import Message
 
 from syft_flwr.errors import WireFormatError
+from syft_flwr.transport import ReceivedBody, held_body
 from syft_flwr.wire.header import array_sizes, header_to_message, message_to_header
 
 __all__ = [
@@ -90,17 +91,22 @@ def encoded_size(message: Message) -> int:
     return sum(len(frame) for frame in encode_message_frames(message))
 
 
-def decode_message(data: bytes | bytearray | memoryview | Sequence[bytes]) -> Message:
+def decode_message(
+    data: bytes | bytearray | memoryview | ReceivedBody | Sequence[bytes],
+) -> Message:
     """Decode one envelope into a real Flower ``Message``.
 
     ``data`` is one buffer (each array is copied out of it once), or frames: the prefix and
     header, then the arrays' own ``bytes`` (used as they are, no copy) or any other split
-    (joined once first).
+    (joined once first). A received body still in its medium is refused unread
+    (:func:`~syft_flwr.transport.held_body`): it is sealed, for the channel to open.
 
     :raises WireFormatError: ``data`` is not exactly one well-formed envelope of this version:
         wrong magic or version, a truncated or oversized length, malformed msgpack, a header
         that does not describe a valid Flower message, or trailing bytes.
     """
+    if isinstance(data, ReceivedBody):
+        data = held_body(data)  # refuses it unread: sealed, for the channel to open
     if isinstance(data, bytes | bytearray | memoryview):
         frames: Sequence[bytes] = ()
         view = _byte_view(data)
