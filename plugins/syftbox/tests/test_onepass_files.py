@@ -10,15 +10,20 @@ from typing import Any
 
 import pytest
 
+from syft_flwr.body_buffer import BodyBuffer
 from syft_flwr.crypto import envelope
 from syft_flwr.crypto.envelope import open_frames, parse_envelope, seal_stream
 from syft_flwr.crypto.errors import DecryptionError
 from syft_flwr.crypto.keys import IdentityKeys
 from syft_flwr.testing.envelopes import header_fields
 from syft_flwr.transport import IncompleteBodyError, ReceivedBody, join_body
+from syft_flwr_syftbox import native_file
 from syft_flwr_syftbox import parts as parts_module
+from syft_flwr_syftbox import received as received_module
+from syft_flwr_syftbox.layout import FileKind
 from syft_flwr_syftbox.parts import PartChangedError, PartsBody, assemble, part_path, write_parts
 from syft_flwr_syftbox.received import FileBody
+from syft_flwr_syftbox.rpcfile import RpcFile, WireFormat
 from syft_flwr_syftbox.safe_fs import SafeRoot
 
 ALICE, BOB = IdentityKeys.generate("alice@example.org"), IdentityKeys.generate("bob@example.org")
@@ -103,6 +108,28 @@ class _Bytes(ReceivedBody):
         target[:count] = self.data[self.position : self.position + count]
         self.position += count
         return count
+
+
+def test_a_large_plaintext_in_parts_is_handed_over_as_a_releasable_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not sealed, it is read whole, into a BodyBuffer handed over as its view (never copied to
+    make it bytes): a ReceivedData the core decodes as a buffer."""
+    monkeypatch.setattr(received_module, "RELEASABLE_FROM", PART)
+    fs, manifest = SafeRoot(tmp_path), tmp_path / "m.request"
+    listed = write_parts(fs, manifest, PLAINTEXT, PART, fsync=False)
+    body = assemble(fs, manifest, listed)
+    assert isinstance(body, memoryview) and isinstance(body.obj, BodyBuffer)
+    assert body == PLAINTEXT
+
+
+def test_a_body_left_in_its_file_is_never_written_back() -> None:
+    rpc = RpcFile(
+        FileKind.REQUEST, WireFormat.NATIVE, "r1", "a@x.test", "b@x.test", "app", "ep", 0.0, 1.0,
+        body=_Bytes(join_body(stream())),
+    )  # fmt: skip
+    with pytest.raises(TypeError, match="not written again"):
+        native_file.encode(rpc)
 
 
 def test_a_file_body_truncated_while_read_is_incomplete(tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ def _decode_json(
     data = handle.read(limit + 1)  # a file still growing is read no further than the limit
     _check_size(len(data), limit, "a syft-rpc file", name, max_body_size)
     rpc = syftrpc_file.decode(data, kind)
-    length = body_size(rpc.body)
+    length = body_size(rpc.as_body())  # decoded from base64: bytes
     if length > max_body_size:
         raise BodyTooLargeError(
             f"body of {length} bytes exceeds max_body_size={max_body_size} bytes"

@@ -33,6 +33,7 @@ from syft_flwr.errors import BodyTooLargeError, WireFormatError
 from syft_flwr.transport import (
     FrameSource,
     IncompleteBodyError,
+    ReceivedData,
     ReplyStatus,
     body_frames,
     stream_body,
@@ -82,10 +83,11 @@ def encode(rpc: RpcFile) -> list[bytes | memoryview] | Iterator[bytes | memoryvi
     if rpc.parts:
         header["parts"] = [[part.size, part.sha256] for part in rpc.parts]
     packed = msgpack.packb(header, use_bin_type=True)
-    if isinstance(rpc.body, FrameSource):
-        prefix = _PREFIX.pack(MAGIC, VERSION, _KIND_CODES[rpc.kind], len(packed), rpc.body.size)
-        return itertools.chain([prefix + packed], stream_body(rpc.body))
-    body = list(body_frames(rpc.body))
+    written = rpc.as_body()
+    if isinstance(written, FrameSource):
+        prefix = _PREFIX.pack(MAGIC, VERSION, _KIND_CODES[rpc.kind], len(packed), written.size)
+        return itertools.chain([prefix + packed], stream_body(written))
+    body = list(body_frames(written))
     size = sum(len(view) for view in body)
     prefix = _PREFIX.pack(MAGIC, VERSION, _KIND_CODES[rpc.kind], len(packed), size)
     return [prefix + packed, *body]
@@ -177,7 +179,7 @@ def _check_manifest(parts: tuple[Part, ...], body_length: int, max_body_size: in
         )
 
 
-def _rpc(header: dict[str, Any], kind: FileKind, body: bytes) -> RpcFile:
+def _rpc(header: dict[str, Any], kind: FileKind, body: ReceivedData) -> RpcFile:
     status = ReplyStatus.OK
     if kind is FileKind.RESPONSE:
         status = _STATUSES[header["status"]]

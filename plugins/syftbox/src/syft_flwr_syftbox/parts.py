@@ -37,6 +37,7 @@ from syft_flwr.transport import (
     FrameSource,
     IncompleteBodyError,
     ReceivedBody,
+    ReceivedData,
     body_size,
     stream_body,
 )
@@ -156,15 +157,15 @@ def _hashed(
 
 def assemble(
     fs: SafeRoot, manifest: Path, parts: Sequence[Part], hasher: Executor | None = None
-) -> bytes:
+) -> ReceivedData:
     """The body of the manifest at ``manifest``, to be read from its parts and checked.
 
     Every part's size is checked (``lstat``) before any is read. From
     :data:`~syft_flwr_syftbox.received.RELEASABLE_FROM` bytes on, a sealed body is left in its
-    parts (a :class:`PartsBody` the core reads as it decrypts; typed ``bytes`` as the contract
-    types bodies), a plaintext one read into one releasable buffer; smaller bodies are read
-    into ``bytes``. Each part is read once, no further than its declared size, and its hash
-    compared (on ``hasher``'s thread while the caller uses the piece, see :class:`PartsBody`).
+    parts (a :class:`PartsBody` the core reads as it decrypts), a plaintext one read into one
+    releasable buffer (its view); smaller bodies are read into ``bytes``. Each part is read
+    once, no further than its declared size, and its hash compared (on ``hasher``'s thread
+    while the caller uses the piece, see :class:`PartsBody`).
     The caller has held the declared total against its limit already
     (:mod:`~syft_flwr_syftbox.native_file` does).
 

@@ -19,11 +19,11 @@ codec copies each array out of. Smaller bodies stay ``bytes``, what every handle
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Final, cast
+from typing import BinaryIO, Final
 
 from syft_flwr.body_buffer import BodyBuffer
 from syft_flwr.crypto.envelope import is_sealed
-from syft_flwr.transport import ReceivedBody
+from syft_flwr.transport import ReceivedBody, ReceivedData
 
 __all__ = ["RELEASABLE_FROM", "FileBody", "allocate", "read_into", "received", "settle"]
 
@@ -50,27 +50,24 @@ def read_into(handle: BinaryIO, target: memoryview) -> int:
     return done
 
 
-def received(target: memoryview) -> bytes:
+def received(target: memoryview) -> bytes | memoryview:
     """The body to hand to the core: the releasable buffer's view itself, or small ``bytes``.
 
-    The contract types ``Request.body``/``Reply.body`` as ``bytes``; the view of a
-    :class:`~syft_flwr.body_buffer.BodyBuffer` is handed over as one (the core reads bodies as
-    buffers: ``len``, slices, ``memoryview``), so a model is never copied to make it ``bytes``.
+    The view of a :class:`~syft_flwr.body_buffer.BodyBuffer` is handed over as it is (a
+    :data:`~syft_flwr.transport.ReceivedData`, which the core reads as a buffer), so a model is
+    never copied to make it ``bytes``.
     """
-    return cast(bytes, target) if isinstance(target.obj, BodyBuffer) else bytes(target)
+    return target if isinstance(target.obj, BodyBuffer) else bytes(target)
 
 
-def settle(body: ReceivedBody) -> bytes:
+def settle(body: ReceivedBody) -> ReceivedData:
     """What to hand the core for a large body still in its medium: the body itself when it is
     sealed (the channel streams it), else read whole into a releasable buffer.
-
-    Typed ``bytes`` as the contract types ``Request.body`` (see
-    :class:`~syft_flwr.transport.ReceivedBody`).
 
     :raises IncompleteBodyError: the medium ended early, or failed its check.
     """
     if is_sealed(body.head(_SNIFF)):
-        return cast(bytes, body)
+        return body
     target = allocate(len(body))
     body.readinto(target)
     return received(target)

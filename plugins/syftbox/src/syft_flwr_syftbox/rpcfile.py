@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from syft_flwr.errors import WireFormatError
-from syft_flwr.transport import Body, ReplyStatus
+from syft_flwr.transport import Body, ReceivedBody, ReceivedData, ReplyStatus
 from syft_flwr_syftbox.layout import FileKind
 
 __all__ = [
@@ -65,8 +65,10 @@ class RpcFile:
         responses carry ``status`` and ``detail`` only.
     :param parts: a native manifest's parts, in order; the body is theirs concatenated (empty
         until the transport has read them). Empty for every other file.
-    :param body: ``bytes`` in a file that was read; a file about to be written may hold the
-        frames of its body (:data:`~syft_flwr.transport.Body`), written without joining them.
+    :param body: in a file that was read, what the transport hands the core
+        (:data:`~syft_flwr.transport.ReceivedData`: ``bytes``, a releasable buffer's view, or a
+        large sealed body left in its file); a file about to be written may hold the frames of
+        its body (:data:`~syft_flwr.transport.Body`), written without joining them.
     """
 
     kind: FileKind
@@ -78,11 +80,22 @@ class RpcFile:
     endpoint: str
     created: float
     expires: float
-    body: Body = b""
+    body: Body | ReceivedData = b""
     status: ReplyStatus = ReplyStatus.OK
     detail: str = ""
     code: int = 200
     parts: tuple[Part, ...] = ()
+
+    def as_body(self) -> Body:
+        """:attr:`body` as a :data:`~syft_flwr.transport.Body` (what a writer, or
+        :func:`~syft_flwr.transport.body_size`, takes).
+
+        :raises TypeError: it is a body still left in the file it was read from (a
+            :class:`~syft_flwr.transport.ReceivedBody`): a file read is never written back.
+        """
+        if isinstance(self.body, ReceivedBody):
+            raise TypeError("a body left in the file it was read from is not written again")
+        return self.body
 
 
 _DEFAULT_CODES = {ReplyStatus.OK: 200, ReplyStatus.EXPIRED: 419, ReplyStatus.REJECTED: 400}

@@ -53,7 +53,7 @@ def encode(rpc: RpcFile) -> list[bytes | memoryview]:
     (``"Request expired"``); an empty body is ``null``, as syft-rpc writes for ``None``.
     """
     if rpc.kind is FileKind.REQUEST or rpc.status is ReplyStatus.OK:
-        body = join_body(rpc.body)  # base64 needs it in one piece
+        body = join_body(rpc.as_body())  # base64 needs it in one piece
     else:
         body = rpc.detail.encode("utf-8")
     head = (

@@ -67,6 +67,7 @@ from syft_flwr.transport import (
     Body,
     FrameSource,
     ReceivedBody,
+    ReceivedData,
     Reply,
     ReplyStatus,
     Request,
@@ -77,6 +78,7 @@ from syft_flwr.transport import (
     TransportSettings,
     body_frames,
     body_size,
+    held_body,
     join_body,
 )
 from syft_flwr.wire.flower_proto import envelope_to_protobuf, is_envelope, protobuf_to_envelope
@@ -979,12 +981,13 @@ class SyftBoxTransport(Transport):
 
         :param overwrite: replace whatever is at a part's name.
         """
-        if rpc.format is not WireFormat.NATIVE or body_size(rpc.body) <= self.options.part_size:
+        body = rpc.as_body()
+        if rpc.format is not WireFormat.NATIVE or body_size(body) <= self.options.part_size:
             return rpc
         parts = write_parts(
             self.fs,
             path,
-            rpc.body,
+            body,
             self.options.part_size,
             fsync=self.options.fsync,
             replace=overwrite,
@@ -1228,12 +1231,12 @@ def _resolved(datasites: Path) -> Path:
     return datasites.resolve()
 
 
-def _read_body(body: Body) -> bytes:
+def _read_body(body: Body | ReceivedData) -> ReceivedData:
     """A body read from a file, as it is: ``bytes``, the view of the releasable buffer it was
     read into, or a sealed body left in its file (:mod:`~syft_flwr_syftbox.received`), never
     copied to join it."""
     if isinstance(body, bytes | memoryview | ReceivedBody):
-        return body  # type: ignore[return-value]
+        return body
     return join_body(body)
 
 
@@ -1247,17 +1250,21 @@ def _to_protobuf(body: Body) -> bytes:
     return envelope_to_protobuf(data) if is_envelope(data) else data
 
 
-def _to_envelope(body: bytes) -> tuple[bytes, bool]:
+def _to_envelope(body: ReceivedData) -> tuple[bytes | memoryview, bool]:
     """A core envelope for a syft-rpc body, and whether it was converted from Flower protobuf.
+
+    A syft-rpc body is decoded from base64 into memory, never left in its file
+    (:func:`~syft_flwr.transport.held_body` refuses one that is).
 
     Envelopes pass as they are; sealed bodies (ours, or syft-crypto's JSON payload) too: the
     core's encryption layer opens them and converts what they contain.
 
     :raises WireFormatError: ``body`` is neither an envelope, nor sealed, nor Flower protobuf.
     """
-    if is_envelope(body) or is_sealed(body) or is_compat_payload(body):
-        return body, False
-    return protobuf_to_envelope(body), True
+    held = held_body(body)
+    if is_envelope(held) or is_sealed(held) or is_compat_payload(held):
+        return held, False
+    return protobuf_to_envelope(held), True
 
 
 def _medium_error(what: str, exc: OSError | UnsafeFileError) -> TransportError:
