@@ -12,7 +12,7 @@ from flwr.app import Array, ArrayRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syft_flwr.errors import WireFormatError, WorkspaceError
+from syft_flwr.errors import WireFormatError, WorkspaceError, WorkspaceIOError
 from syft_flwr.server import snapshot as snapshot_module
 from syft_flwr.server.snapshot import (
     SNAPSHOT_VERSION,
@@ -454,3 +454,58 @@ def test_history_survives_a_snapshot(
     loaded = store.load()
     assert loaded is not None
     assert from_json_value(loaded.history) == _listify(history)
+
+
+# --- the snapshot's text ----------------------------------------------------------------------
+
+
+@given(
+    rounds=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=12),
+    reload_at=st.integers(min_value=0, max_value=12),
+)
+def test_the_snapshot_is_what_json_writes_for_the_committed_rounds(
+    tmp_path_factory: pytest.TempPathFactory, rounds: list[int], reload_at: int
+) -> None:
+    """Joined from each round's line encoded once, the file is byte for byte what
+    ``json.dumps(..., sort_keys=True)`` writes for the snapshot; a round committed again
+    replaces its line and drops the later rounds'; a restarted store goes on from the file."""
+    run = make_run(tmp_path_factory.mktemp("text"))
+    store = SnapshotStore(run)
+    want: dict[int, dict[str, Any]] = {}
+    for step, round_ in enumerate(rounds):
+        if step == reload_at:
+            store = SnapshotStore(RunWorkspace(run.path))
+        line = {"loss": 1.0 / (step + 1), "blob": {"$bytes": "00"}, "step": step}
+        saved = store.save(round_, 12, "message", ArrayRecord(), {"step": [step]}, line)
+        want = {r: m for r, m in want.items() if r < round_}
+        want[round_] = {"round": round_, **line}
+        text = run.snapshot_file.read_bytes()
+        value = json.loads(text)
+        assert text == (json.dumps(value, sort_keys=True) + "\n").encode()
+        assert value == {**saved.to_json(), "metrics": [want[r] for r in sorted(want)]}
+        assert saved.metrics == tuple(want[r] for r in sorted(want))
+
+
+def test_a_failed_commit_leaves_the_next_save_on_the_committed_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round whose snapshot could not be written is not committed: the next save carries
+    the committed rounds' lines, not that round's."""
+    run = make_run(tmp_path)
+    store = SnapshotStore(run)
+    store.save(0, 3, "message", ArrayRecord(), {}, {"loss": 1.0})
+    write_atomic = snapshot_module.write_atomic
+
+    def full_disk(path: Path, data: bytes, *, fsync: bool = True) -> None:
+        if path == run.snapshot_file:
+            raise WorkspaceIOError(f"cannot write {path}: no space left")
+        write_atomic(path, data, fsync=fsync)
+
+    monkeypatch.setattr(snapshot_module, "write_atomic", full_disk)
+    with pytest.raises(WorkspaceIOError):
+        store.save(1, 3, "message", ArrayRecord(), {}, {"loss": 0.5})
+    monkeypatch.setattr(snapshot_module, "write_atomic", write_atomic)
+    saved = store.save(2, 3, "message", ArrayRecord(), {}, {"loss": 0.25})
+    assert saved.metrics == ({"round": 0, "loss": 1.0}, {"round": 2, "loss": 0.25})
+    loaded = SnapshotStore(RunWorkspace(run.path)).load()
+    assert loaded is not None and loaded.metrics == saved.metrics

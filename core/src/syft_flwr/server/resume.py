@@ -37,6 +37,7 @@ from flwr.server.strategy import Strategy as LegacyStrategy
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
+from syft_flwr.server.fragments import RoundEntries
 from syft_flwr.server.rounds import RoundKeeper
 from syft_flwr.server.snapshot import from_json_value, to_json_value
 
@@ -124,6 +125,7 @@ def run_message_rounds(
     logger.info("starting %s for %d rounds", type(strategy).__name__, num_rounds)
     strategy.summary()
     result = Result()
+    history = _ResultJson(result)
     point = keeper.resume_point(MESSAGE, num_rounds)
     if point is None:
         arrays = initial_arrays
@@ -134,13 +136,11 @@ def run_message_rounds(
                 result.evaluate_metrics_serverapp[0] = res
         first = 1
         aggregated = False
-        keeper.commit_round(
-            0, num_rounds, MESSAGE, arrays, _result_history(result, False),
-            {"server": _metrics_json(result.evaluate_metrics_serverapp.get(0))},
-        )  # fmt: skip
+        line = history.add(0, ("server",))
+        keeper.commit_round(0, num_rounds, MESSAGE, arrays, history.encoded(False), line)
     else:
         arrays = point.model
-        aggregated = _restore_result(result, point.history)
+        aggregated = history.restore(point.history)
         if aggregated:
             result.arrays = arrays
         first = point.round + 1
@@ -174,47 +174,56 @@ def run_message_rounds(
             logger.info("global evaluation: %s", res)
             if res is not None:
                 result.evaluate_metrics_serverapp[current_round] = res
+        line = history.add(current_round, _RESULT_TABLES)
         keeper.commit_round(
-            current_round,
-            num_rounds,
-            MESSAGE,
-            arrays,
-            _result_history(result, aggregated),
-            {
-                "train": _metrics_json(result.train_metrics_clientapp.get(current_round)),
-                "evaluate": _metrics_json(result.evaluate_metrics_clientapp.get(current_round)),
-                "server": _metrics_json(result.evaluate_metrics_serverapp.get(current_round)),
-            },
+            current_round, num_rounds, MESSAGE, arrays, history.encoded(aggregated), line
         )
     logger.info("strategy finished in %.3fs", time.time() - started)
     return result
 
 
-def _metrics_json(record: MetricRecord | None) -> dict[str, Any] | None:
-    return None if record is None else cast(dict[str, Any], to_json_value(dict(record)))
+_RESULT_TABLES = ("train", "evaluate", "server")
 
 
-def _result_history(result: Result, aggregated: bool) -> dict[str, Any]:
-    def table(records: dict[int, MetricRecord]) -> dict[str, Any]:
-        return {str(r): to_json_value(dict(m)) for r, m in records.items()}
+class _ResultJson:
+    """A ``Result``'s metrics tables in the snapshot's JSON form, each round's entry encoded
+    once, when its round is committed (:mod:`syft_flwr.server.fragments`): rebuilding every
+    round's tables at every commit would cost O(rounds) per round."""
 
-    return {
-        "train": table(result.train_metrics_clientapp),
-        "evaluate": table(result.evaluate_metrics_clientapp),
-        "server": table(result.evaluate_metrics_serverapp),
-        "aggregated": aggregated,
-    }
+    def __init__(self, result: Result) -> None:
+        self.records = {
+            "train": result.train_metrics_clientapp,
+            "evaluate": result.evaluate_metrics_clientapp,
+            "server": result.evaluate_metrics_serverapp,
+        }
+        self.tables = {name: RoundEntries(keyed=True) for name in _RESULT_TABLES}
 
+    def add(self, round_: int, names: tuple[str, ...]) -> dict[str, Any]:
+        """Take in round ``round_``'s records; its metrics line (``names``' tables)."""
+        line = {}
+        for name in names:
+            record = self.records[name].get(round_)
+            value = None if record is None else to_json_value(dict(record))
+            if value is not None:
+                self.tables[name].put(round_, value)
+            line[name] = value
+        return line
 
-def _restore_result(result: Result, history: dict[str, Any]) -> bool:
-    for key, target in (
-        ("train", result.train_metrics_clientapp),
-        ("evaluate", result.evaluate_metrics_clientapp),
-        ("server", result.evaluate_metrics_serverapp),
-    ):
-        for round_, metrics in history.get(key, {}).items():
-            target[int(round_)] = MetricRecord(from_json_value(metrics))
-    return bool(history.get("aggregated"))
+    def encoded(self, aggregated: bool) -> dict[str, Any]:
+        """The history a snapshot carries."""
+        value: dict[str, Any] = {name: table.encoded() for name, table in self.tables.items()}
+        value["aggregated"] = aggregated
+        return value
+
+    def restore(self, history: dict[str, Any]) -> bool:
+        """Fill the ``Result`` from a snapshot's history; whether it holds aggregated arrays."""
+        for name in _RESULT_TABLES:
+            entries = sorted(history.get(name, {}).items(), key=lambda item: int(item[0]))
+            for round_, metrics in entries:
+                record = MetricRecord(from_json_value(metrics))
+                self.records[name][int(round_)] = record
+                self.tables[name].put(int(round_), to_json_value(dict(record)))
+        return bool(history.get("aggregated"))
 
 
 # -- legacy API -----------------------------------------------------------------------------
@@ -245,11 +254,13 @@ class ResumableServer(Server):
             if res is not None:
                 history.add_loss_centralized(server_round=0, loss=res[0])
                 history.add_metrics_centralized(server_round=0, metrics=res[1])
-            self._commit(0, num_rounds, history, {"server": _legacy_metrics(res)})
+            encoded = _HistoryJson()
+            self._commit(0, num_rounds, history, encoded, {"server": _legacy_metrics(res)})
             first = 1
         else:
             self.parameters = arrayrecord_to_parameters(point.model, keep_input=True)
             history = _history_from_json(point.history)
+            encoded = _HistoryJson(history)
             first = point.round + 1
             logger.info("resuming after round %d of %d", point.round, num_rounds)
         start_time = timeit.default_timer()
@@ -282,18 +293,24 @@ class ResumableServer(Server):
                         "loss": loss_fed,
                         **to_json_value(evaluate_metrics_fed),
                     }
-            self._commit(current_round, num_rounds, history, round_metrics)
+            self._commit(current_round, num_rounds, history, encoded, round_metrics)
         return history, timeit.default_timer() - start_time
 
     def _commit(
-        self, round_: int, num_rounds: int, history: History, round_metrics: dict[str, Any]
+        self,
+        round_: int,
+        num_rounds: int,
+        history: History,
+        encoded: _HistoryJson,
+        round_metrics: dict[str, Any],
     ) -> None:
+        encoded.add(history, round_)
         self.keeper.commit_round(
             round_,
             num_rounds,
             LEGACY,
             parameters_to_arrayrecord(self.parameters, keep_input=True),
-            _history_to_json(history),
+            encoded.encoded(),
             round_metrics,
         )
 
@@ -309,10 +326,42 @@ _HISTORY_LISTS = ("losses_distributed", "losses_centralized")
 _HISTORY_TABLES = ("metrics_distributed_fit", "metrics_distributed", "metrics_centralized")
 
 
-def _history_to_json(history: History) -> dict[str, Any]:
-    value: dict[str, Any] = {name: to_json_value(getattr(history, name)) for name in _HISTORY_LISTS}
-    value.update({name: to_json_value(getattr(history, name)) for name in _HISTORY_TABLES})
-    return value
+class _HistoryJson:
+    """A ``History`` in the snapshot's JSON form, each round's ``(round, value)`` pairs encoded
+    once, when its round is committed (:mod:`syft_flwr.server.fragments`): encoding the whole
+    history at every commit would cost O(rounds) per round.
+
+    :param history: the pairs there are already (a resumed run's), encoded here once.
+    """
+
+    def __init__(self, history: History | None = None) -> None:
+        self.lists = {name: RoundEntries() for name in _HISTORY_LISTS}
+        self.tables: dict[str, dict[str, RoundEntries]] = {name: {} for name in _HISTORY_TABLES}
+        for name, entries in self.lists.items():
+            for pair in getattr(history, name, ()):
+                entries.put(pair[0], to_json_value(pair))
+        for name, table in self.tables.items():
+            for key, pairs in getattr(history, name, {}).items():
+                for pair in pairs:
+                    table.setdefault(str(key), RoundEntries()).put(pair[0], to_json_value(pair))
+
+    def add(self, history: History, round_: int) -> None:
+        """Take in the pairs ``history`` gained in round ``round_`` (each list's last)."""
+        for name, entries in self.lists.items():
+            pairs = getattr(history, name)
+            if pairs and pairs[-1][0] == round_:
+                entries.put(round_, to_json_value(pairs[-1]))
+        for name, table in self.tables.items():
+            for key, pairs in getattr(history, name).items():
+                if pairs and pairs[-1][0] == round_:
+                    table.setdefault(str(key), RoundEntries()).put(round_, to_json_value(pairs[-1]))
+
+    def encoded(self) -> dict[str, Any]:
+        """The history a snapshot carries."""
+        value: dict[str, Any] = {name: entries.encoded() for name, entries in self.lists.items()}
+        for name, table in self.tables.items():
+            value[name] = {key: entries.encoded() for key, entries in table.items()}
+        return value
 
 
 def _history_from_json(value: dict[str, Any]) -> History:

@@ -37,4 +37,9 @@ class RoundKeeper(Protocol):
         history: dict[str, Any],
         round_metrics: dict[str, Any],
     ) -> None:
-        """Round ``round_`` is complete: persist what resuming after it needs."""
+        """Round ``round_`` is complete: persist what resuming after it needs.
+
+        ``history`` is JSON-safe, its parts that grow with the rounds
+        :class:`~syft_flwr.server.fragments.Encoded` already (each round's entries encoded
+        once, so a commit costs the same at every round).
+        """

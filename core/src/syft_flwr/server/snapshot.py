@@ -9,6 +9,12 @@ derived from the snapshot and rewritten idempotently (``metrics.jsonl``, the ``r
 therefore leaves either the previous round committed (and an unreferenced model file, removed
 later) or this one, never a half. The metrics history is JSON; ``bytes`` metric values
 (possible in legacy Flower metrics) are tagged so they survive the round trip.
+
+The snapshot grows with the rounds, but a commit's Python work does not: each round's metrics
+line is encoded once, when its round is committed, and the loops hand over their history with
+each round's entries encoded once too (:mod:`syft_flwr.server.fragments`); the file's text is
+joined from those fragments, and is exactly what ``json.dumps(..., sort_keys=True)`` writes
+for the same snapshot.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from typing import Any
 from flwr.app import ArrayRecord, Metadata, RecordDict
 
 from syft_flwr.errors import WireFormatError, WorkspaceError
-from syft_flwr.files import read_json, write_atomic, write_json
+from syft_flwr.files import read_json, write_atomic
 from syft_flwr.kill_points import kill_point
 from syft_flwr.message_factory import message_with_metadata
+from syft_flwr.server.fragments import RoundEntries, dumps
 from syft_flwr.server.workspace import RunWorkspace
 from syft_flwr.wire import decode_message, encode_message
 
@@ -39,7 +46,8 @@ class RunSnapshot:
 
     :param round: the last committed round; 0 is the initial model.
     :param style: ``"message"`` or ``"legacy"``: which resume loop wrote it.
-    :param history: the metrics history so far, in the style's JSON form.
+    :param history: the metrics history so far, in the style's JSON form (with parts
+        :class:`~syft_flwr.server.fragments.Encoded` already in a snapshot saved by the loops).
     :param metrics: the metrics line of every committed round, oldest first (what
         ``metrics.jsonl`` is derived from).
     :param complete: written by versions that marked a finished run here (read only).
@@ -76,10 +84,12 @@ class SnapshotStore:
 
     def __init__(self, run: RunWorkspace) -> None:
         self.run = run
-        # The snapshot this store last wrote or read: a run's rounds are committed by one
-        # store, so each save starts from it instead of reading the file back, which grows
-        # with every round (the metrics of each).
-        self._last: RunSnapshot | None = None
+        # The metrics lines of the committed rounds, encoded: a run's rounds are committed by
+        # one store, so each save adds its round's line instead of encoding every round's
+        # again (or reading the file back). ``None`` until a save needs them: then they come
+        # from the snapshot this store last loaded (``_known``), else from the file.
+        self._lines: RoundEntries | None = None
+        self._loaded: RunSnapshot | None = None
         self._known = False
         # The model files there can be besides the committed one: those this store wrote since
         # its last prune, and the one that prune kept; ``None`` before the first prune.
@@ -97,10 +107,11 @@ class SnapshotStore:
         """Commit round ``round_``: the model file, then the snapshot naming it (the commit
         point), carrying the metrics of every committed round with ``metrics_line`` last.
 
-        Committing a round again (a resumed run) replaces its metrics line, never adds one.
+        Committing a round again (a resumed run) replaces its metrics line, never adds one, and
+        drops those of later rounds. ``history`` is JSON-safe; its grown parts should be
+        :class:`~syft_flwr.server.fragments.Encoded` already (the loops' are).
         """
-        previous = self._last if self._known else self.load()
-        kept = tuple(m for m in (previous.metrics if previous else ()) if m["round"] < round_)
+        lines = self._committed_lines()
         name = f"model-{round_}.sfwm"
         write_atomic(
             self.run.state_dir / name, encode_model(model, self.run.run_id), fsync=self.run.fsync
@@ -108,20 +119,34 @@ class SnapshotStore:
         if self._models is not None:
             self._models.add(name)
         kill_point("round.model_written")
-        snapshot = RunSnapshot(
-            self.run.run_id,
-            round_,
-            num_rounds,
-            style,
-            history,
-            name,
-            metrics=(*kept, {"round": round_, **(metrics_line or {})}),
-            created_at=time.time(),
-        )
-        write_json(self.run.snapshot_file, snapshot.to_json(), fsync=self.run.fsync, indent=None)
-        self._last, self._known = snapshot, True
+        try:
+            lines.put(round_, {"round": round_, **(metrics_line or {})})
+            snapshot = RunSnapshot(
+                self.run.run_id,
+                round_,
+                num_rounds,
+                style,
+                history,
+                name,
+                metrics=lines.values(),
+                created_at=time.time(),
+            )
+            text = dumps({**snapshot.to_json(), "metrics": lines.encoded()}, end=b"\n")
+            write_atomic(self.run.snapshot_file, text, fsync=self.run.fsync)
+        except BaseException:
+            # not committed: the next save starts from the file again
+            self._lines, self._known = None, False
+            raise
         kill_point("round.committed")
         return snapshot
+
+    def _committed_lines(self) -> RoundEntries:
+        if self._lines is None:
+            previous = self._loaded if self._known else self.load()
+            self._lines = RoundEntries()
+            for line in previous.metrics if previous is not None else ():
+                self._lines.put(line["round"], line)
+        return self._lines
 
     def prune_models(self, snapshot: RunSnapshot) -> None:
         """Remove model files the committed snapshot does not name (derived, idempotent).
@@ -144,8 +169,9 @@ class SnapshotStore:
 
         :raises WorkspaceError: the snapshot is damaged or from another run.
         """
+        self._lines = None  # the file is what counts from here
         if not self.run.snapshot_file.exists():
-            self._last, self._known = None, True
+            self._loaded, self._known = None, True
             return None
         value = read_json(self.run.snapshot_file)
         where = self.run.snapshot_file
@@ -169,7 +195,7 @@ class SnapshotStore:
             raise WorkspaceError(f"{where} belongs to run {snapshot.run_id}, not {self.run.run_id}")
         if "/" in snapshot.model_file or snapshot.model_file.startswith("."):
             raise WorkspaceError(f"{where} names an unsafe model file {snapshot.model_file!r}")
-        self._last, self._known = snapshot, True
+        self._loaded, self._known = snapshot, True
         return snapshot
 
     def model(self, snapshot: RunSnapshot) -> ArrayRecord:

@@ -167,7 +167,7 @@ class RunWorkspace:
         self.final_model_file = path / "final_model.sfwm"
         self._events = LineAppender(self.events_file, fsync=fsync)
         # the lines this object last left in metrics.jsonl; None: unknown, rewrite it whole
-        self._metrics_written: tuple[dict[str, Any], ...] | None = None
+        self._metrics_written: tuple[Mapping[str, Any], ...] | None = None
 
     @property
     def run_id(self) -> int:
@@ -232,14 +232,18 @@ class RunWorkspace:
         with what it wrote before appends only the new lines, so committing round n writes
         one line, not n. A line torn by a kill is skipped by readers, and the restarted
         server's first write replaces the file again.
+
+        The lines are kept as given, not copied (the committed snapshot's, never changed in
+        place): comparing the same objects again is a pointer check per line, in C, where
+        copying them would be Python work per committed round at every commit.
         """
-        lines = tuple(dict(m) for m in metrics)
+        lines = tuple(metrics)
         done, self._metrics_written = self._metrics_written, None
         if done is not None and lines[: len(done)] == done:
             for line in lines[len(done) :]:
-                append_json_line(self.metrics_file, line, fsync=self.fsync)
+                append_json_line(self.metrics_file, dict(line), fsync=self.fsync)
         else:
-            text = "".join(json.dumps(m, sort_keys=True, default=str) + "\n" for m in lines)
+            text = "".join(json.dumps(dict(m), sort_keys=True, default=str) + "\n" for m in lines)
             write_atomic(self.metrics_file, text.encode(), fsync=self.fsync)
         self._metrics_written = lines
 
