@@ -94,14 +94,14 @@ def _unlink_quietly(name: str) -> None:
         os.unlink(name)
 
 
-def write_json(path: Path, value: Any, *, fsync: bool = True, indent: int | None = 2) -> None:
-    """Write ``value`` as JSON, atomically (see :func:`write_atomic`).
+def write_json(path: Path, value: Any, *, fsync: bool = True) -> None:
+    """Write ``value`` as indented JSON, atomically (see :func:`write_atomic`).
 
-    Indented for the files people read; ``indent=None`` for the ones rewritten every round,
-    which only ``json`` reads back: compact JSON is encoded by the C encoder, indented JSON by
-    the pure-Python one, several times slower.
+    For small files people read: indented JSON is encoded by the pure-Python encoder, several
+    times slower than compact JSON. The one large file rewritten every round, the server's
+    snapshot, is joined by its store from pieces encoded once (``syft_flwr.server.fragments``).
     """
-    text = json.dumps(value, indent=indent, sort_keys=True)
+    text = json.dumps(value, indent=2, sort_keys=True)
     write_atomic(path, (text + "\n").encode(), fsync=fsync)
 
 
