@@ -107,7 +107,7 @@ class TreeWatch:
         self._on_overflow = on_overflow
         self._folders: dict[int, str] = {}
         self._fd = -1
-        self._wake_r = self._wake_w = -1
+        self._wake = -1  # an eventfd: what stop() writes to end the reader
         self._thread: threading.Thread | None = None
         self._full = False
 
@@ -126,11 +126,11 @@ class TreeWatch:
             self._add(self.root, strict=True)
             for _ in self._watch_below(self.root):
                 pass  # files already there are the caller's first scan, not events
+            self._wake = os.eventfd(0, os.EFD_CLOEXEC)
         except OSError:
             os.close(fd)
             self._fd = -1
             raise
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
         self._thread = threading.Thread(
             target=self._read_loop, name=f"syftbox-inotify-{os.path.basename(self.root)}"
         )
@@ -144,7 +144,7 @@ class TreeWatch:
         """
         if self._thread is None:
             return
-        os.write(self._wake_w, b"x")  # the only stop signal: the reader closes after it
+        os.eventfd_write(self._wake, 1)  # the only stop signal: the reader closes after it
         if self._thread is not threading.current_thread():
             self._thread.join()
         self._thread = None
@@ -196,20 +196,20 @@ class TreeWatch:
     def _read_loop(self) -> None:
         poller = select.poll()
         poller.register(self._fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(self._wake, select.POLLIN)
         buffer = bytearray(_READ_SIZE)
         try:
             with io.FileIO(self._fd, "r", closefd=False) as reader:
                 while True:
-                    if any(fd == self._wake_r for fd, _ in poller.poll()):
+                    if any(fd == self._wake for fd, _ in poller.poll()):
                         return
                     size = reader.readinto(buffer)  # None: nothing left (non-blocking)
                     if size:
                         self._dispatch(buffer, size)
         finally:
-            for fd in (self._fd, self._wake_r, self._wake_w):
-                os.close(fd)
-            self._fd = self._wake_r = self._wake_w = -1
+            os.close(self._fd)
+            os.close(self._wake)
+            self._fd = self._wake = -1
 
     def _dispatch(self, data: bytearray, size: int) -> None:
         try:
