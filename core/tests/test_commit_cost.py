@@ -120,35 +120,30 @@ def committed(run: RunWorkspace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return value["history"], lines
 
 
+def ran(path: Path, style: str, rounds: int, *, resuming: bool = False) -> RunWorkspace:
+    """The workspace of a run of ``rounds`` rounds through a new engine on ``path``."""
+    engine = open_engine(path, style)
+    try:
+        assert engine.resumed is resuming
+        run_rounds(style, engine, rounds)
+        workspace = engine.get_workspace()
+    finally:
+        engine.close()
+    assert workspace is not None
+    return workspace
+
+
 @pytest.mark.parametrize("style", STYLES)
 def test_a_resumed_run_commits_what_an_uninterrupted_one_does(tmp_path: Path, style: str) -> None:
     """The resumed loop encodes the restored rounds' entries once and goes on: its snapshots
     hold the same history and metrics as a run that was never stopped, whatever the text of
     the version-1 snapshot it resumed from."""
-    engine = open_engine(tmp_path / "whole", style)
-    try:
-        run_rounds(style, engine, 12)
-        whole = engine.get_workspace()
-    finally:
-        engine.close()
-    engine = open_engine(tmp_path / "resumed", style)
-    try:
-        run_rounds(style, engine, 7)
-        stopped = engine.get_workspace()
-    finally:
-        engine.close()
-    assert stopped is not None
+    whole = ran(tmp_path / "whole", style, 12)
+    stopped = ran(tmp_path / "resumed", style, 7)
     # any version-1 writer's text will do: indented, its members in another order
     value = json.loads(stopped.snapshot_file.read_bytes())
     stopped.snapshot_file.write_text(json.dumps(dict(reversed(value.items())), indent=1))
-    engine = open_engine(tmp_path / "resumed", style)
-    try:
-        assert engine.resumed
-        run_rounds(style, engine, 12)
-        resumed = engine.get_workspace()
-    finally:
-        engine.close()
-    assert whole is not None and resumed is not None
+    resumed = ran(tmp_path / "resumed", style, 12, resuming=True)
     history, lines = committed(resumed)
     assert (history, lines) == committed(whole)
     assert [line["round"] for line in lines] == list(range(13))
