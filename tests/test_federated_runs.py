@@ -238,3 +238,44 @@ def test_updated_context_is_returned(federation):
     federation.join_clients()
     assert context.state["marker"]["done"] is True
     assert context.run_id > 1000
+
+
+def test_clientapps_sharing_an_interpreter_run_one_at_a_time(federation):
+    """Datasites served from one process call their ClientApps one at a time: threads gain
+    nothing from overlapping under the GIL, and CPython 3.11's parser, which NumPy's
+    ``np.load`` uses for every array Flower decodes, fails when two threads use it at once."""
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def counting_client_app(index: int) -> ClientApp:
+        app = ClientApp()
+
+        @app.train()
+        def train(message: Message, context: Context) -> Message:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            threading.Event().wait(0.05)  # long enough for the others' requests to arrive
+            with lock:
+                running -= 1
+            return Message(RecordDict(), reply_to=message)
+
+        return app
+
+    replies: list[Message] = []
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        messages = [
+            Message(RecordDict(), dst_node_id=node, message_type="train")
+            for node in grid.get_node_ids()
+        ]
+        replies.extend(grid.send_and_receive(messages, timeout=20))
+
+    federation.start_clients(counting_client_app)
+    federation.run_server(app)
+    federation.join_clients()
+    assert len(replies) == 3 and not any(reply.has_error() for reply in replies)
+    assert most == 1

@@ -82,6 +82,15 @@ __all__ = ["APPROVAL_CHECK_INTERVAL", "ClientRunner"]
 
 logger = logging.getLogger(__name__)
 
+_APP_CALLS = threading.Lock()
+"""Held while a ``ClientApp`` runs: datasites served from one interpreter (the demo, the kit's
+:class:`~syft_flwr.testing.local.LocalFederation`, tests) call their apps one at a time. Under
+the GIL their threads gain no parallelism from overlapping, and neither user apps nor CPython
+3.11's parser are safe to run concurrently: NumPy's ``np.load``, which Flower's
+``Array.numpy`` calls, parses array headers with ``ast.literal_eval``, and two threads doing
+that at once can fail with "AST constructor recursion depth mismatch" (CPython gh-106905), an
+error reply for the strategy. A datasite in its own process, the deployed case, never waits."""
+
 APPROVAL_CHECK_INTERVAL = 0.25
 """Seconds between two looks at the owner's decision while a request is held."""
 
@@ -420,7 +429,8 @@ class ClientRunner:
     def _call_app(self, message: Message) -> Message:
         self.context.run_id = message.metadata.run_id
         try:
-            reply = self.client_app(message, self.context)
+            with _APP_CALLS:
+                reply = self.client_app(message, self.context)
         except Exception as exc:
             logger.exception("the ClientApp raised on %s", message.metadata.message_type)
             reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
